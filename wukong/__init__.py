@@ -1,0 +1,3 @@
+"""Wukong: transfer learning in one command."""
+
+__version__ = "0.2.0"

@@ -1,0 +1,316 @@
+"""Image sources: a folder with one sub-folder per class, or a CSV of ``path,label``.
+
+Every file is decoded once, checked and resized into an in-memory ``ImageStore`` (uint8, square,
+the backbone's resize size). Files that cannot be used are skipped and reported with a reason,
+never silently dropped and never fatal on their own.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import warnings
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from wukong.data.archive import extract_cached, is_archive
+from wukong.errors import DataError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+)
+# PIL's own default (about 89 megapixels); larger images are refused, not decoded.
+MAX_PIXELS = 89_478_485
+
+_INTERPOLATION = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that was not used, and why."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass
+class ImageSource:
+    """Labelled image files: ``paths[i]`` has class ``classes[labels[i]]``."""
+
+    paths: list[Path]
+    labels: list[int]
+    classes: list[str]
+    skipped: list[Skipped] = field(default_factory=list)
+    origin: str = ""
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, indices: Sequence[int]) -> ImageSource:
+        return ImageSource(
+            [self.paths[i] for i in indices],
+            [self.labels[i] for i in indices],
+            self.classes,
+            [],
+            self.origin,
+        )
+
+
+class BadImage(ValueError):
+    """An image file that cannot be used; the message is the reason shown to the user."""
+
+
+def is_image_source(path: Path) -> bool:
+    """True when ``path`` looks like image data: a folder of class folders, an archive, a CSV of paths."""
+    path = Path(path)
+    if path.is_dir() or is_archive(path):
+        return True
+    if path.suffix.lower() == ".csv" and path.is_file():
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            rows = list(csv.reader(fh))[:6]
+        values = [row[0] for row in rows[1:] if row]
+        return bool(values) and all(Path(v).suffix.lower() in IMAGE_EXTENSIONS for v in values)
+    return False
+
+
+def read_image_source(path: str | Path, classes: Sequence[str] | None = None) -> ImageSource:
+    """Read a labelled image source: a class-per-folder tree, a ``.tar.gz`` of one, or a CSV.
+
+    ``classes`` fixes the class order (for validation and test sets, which must use the training
+    classes); a class found here but not in ``classes`` is an error.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if is_archive(path):
+        path = extract_cached(path)
+    if path.is_dir():
+        pairs, skipped = _scan_class_folders(path)
+    elif path.suffix.lower() == ".csv":
+        pairs, skipped = _read_csv(path)
+    else:
+        raise DataError(
+            f"{path}: not an image folder or CSV; give a folder with one sub-folder per class, "
+            "or a CSV with 'path,label' columns"
+        )
+    found = sorted({label for _, label in pairs})
+    if classes is None:
+        if len(found) < 2:
+            raise DataError(
+                f"{path}: found {len(found)} class(es) {found}; need at least two, "
+                "one sub-folder of images per class"
+            )
+        classes = found
+    else:
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise DataError(
+                f"{path}: classes {unknown} are not among the training classes {list(classes)}"
+            )
+    index = {name: i for i, name in enumerate(classes)}
+    return ImageSource(
+        paths=[p for p, _ in pairs],
+        labels=[index[label] for _, label in pairs],
+        classes=list(classes),
+        skipped=skipped,
+        origin=str(path),
+    )
+
+
+def list_images(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand files and folders (recursively) into the image files to predict on, sorted."""
+    files: list[Path] = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            files.extend(
+                sorted(
+                    p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                )
+            )
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise DataError(f"{item}: no such file or folder")
+    return files
+
+
+def _scan_class_folders(root: Path) -> tuple[list[tuple[Path, str]], list[Skipped]]:
+    pairs: list[tuple[Path, str]] = []
+    skipped: list[Skipped] = []
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(
+            f"{root}: no class sub-folders; put the images of each class in their own "
+            f"sub-folder, e.g. {root}/cat/*.jpg and {root}/dog/*.jpg"
+        )
+    for class_dir in class_dirs:
+        for file in sorted(class_dir.rglob("*")):
+            if not file.is_file() or file.name.startswith("."):
+                continue
+            if file.suffix.lower() in IMAGE_EXTENSIONS:
+                pairs.append((file, class_dir.name))
+            else:
+                skipped.append(Skipped(str(file), f"not an image file (extension '{file.suffix}')"))
+    return pairs, skipped
+
+
+def _read_csv(path: Path) -> tuple[list[tuple[Path, str]], list[Skipped]]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+        if "path" not in fields or "label" not in fields:
+            raise DataError(f"{path}: needs a header with 'path' and 'label' columns, found {fields}")
+        rows = list(reader)
+    pairs: list[tuple[Path, str]] = []
+    skipped: list[Skipped] = []
+    for line, row in enumerate(rows, start=2):
+        row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        if not row["path"] or not row["label"]:
+            skipped.append(Skipped(f"{path}:{line}", "empty path or label"))
+            continue
+        file = Path(row["path"])
+        if not file.is_absolute():
+            file = path.parent / file
+        pairs.append((file, row["label"]))
+    return pairs, skipped
+
+
+def load_image(data: bytes, *, min_size: int | None = None) -> Image.Image:
+    """Decode image bytes into an RGB image, upright, 8 bits per channel.
+
+    EXIF rotation is applied; grayscale, palette, RGBA (composited on white), CMYK and 16-bit
+    images are converted. Raises ``BadImage`` with the reason for anything unusable.
+    ``min_size`` lets JPEG decoding skip detail finer than needed (both sides stay >= it).
+    """
+    if not data:
+        raise BadImage("empty file (0 bytes)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+            if image.width * image.height > MAX_PIXELS:
+                raise BadImage(
+                    f"refused: {image.width}x{image.height} pixels is over the "
+                    f"{MAX_PIXELS:,}-pixel limit (possible decompression bomb)"
+                )
+            if min_size and image.format == "JPEG":
+                image.draft("RGB", (min_size, min_size))
+            image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise BadImage(f"refused as a possible decompression bomb ({exc})") from exc
+        except UnidentifiedImageError as exc:
+            raise BadImage("not a readable image (unknown or corrupt format)") from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise BadImage(f"corrupt or truncated image ({exc})") from exc
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block must not cost the image itself
+        pass
+    return _to_rgb(image)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if array.max(initial=0) > 255 else 255.0
+        gray = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode != "RGB":
+        return image.convert("RGB")
+    return image
+
+
+def resize_square(image: Image.Image, size: int, interpolation: str = "bicubic") -> np.ndarray:
+    """Resize the shorter side to ``size`` and centre-crop to ``size x size``: uint8 (H, W, 3)."""
+    w, h = image.size
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    resample = _INTERPOLATION.get(interpolation, Image.Resampling.BICUBIC)
+    image = image.resize((new_w, new_h), resample=resample, reducing_gap=3.0)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+@dataclass
+class ImageStore:
+    """Decoded images, all ``size x size`` uint8 RGB, with the content hash of each source file."""
+
+    pixels: np.ndarray  # (N, size, size, 3) uint8
+    hashes: list[str]
+    labels: np.ndarray  # (N,) int64; -1 when unlabelled
+    paths: list[str]
+    skipped: list[Skipped]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def decode_images(
+    paths: Sequence[str | Path],
+    size: int,
+    *,
+    labels: Sequence[int] | None = None,
+    interpolation: str = "bicubic",
+    workers: int = 2,
+    progress: bool = False,
+    desc: str = "Reading images",
+) -> ImageStore:
+    """Decode, check and resize every file once. Unusable files go to ``skipped`` with a reason."""
+    from tqdm.auto import tqdm
+
+    def work(path: str | Path) -> tuple[np.ndarray, str] | Skipped:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            return Skipped(str(path), f"cannot read file ({exc.strerror or exc})")
+        try:
+            image = load_image(data, min_size=size)
+            pixels = resize_square(image, size, interpolation)
+        except BadImage as exc:
+            return Skipped(str(path), str(exc))
+        return pixels, hashlib.blake2b(data, digest_size=16).hexdigest()
+
+    label_list = list(labels) if labels is not None else [-1] * len(paths)
+    pixels = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    kept: list[int] = []
+    hashes: list[str] = []
+    skipped: list[Skipped] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = pool.map(work, paths, chunksize=64)
+        for i, result in enumerate(
+            tqdm(results, total=len(paths), desc=desc, disable=not progress, unit="img")
+        ):
+            if isinstance(result, Skipped):
+                skipped.append(result)
+                continue
+            pixels[len(kept)] = result[0]
+            hashes.append(result[1])
+            kept.append(i)
+    return ImageStore(
+        pixels=pixels[: len(kept)],
+        hashes=hashes,
+        labels=np.asarray([label_list[i] for i in kept], dtype=np.int64),
+        paths=[str(paths[i]) for i in kept],
+        skipped=skipped,
+    )
