@@ -1,3 +1,39 @@
-"""Wukong: transfer learning in one command."""
+"""Wukong: transfer learning in one command.
+
+>>> from wukong import ImageClassifier, TextClassifier, load
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
+__all__ = ["ImageClassifier", "TextClassifier", "load", "__version__"]
+
+if TYPE_CHECKING:
+    from wukong.image_classifier import ImageClassifier
+    from wukong.text_classifier import TextClassifier
+
+
+def load(path: str | Path, **modules: Any) -> Any:
+    """Load a model folder written by ``save`` / ``wukong train`` (an Image- or TextClassifier).
+
+    ``backbone=`` / ``head=`` pass the user modules a model was trained with, when it was.
+    """
+    from wukong.artifact import load_model
+
+    return load_model(Path(path), **modules)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: `import wukong` stays fast (torch is imported only when a classifier is used).
+    if name == "ImageClassifier":
+        from wukong.image_classifier import ImageClassifier
+
+        return ImageClassifier
+    if name == "TextClassifier":
+        from wukong.text_classifier import TextClassifier
+
+        return TextClassifier
+    raise AttributeError(f"module 'wukong' has no attribute {name!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -40,24 +40,200 @@ def _emit(data: object, as_json: bool, text: str) -> None:
     typer.echo(json.dumps(data, default=str) if as_json else text)
 
 
+def _modality(data: Path) -> str:
+    from wukong.data.images import is_image_source
+
+    if not data.exists():
+        raise WukongError(f"{data}: no such file or folder")
+    if is_image_source(data):
+        return "image"
+    if data.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json", ".txt"):
+        return "text"
+    raise WukongError(
+        f"{data}: neither an image folder (one sub-folder per class) nor a text table (.csv/.tsv/.jsonl)"
+    )
+
+
+def _progress(quiet: bool, as_json: bool) -> bool:
+    return not quiet and not as_json and sys.stderr.isatty()
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Image folder (one sub-folder per class), image CSV (path,label), or text table (CSV/TSV/JSONL).")],
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
+    val: Annotated[Path | None, typer.Option(help="Validation data (default: a seeded stratified split).")] = None,
+    test: Annotated[Path | None, typer.Option(help="Test data, evaluated once after training.")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Pretrained network: timm/HF name, weights file (with --arch), or a 'wukong pretrain' folder. Default: embedded (images), all-MiniLM-L6-v2 (text).")] = None,
+    arch: Annotated[str | None, typer.Option(help="Architecture of a --backbone weights file.")] = None,
+    strategy: Annotated[str, typer.Option(help="auto | features | head | finetune (text also: fewshot).")] = "auto",
+    head: Annotated[str, typer.Option(help="New top: linear | mlp.")] = "linear",
+    epochs: Annotated[int | None, typer.Option(help="Training epochs for head/finetune.")] = None,
+    unfreeze: Annotated[str | None, typer.Option(help="Blocks to fine-tune: a number of later blocks, or 'all'.")] = None,
+    text_col: Annotated[str | None, typer.Option(help="Text column (text tables; default: found automatically).")] = None,
+    label_col: Annotated[str | None, typer.Option(help="Label column (text tables; default: found automatically).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same run.")] = 0,
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: on where the CPU/GPU runs it fast).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a killed run from its last checkpoint (OUT.partial/).")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
+) -> None:
+    """Train a classifier by transfer learning and write the model folder OUT."""
+    import shutil
+
+    modality = _modality(data)
+    progress = _progress(quiet, as_json)
+    unfreeze_value: int | str | None = None
+    if unfreeze is not None:
+        unfreeze_value = "all" if unfreeze == "all" else _positive_int(unfreeze, "--unfreeze")
+    common = dict(strategy=strategy, head=head, epochs=epochs, unfreeze=unfreeze_value, seed=seed, bf16=bf16, progress=progress)
+    work = out.with_name(out.name + ".partial")
+    if modality == "image":
+        from wukong.image_classifier import ImageClassifier
+
+        clf = ImageClassifier(backbone, arch=arch, **common)
+        clf.fit(data, val=val, work_dir=work, resume=resume)
+    else:
+        from wukong.text_classifier import TextClassifier
+
+        clf = TextClassifier(backbone, text_col=text_col, label_col=label_col, **common)
+        clf.fit(data, val=val, work_dir=work, resume=resume)
+    if test is not None:
+        metrics = clf.evaluate(test)
+        clf.metrics_["test_accuracy"] = metrics["accuracy"]
+        clf.metrics_["test"] = metrics
+    clf.save(out)
+    shutil.rmtree(work, ignore_errors=True)
+    m = clf.metrics_
+    lines = [f"backbone: {m['backbone']}", f"strategy: {m['strategy']} ({m['strategy_reason']})"]
+    for item in clf.skipped_:
+        lines.append(f"skipped {item['path']}: {item['reason']}")
+    lines.append(f"val accuracy: {m['val_accuracy']}")
+    if test is not None:
+        lines.append(f"test accuracy: {m['test_accuracy']}")
+    lines.append(f"trained in {m['train_seconds']:.1f}s; model written to {out}")
+    _emit(_summary(m), as_json, "\n".join(lines))
+
+
+def _summary(metrics: dict) -> dict:
+    keep = ("val_accuracy", "test_accuracy", "strategy", "strategy_reason", "backbone", "classes", "train_seconds", "skipped")
+    return {k: metrics[k] for k in keep if k in metrics}
+
+
+def _positive_int(value: str, option: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise WukongError(f"{option} {value!r}: give a whole number or 'all'") from None
+    if number < 0:
+        raise WukongError(f"{option} {value}: must be >= 0")
+    return number
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="Model folder written by 'wukong train'.")],
+    inputs: Annotated[list[Path] | None, typer.Argument(help="Image files or folders; for text models, files with one text per line.")] = None,
+    text: Annotated[list[str] | None, typer.Option("--text", help="A text to classify (repeatable).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Show the K most probable classes.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input.")] = False,
+) -> None:
+    """Predict the class of images or texts with a trained model."""
+    import wukong
+
+    clf = wukong.load(model)
+    if clf.modality == "image":
+        if text:
+            raise WukongError(f"{model}: an image model; give image files, not --text")
+        if not inputs:
+            raise WukongError("give image files or folders to predict on")
+        rows = clf.predict_files(inputs, top_k)
+    else:
+        texts = list(text or [])
+        for file in inputs or []:
+            if not file.is_file():
+                raise WukongError(f"{file}: no such file")
+            texts += [line.strip() for line in file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        if not texts:
+            raise WukongError("give --text \"...\" or a file with one text per line")
+        rows = clf.predict_texts(texts, top_k)
+    for row in rows:
+        if as_json:
+            typer.echo(json.dumps(row))
+        elif "error" in row:
+            typer.echo(f"{row['input']}\tskipped: {row['error']}")
+        else:
+            ranked = ", ".join(f"{label} {score:.3f}" for label, score in row["top_k"])
+            typer.echo(f"{row['input']}\t{ranked}")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model folder written by 'wukong train'.")],
+    data: Annotated[Path, typer.Argument(help="Labelled data in the same form as for training.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix on labelled data."""
+    import wukong
+    from wukong.report import format_metrics
+
+    clf = wukong.load(model)
+    metrics = clf.evaluate(data)
+    text = format_metrics(metrics, clf.classes_)
+    for item in metrics["skipped"]:
+        text += f"\nskipped {item['path']}: {item['reason']}"
+    _emit(metrics, as_json, text)
+
+
+@app.command()
+def export(
+    model: Annotated[Path, typer.Argument(help="Model folder written by 'wukong train'.")],
+    out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Export a trained model (ONNX: takes float pixels in [0, 1], NCHW; outputs probabilities)."""
+    import wukong
+    from wukong.export import export_onnx
+
+    if format != "onnx":
+        raise WukongError(f"--format {format}: only 'onnx' is supported")
+    info = export_onnx(wukong.load(model), out)
+    _emit(info, as_json, f"exported {model} to {out} ({info['bytes'] / 1e6:.1f} MB)")
+
+
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Argument(help="Model folder written by 'wukong train'.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve predictions over HTTP: POST /predict (image bytes, or JSON {"text": ...}); GET /health."""
+    import wukong
+    from wukong.serve import serve as run_server
+
+    run_server(wukong.load(model), host=host, port=port)
+
+
 @app.command()
 def pretrain(
     data: Annotated[Path, typer.Argument(help="Labelled image folder (one sub-folder per class), or a .tar.gz of one.")],
     out: Annotated[Path, typer.Option("--out", help="Backbone folder to write.")],
     arch: Annotated[str, typer.Option(help="Architecture: a timm name or a Wukong variant.")] = "wukong_resnet18_s",
-    val: Annotated[Optional[Path], typer.Option(help="Validation folder (default: data/val if present, else a split).")] = None,
+    val: Annotated[Path | None, typer.Option(help="Validation folder (default: data/val if present, else a split).")] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 16,
     input_size: Annotated[int, typer.Option(help="Image side in pixels.")] = 64,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 256,
     lr: Annotated[float, typer.Option(help="Peak learning rate per 256 images.")] = 0.5,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast (fast on CPUs with AMX/AVX512-BF16).")] = True,
-    limit_per_class: Annotated[Optional[int], typer.Option(help="Use at most N training images per class.")] = None,
+    limit_per_class: Annotated[int | None, typer.Option(help="Use at most N training images per class.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed run from its last checkpoint.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Pretrain a backbone on a large labelled dataset; `wukong train --backbone OUT` then uses it."""
-    from wukong.pretrain import PretrainConfig, pretrain as run_pretrain
+    from wukong.pretrain import PretrainConfig
+    from wukong.pretrain import pretrain as run_pretrain
 
     config = PretrainConfig(
         arch=arch, input_size=input_size, min_size=min(48, input_size), epochs=epochs,

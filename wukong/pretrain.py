@@ -188,7 +188,10 @@ def pretrain(
     module = PretrainModule(config, model, len(train_loader))
 
     work = out.with_name(out.name + ".partial")
-    checkpoint = ModelCheckpoint(dirpath=work / "checkpoints", save_last=True, save_top_k=0)
+    # Lightning writes last.ckpt only alongside a top-k checkpoint: keep the best one as well.
+    checkpoint = ModelCheckpoint(
+        dirpath=work / "checkpoints", filename="best", monitor="val_top1", mode="max", save_top_k=1, save_last=True
+    )
     history = History()
     trainer = L.Trainer(
         max_epochs=config.epochs,

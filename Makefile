@@ -1,0 +1,34 @@
+# The two Quickstart commands: `make demo` and `make test`. Both install into .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/data
+
+.PHONY: demo test test-all lint bench install
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Train on the original Wukong cat/dog samples with the embedded backbone (no network), then predict.
+demo: install
+	$(BIN)/wukong train $(DATA)/cat_dog/train --test $(DATA)/cat_dog/test --out runs/cat_dog
+	$(BIN)/wukong predict runs/cat_dog $(DATA)/cat_dog/test/cat/cat.983.jpg $(DATA)/cat_dog/test/dog --top-k 2
+
+# The default suite (~10 minutes on 2 cores); `make test-all` adds the slow tests.
+test: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check wukong tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/image_strategies.py
+	$(BIN)/python benchmarks/text.py

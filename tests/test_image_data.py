@@ -1,0 +1,123 @@
+"""Image input checks: bad files are skipped with a reason, odd formats converted, bad sources refused."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from wukong.data.images import decode_images, load_image, read_image_source
+from wukong.errors import DataError
+
+from .conftest import CAT_DOG
+
+CAT = CAT_DOG / "train" / "cat"
+
+
+def _real_photo() -> Image.Image:
+    return Image.open(next(iter(sorted(CAT.glob("*.jpg"))))).convert("RGB")
+
+
+def _encode(image: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def test_bad_files_are_skipped_with_their_reason(cat_dog_copy: Path) -> None:
+    good = (cat_dog_copy / "cat").glob("*.jpg").__next__().read_bytes()
+    (cat_dog_copy / "cat" / "empty.jpg").write_bytes(b"")
+    (cat_dog_copy / "cat" / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (cat_dog_copy / "dog" / "notes.txt").write_text("not an image")
+    (cat_dog_copy / "dog" / "fake.png").write_bytes(b"this is text pretending to be a PNG")
+    source = read_image_source(cat_dog_copy)
+    store = decode_images(source.paths, 64, labels=source.labels)
+    reasons = {Path(s.path).name: s.reason for s in source.skipped + store.skipped}
+    assert set(reasons) == {"empty.jpg", "truncated.jpg", "notes.txt", "fake.png"}
+    assert "empty" in reasons["empty.jpg"]
+    assert "truncated" in reasons["truncated.jpg"] or "corrupt" in reasons["truncated.jpg"]
+    assert "not an image" in reasons["notes.txt"]
+    assert "not a readable image" in reasons["fake.png"]
+    assert len(store) == 40  # every real photo kept
+    assert store.pixels.shape == (40, 64, 64, 3) and store.pixels.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    "mode", ["L", "RGBA", "P", "CMYK", "LA", "I;16"],
+)
+def test_unusual_modes_become_rgb(mode: str) -> None:
+    photo = _real_photo().resize((80, 60))
+    if mode == "I;16":
+        gray = np.asarray(photo.convert("L"), dtype=np.uint16) * 257  # full 16-bit range
+        image, fmt = Image.fromarray(gray), "PNG"
+        assert image.mode.startswith("I")
+    else:
+        image = photo.convert(mode)
+        fmt = "JPEG" if mode in ("L", "CMYK") else "PNG"
+    loaded = load_image(_encode(image, fmt))
+    assert loaded.mode == "RGB" and loaded.size == (80, 60)
+    # content survives the conversion: brightness close to the original's
+    reference = np.asarray(photo.convert("L"), dtype=float).mean()
+    assert abs(np.asarray(loaded.convert("L"), dtype=float).mean() - reference) < 25
+
+
+def test_transparent_pixels_are_composited_on_white() -> None:
+    rgba = Image.new("RGBA", (10, 10), (255, 0, 0, 0))
+    assert np.asarray(load_image(_encode(rgba, "PNG")))[0, 0].tolist() == [255, 255, 255]
+
+
+def test_exif_rotation_is_applied() -> None:
+    photo = _real_photo().resize((120, 60))  # landscape pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": the upright image is portrait
+    loaded = load_image(_encode(photo, "JPEG", exif=exif.tobytes()))
+    assert loaded.size == (60, 120)
+
+
+def test_decompression_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import wukong.data.images as images
+
+    monkeypatch.setattr(images, "MAX_PIXELS", 1000)  # a 40x40 image now counts as a bomb
+    with pytest.raises(images.BadImage, match="decompression bomb"):
+        load_image(_encode(Image.new("RGB", (40, 40)), "PNG"))
+
+
+def test_missing_path_names_it(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="nowhere: no such file or folder"):
+        read_image_source(tmp_path / "nowhere")
+
+
+def test_one_class_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "a.jpg").write_bytes((CAT / "cat.950.jpg").read_bytes())
+    with pytest.raises(DataError, match="need at least two"):
+        read_image_source(tmp_path)
+
+
+def test_folder_without_class_folders_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes((CAT / "cat.950.jpg").read_bytes())
+    with pytest.raises(DataError, match="one sub-folder per class|sub-folder"):
+        read_image_source(tmp_path)
+
+
+def test_csv_source_reads_relative_paths(tmp_path: Path) -> None:
+    rows = ["path,label"]
+    for label in ("cat", "dog"):
+        for file in sorted((CAT_DOG / "train" / label).glob("*.jpg"))[:3]:
+            rows.append(f"{file},{label}")
+    rows.append(",dog")  # empty path: skipped, reported
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    source = read_image_source(tmp_path / "train.csv")
+    assert source.classes == ["cat", "dog"] and len(source) == 6
+    assert [s.reason for s in source.skipped] == ["empty path or label"]
+
+
+def test_validation_classes_must_be_training_classes(tmp_path: Path) -> None:
+    for name in ("cat", "horse"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x.jpg").write_bytes((CAT / "cat.950.jpg").read_bytes())
+    with pytest.raises(DataError, match=r"\['horse'\] are not among the training classes"):
+        read_image_source(tmp_path, classes=["cat", "dog"])

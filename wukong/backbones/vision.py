@@ -1,0 +1,302 @@
+"""Image backbones: one factory, ``load_image_backbone``, behind every way of naming a network.
+
+- ``None`` / ``"embedded"``: the default shipped inside the package (no network needed);
+- a timm name (``"resnet50.a1_in1k"``): real hub loading; offline, the Hugging Face cache is used,
+  and when the weights are not there the error says what to do;
+- a weights file (``.safetensors``, or a torch state dict read with ``weights_only=True``) with
+  ``arch``;
+- a folder written by ``wukong pretrain``;
+- any ``torch.nn.Module`` (Python API).
+
+The preprocessing (input size, mean/std, interpolation, crop) travels with the backbone, as timm's
+pretrained configs do, and is saved in every model folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wukong.artifact_io import read_json
+from wukong.backbones.archs import ArchSpec, arch_spec, build_network
+from wukong.errors import BackboneNotAvailable
+
+EMBEDDED_NAME = "wukong_resnet18_s_tiny"
+EMBEDDED_ALIASES = {None, "embedded", "default", EMBEDDED_NAME}
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+DEFAULT_DATA_CONFIG = {
+    "input_size": [3, 224, 224],
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "interpolation": "bicubic",
+    "crop_pct": 0.875,
+}
+
+
+@dataclass
+class ImageBackbone:
+    """A pretrained network with its top removed, and what it needs to be used and rebuilt.
+
+    ``network`` maps normalised images to pooled features; ``source`` is the JSON that rebuilds
+    the same architecture (without weights) when a saved model is loaded.
+    """
+
+    network: nn.Module
+    data_config: dict[str, Any]
+    source: dict[str, Any]
+    name: str
+    pretrain_head: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def input_size(self) -> int:
+        return int(self.data_config["input_size"][-1])
+
+    @property
+    def resize_size(self) -> int:
+        """Side of the stored square image; the centre ``input_size`` crop is what the net sees."""
+        return int(round(self.input_size / float(self.data_config.get("crop_pct", 1.0))))
+
+    def stage_names(self) -> list[str]:
+        """Names of the network's stages, earliest first (timm ``feature_info``)."""
+        info = getattr(self.network, "feature_info", None)
+        if info is None:
+            return []
+        names = [entry["module"] for entry in info]
+        return [n for n in names if n]
+
+
+def load_image_backbone(
+    backbone: str | Path | nn.Module | None = None,
+    *,
+    arch: str | None = None,
+    data_config: dict[str, Any] | None = None,
+) -> ImageBackbone:
+    """Resolve any way of naming an image backbone into an ``ImageBackbone``.
+
+    Example:
+        >>> bb = load_image_backbone()          # the embedded default, offline
+        >>> bb.input_size, bb.source["kind"]
+        (64, 'embedded')
+    """
+    if isinstance(backbone, nn.Module):
+        return _from_module(backbone, data_config)
+    if backbone in EMBEDDED_ALIASES:
+        return _from_pretrain_folder(embedded_folder(), kind="embedded", name=EMBEDDED_NAME)
+    path = Path(str(backbone)).expanduser()
+    if path.is_dir():
+        if (path / "config.json").exists():
+            return _from_pretrain_folder(path, kind="folder", name=str(path))
+        raise BackboneNotAvailable(f"{path}: a folder, but not one written by 'wukong pretrain' (no config.json)")
+    if path.suffix in WEIGHT_SUFFIXES or path.is_file():
+        if not path.is_file():
+            raise BackboneNotAvailable(f"{path}: no such weights file")
+        if not arch:
+            raise BackboneNotAvailable(
+                f"{path}: a weights file needs its architecture; add --arch NAME (e.g. --arch resnet50)"
+            )
+        return _from_weights_file(path, arch, data_config)
+    return _from_timm_hub(str(backbone), data_config)
+
+
+def embedded_folder() -> Path:
+    folder = Path(str(resources.files("wukong.backbones.embedded"))) / EMBEDDED_NAME
+    if not (folder / "model.safetensors").exists():
+        raise BackboneNotAvailable(
+            f"{folder}: the embedded backbone's weights are missing from this installation; "
+            "reinstall wukong, or pass --backbone NAME_OR_PATH"
+        )
+    return folder
+
+
+def rebuild_backbone(source: dict[str, Any], data_config: dict[str, Any]) -> ImageBackbone:
+    """Rebuild the architecture described by ``source`` (weights come from the model folder)."""
+    if source.get("kind") == "module":
+        raise BackboneNotAvailable(
+            "this model was trained on a user-supplied nn.Module; pass the same module: "
+            "wukong.load(path, backbone=module)"
+        )
+    spec = ArchSpec.from_dict(source["spec"])
+    network = build_network(spec, num_classes=0)
+    return ImageBackbone(network, dict(data_config), dict(source), source.get("name", spec.timm_name))
+
+
+# --- the ways in -------------------------------------------------------------------------------
+
+
+def _from_pretrain_folder(folder: Path, *, kind: str, name: str) -> ImageBackbone:
+    from safetensors.torch import load_file
+
+    config = read_json(folder / "config.json")
+    if config.get("format") != "wukong-backbone/1":
+        raise BackboneNotAvailable(f"{folder}: not a backbone folder written by 'wukong pretrain'")
+    spec = ArchSpec.from_dict(config["spec"])
+    network = build_network(spec, num_classes=0)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(folder / "model.safetensors").items()}
+    head_prefix = config.get("classifier")
+    pretrain_head = None
+    if head_prefix:
+        head = {k[len(head_prefix) + 1 :]: state.pop(k) for k in list(state) if k.startswith(head_prefix + ".")}
+        pretrain_head = {"weight": head.get("weight"), "bias": head.get("bias"), "classes": config.get("classes")}
+    network.load_state_dict(state, strict=True)
+    source = {"kind": kind, "name": name, "spec": spec.to_dict()}
+    if kind == "folder":
+        source["path"] = str(folder.resolve())
+    return ImageBackbone(network, dict(config["data_config"]), source, name, pretrain_head)
+
+
+def _from_weights_file(path: Path, arch: str, data_config: dict[str, Any] | None) -> ImageBackbone:
+    spec = arch_spec(arch)
+    network = build_network(spec, num_classes=0)
+    state = _read_state_dict(path)
+    try:
+        result = network.load_state_dict(_strip_prefixes(state, network), strict=False)
+        problem = f"{len(result.missing_keys)} weights missing (first: {result.missing_keys[:3]})"
+    except RuntimeError as exc:  # shapes differ
+        result, problem = None, str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+    if result is None or result.missing_keys:
+        raise BackboneNotAvailable(f"{path}: does not fit --arch {arch}: {problem}; check the architecture name")
+    return ImageBackbone(
+        network,
+        data_config or _timm_data_config(network, spec),
+        {"kind": "file", "name": f"{arch} ({path.name})", "spec": spec.to_dict(), "path": str(path.resolve())},
+        f"{arch} ({path.name})",
+    )
+
+
+def _from_timm_hub(name: str, data_config: dict[str, Any] | None) -> ImageBackbone:
+    import timm
+
+    if not timm.is_model(name.split(".")[0]) and name not in timm.list_models(pretrained=True):
+        raise BackboneNotAvailable(
+            f"'{name}': not a timm model name, a weights file or a backbone folder; "
+            "see timm.list_models(), or use the embedded default (omit --backbone)"
+        )
+    spec = ArchSpec(name)
+    cached = _hf_cached_weights(name)
+    advice = (
+        "Offline, use the embedded default (omit --backbone), a backbone folder from 'wukong pretrain', "
+        f"or a local file: --backbone weights.safetensors --arch {name.split('.')[0]}"
+    )
+    try:
+        if cached is not None:  # offline-first: never ask the network for what is already here
+            network = timm.create_model(name, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(cached)})
+        elif not _hub_reachable():  # fail in a second, not after a minute of retries
+            raise BackboneNotAvailable(f"'{name}': pretrained weights are not in the local cache and the hub cannot be reached. {advice}")
+        else:
+            network = timm.create_model(name, pretrained=True, num_classes=0)
+    except BackboneNotAvailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - hub errors come in many types; all mean "not here"
+        raise BackboneNotAvailable(
+            f"'{name}': pretrained weights are not in the local cache and could not be downloaded "
+            f"({type(exc).__name__}). {advice}"
+        ) from exc
+    source = {"kind": "timm", "name": name, "spec": spec.to_dict()}
+    return ImageBackbone(network, data_config or _timm_data_config(network, spec), source, name)
+
+
+def _from_module(module: nn.Module, data_config: dict[str, Any] | None) -> ImageBackbone:
+    if hasattr(module, "reset_classifier"):  # a timm model: remove its top, keep its config
+        module.reset_classifier(0)
+        config = data_config or _timm_data_config(module, None)
+    else:
+        config = data_config or dict(DEFAULT_DATA_CONFIG)
+    name = type(module).__name__
+    source = {"kind": "module", "name": name, "class": f"{type(module).__module__}.{type(module).__qualname__}"}
+    return ImageBackbone(module, config, source, name)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _timm_data_config(network: nn.Module, spec: ArchSpec | None) -> dict[str, Any]:
+    from timm.data import resolve_model_data_config
+
+    cfg = resolve_model_data_config(network)
+    size = spec.input_size if spec is not None and spec.input_size else cfg["input_size"][-1]
+    return {
+        "input_size": [3, int(size), int(size)],
+        "mean": [float(v) for v in cfg["mean"]],
+        "std": [float(v) for v in cfg["std"]],
+        "interpolation": str(cfg.get("interpolation", "bicubic")),
+        "crop_pct": float(cfg.get("crop_pct", 0.875)),
+    }
+
+
+def _hf_cached_weights(name: str) -> Path | None:
+    """The weights of a timm model in the local Hugging Face cache, if they are there."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except Exception:  # noqa: BLE001 - unknown tag: let create_model report it
+        return None
+    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not repo:
+        return None
+    repo, _, revision = repo.partition("@")
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(repo, filename, revision=revision or None)
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub can be reached at all (offline mode, or a name that won't resolve)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise BackboneNotAvailable(
+            f"{path}: not a plain state dict that loads safely ({exc}); save it with "
+            "torch.save(model.state_dict(), path) or as .safetensors"
+        ) from exc
+    for key in ("state_dict", "model", "model_state_dict"):  # common checkpoint wrappers
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise BackboneNotAvailable(f"{path}: holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor], network: nn.Module) -> dict[str, torch.Tensor]:
+    """Drop wrapper prefixes (``module.``, ``model.``) and the old classifier's weights."""
+    wanted = set(network.state_dict())
+    out = {}
+    for key, value in state.items():
+        for prefix in ("module.", "model.", "backbone."):
+            if key not in wanted and key.startswith(prefix):
+                key = key[len(prefix) :]
+        if key in wanted:
+            out[key] = value
+    return out

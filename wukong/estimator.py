@@ -1,0 +1,181 @@
+"""The shared estimator: ``fit`` / ``predict`` / ``predict_proba`` / ``evaluate`` / ``save`` / ``load``.
+
+scikit-learn conventions: ``__init__`` only stores parameters; learned state ends with ``_``;
+data is validated at the boundary with messages that say what to do. Modality-specific work
+(reading data, building the network, embedding inputs) lives in the subclasses.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wukong.errors import DataError, NotFittedError
+from wukong.report import classification_metrics
+from wukong.strategies.auto import Choice, choose
+
+STRATEGIES = ("auto", "features", "head", "finetune")
+
+
+class TransferClassifier(ABC):
+    """Base of ``ImageClassifier`` and ``TextClassifier``; not used directly."""
+
+    modality: str = ""
+
+    # --- parameters ------------------------------------------------------------------------
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def _param_names(self) -> list[str]:
+        import inspect
+
+        return [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if not hasattr(v, "parameters"))
+        return f"{type(self).__name__}({params})"
+
+    # --- fitting -------------------------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy={self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+
+    def _choose(self, labels: np.ndarray, num_classes: int, stages: int) -> Choice:
+        counts = np.bincount(labels, minlength=num_classes)
+        auto = choose(int(counts.min()), float(np.median(counts)), stages=stages)
+        if self.strategy == "auto":
+            return auto
+        unfreeze = self.unfreeze if self.unfreeze is not None else (auto.unfreeze or min(2, stages) or "all")
+        if self.strategy == "head":
+            unfreeze = 0
+        if self.strategy == "features":
+            unfreeze = 0
+        return Choice(self.strategy, unfreeze, f"strategy '{self.strategy}' asked for")
+
+    def _work_dir(self, work_dir: str | Path | None) -> Path:
+        if work_dir is not None:
+            path = Path(work_dir)
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+        path = Path(tempfile.mkdtemp(prefix="wukong-"))
+        weakref.finalize(self, shutil.rmtree, path, True)
+        return path
+
+    def _fit_report(
+        self,
+        started: float,
+        choice: Choice,
+        val_metrics: dict[str, Any] | None,
+        extra: dict[str, Any],
+    ) -> dict[str, Any]:
+        return {
+            "val_accuracy": val_metrics["accuracy"] if val_metrics else None,
+            "strategy": choice.strategy,
+            "strategy_reason": choice.reason,
+            "backbone": self.backbone_name_,
+            "classes": list(self.classes_),
+            "train_seconds": round(time.time() - started, 2),
+            **extra,
+        }
+
+    # --- prediction ------------------------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if getattr(self, "net_", None) is None:
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet: call fit(...) first, or wukong.load(folder)"
+            )
+
+    @abstractmethod
+    def _prepare(self, inputs: Any) -> Any:
+        """Raw inputs (paths, texts) -> what ``_proba_prepared`` takes (decoded pixels, texts)."""
+
+    @abstractmethod
+    def _proba_prepared(self, prepared: Any) -> np.ndarray:
+        """Class probabilities of prepared inputs."""
+
+    def predict_proba(self, inputs: Any) -> np.ndarray:
+        """Class probabilities, shape ``(n, len(classes_))``, columns in ``classes_`` order."""
+        self._check_fitted()
+        return self._proba_prepared(self._prepare(inputs))
+
+    def predict(self, inputs: Any) -> list[str]:
+        """The most probable class name for each input."""
+        proba = self.predict_proba(inputs)
+        return [self.classes_[i] for i in proba.argmax(axis=1)]
+
+    def predict_top_k(self, inputs: Any, k: int = 1) -> list[list[tuple[str, float]]]:
+        """For each input, the ``k`` most probable ``(class, probability)`` pairs."""
+        return self._top_k(self.predict_proba(inputs), k)
+
+    def _top_k(self, proba: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        k = max(1, min(k, proba.shape[1]))
+        order = np.argsort(-proba, axis=1)[:, :k]
+        return [
+            [(self.classes_[j], round(float(row[j]), 6)) for j in idx]
+            for row, idx in zip(proba, order, strict=True)
+        ]
+
+    def _rows(self, names: Sequence[str], proba: np.ndarray, k: int) -> list[dict[str, Any]]:
+        """Prediction records as the CLI and the server print them."""
+        return [
+            {"input": name, "label": top[0][0], "score": top[0][1], "top_k": [list(t) for t in top]}
+            for name, top in zip(names, self._top_k(proba, k), strict=True)
+        ]
+
+    @abstractmethod
+    def _labelled(self, data: Any, labels: Sequence[Any] | None) -> tuple[Any, np.ndarray, list[dict]]:
+        """Read labelled data with the training classes: (prepared inputs, label ids, skipped)."""
+
+    def evaluate(self, data: Any, labels: Sequence[Any] | None = None) -> dict[str, Any]:
+        """Accuracy, per-class precision/recall/F1 and the confusion matrix on labelled data."""
+        self._check_fitted()
+        prepared, label_ids, skipped = self._labelled(data, labels)
+        metrics = classification_metrics(label_ids, self._proba_prepared(prepared), self.classes_)
+        metrics["skipped"] = skipped
+        return metrics
+
+    # --- persistence -------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model folder (safetensors + JSON), atomically. Returns its path."""
+        from wukong.artifact import save_model
+
+        self._check_fitted()
+        return save_model(self, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path, **modules: torch.nn.Module) -> TransferClassifier:
+        """Load a model folder written by ``save`` (never unpickles)."""
+        from wukong.artifact import load_model
+
+        model = load_model(Path(path), **modules)
+        if not isinstance(model, cls):
+            raise DataError(f"{path}: holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+
+def per_class_counts(labels: np.ndarray, classes: Sequence[str]) -> dict[str, int]:
+    counts = np.bincount(labels, minlength=len(classes))
+    return {name: int(counts[i]) for i, name in enumerate(classes)}
+
+
+def check_every_class_present(labels: np.ndarray, classes: Sequence[str], origin: str) -> None:
+    counts = np.bincount(labels, minlength=len(classes))
+    empty = [classes[i] for i in np.flatnonzero(counts == 0)]
+    if empty:
+        raise DataError(
+            f"{origin}: class(es) {empty} have no usable example after skipping bad files; "
+            "add examples or remove the class folder"
+        )

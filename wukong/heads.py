@@ -1,0 +1,48 @@
+"""The new top: what replaces the pretrained network's classifier.
+
+``"linear"`` (dropout + linear, the default), ``"mlp"`` (one hidden layer), or any ``nn.Module``
+that maps ``(batch, num_features)`` to ``(batch, num_classes)`` (the "top model" of Wukong 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+
+def build_head(
+    kind: str | nn.Module, num_features: int, num_classes: int, *, dropout: float = 0.2, hidden: int = 512
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Return the head and the JSON spec that rebuilds it (``None`` spec for a user module)."""
+    if isinstance(kind, nn.Module):
+        return kind, {"kind": "module", "class": f"{type(kind).__module__}.{type(kind).__qualname__}"}
+    spec = {"kind": kind, "num_features": num_features, "num_classes": num_classes, "dropout": dropout}
+    if kind == "mlp":
+        spec["hidden"] = hidden
+    return head_from_spec(spec), spec
+
+
+def head_from_spec(spec: dict[str, Any]) -> nn.Module:
+    kind = spec["kind"]
+    features, classes, dropout = spec["num_features"], spec["num_classes"], spec.get("dropout", 0.0)
+    if kind == "linear":
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(features, classes))
+    if kind == "mlp":
+        hidden = spec["hidden"]
+        return nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(features, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, classes),
+        )
+    if kind == "module":
+        raise ValueError("this model's head is a user module; pass it again: wukong.load(path, head=module)")
+    raise ValueError(f"unknown head '{kind}': use 'linear', 'mlp' or an nn.Module")
+
+
+def final_linear(head: nn.Module) -> nn.Linear | None:
+    """The last ``nn.Linear`` of a head (where a linear classifier's weights are written)."""
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    return linears[-1] if linears else None

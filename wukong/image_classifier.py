@@ -1,0 +1,454 @@
+"""``ImageClassifier``: transfer a pretrained image network to your labelled images."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from wukong.backbones.vision import ImageBackbone, load_image_backbone, rebuild_backbone
+from wukong.data.augment import ArrayImageDataset
+from wukong.data.images import ImageSource, ImageStore, decode_images, list_images, read_image_source
+from wukong.data.split import stratified_split
+from wukong.errors import DataError
+from wukong.estimator import TransferClassifier, check_every_class_present, per_class_counts
+from wukong.features_cache import FeatureCache
+from wukong.heads import build_head, final_linear, head_from_spec
+from wukong.network import FeatureExtractor, TransferNet, later_blocks
+from wukong.report import classification_metrics
+from wukong.runtime import default_device, inference, resolve_bf16
+from wukong.strategies.auto import Choice
+from wukong.strategies.features import fit_linear_classifier, write_linear
+from wukong.training.engine import TrainPlan, train_network
+
+
+class ImageClassifier(TransferClassifier):
+    """Image classification by transfer learning, in the four steps: remove the pretrained top,
+    build a new top, train it, fine-tune.
+
+    Parameters:
+        backbone: ``None`` (the embedded default, offline), a timm name, a weights file (with
+            ``arch``), a folder from ``wukong pretrain``, or an ``nn.Module``.
+        strategy: ``"auto"`` (chosen from the data, see ``wukong.strategies.auto``), ``"features"``
+            (cached features + cross-validated logistic regression), ``"head"`` (train the new top
+            on the frozen network) or ``"finetune"`` (then unfreeze later blocks).
+        head: ``"linear"``, ``"mlp"`` or an ``nn.Module`` (features -> logits).
+        tap: ``"auto"``, ``"final"`` or a stage index: where ``features`` reads the network.
+        unfreeze: blocks to fine-tune: a count of later stages, or ``"all"`` (default: chosen).
+        epochs: total epochs for ``head`` / ``finetune`` (default 15); of these, ``head_epochs``
+            (default a third) train the new head alone before blocks are unfrozen.
+        lr, backbone_lr_ratio: the head's learning rate; pretrained blocks get ``lr * ratio``.
+        bf16: bf16 autocast (``None``: on where the hardware runs it fast).
+        warm_start: a second ``fit`` continues from the fitted network (same classes) instead of
+            starting again from the pretrained backbone.
+
+    Example:
+        >>> from wukong import ImageClassifier
+        >>> clf = ImageClassifier().fit("../shared/data/cat_dog/train")        # doctest: +SKIP
+        >>> clf.predict(["../shared/data/cat_dog/test/cat/cat.983.jpg"])       # doctest: +SKIP
+        ['cat']
+    """
+
+    modality = "image"
+
+    def __init__(
+        self,
+        backbone: str | Path | nn.Module | None = None,
+        *,
+        arch: str | None = None,
+        strategy: str = "auto",
+        head: str | nn.Module = "linear",
+        tap: str | int = "auto",
+        unfreeze: int | str | None = None,
+        epochs: int | None = None,
+        head_epochs: int | None = None,
+        lr: float = 2e-3,
+        backbone_lr_ratio: float = 0.1,
+        batch_size: int = 64,
+        val_fraction: float = 0.2,
+        augment: bool = True,
+        bf16: bool | None = None,
+        seed: int = 0,
+        warm_start: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.backbone = backbone
+        self.arch = arch
+        self.strategy = strategy
+        self.head = head
+        self.tap = tap
+        self.unfreeze = unfreeze
+        self.epochs = epochs
+        self.head_epochs = head_epochs
+        self.lr = lr
+        self.backbone_lr_ratio = backbone_lr_ratio
+        self.batch_size = batch_size
+        self.val_fraction = val_fraction
+        self.augment = augment
+        self.bf16 = bf16
+        self.seed = seed
+        self.warm_start = warm_start
+        self.progress = progress
+
+    # --- fit -----------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        data: str | Path | Sequence[str | Path],
+        labels: Sequence[str] | None = None,
+        *,
+        val: str | Path | None = None,
+        work_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> ImageClassifier:
+        """Train on a class-per-folder tree, a CSV of ``path,label``, or ``paths`` + ``labels``.
+
+        Without ``val``, a seeded stratified ``val_fraction`` of the data is held out.
+        ``work_dir`` keeps checkpoints and logs; ``resume=True`` continues a killed run there.
+        """
+        self._check_params()
+        started = time.time()
+        torch.manual_seed(self.seed)
+        warm = self.warm_start and getattr(self, "net_", None) is not None
+        source = _source(data, labels, classes=self.classes_ if warm else None)
+        backbone = self.backbone_ if warm else load_image_backbone(self.backbone, arch=self.arch)
+        self.backbone_name_ = backbone.name
+        self.classes_ = list(source.classes)
+        self.bf16_ = resolve_bf16(self.bf16)
+        store = self._decode(source.paths, source.labels, backbone, "Reading training images")
+        skipped = [s.to_dict() for s in source.skipped + store.skipped]
+        check_every_class_present(store.labels, self.classes_, source.origin)
+
+        if val is not None:
+            val_source = read_image_source(val, classes=self.classes_)
+            val_store = self._decode(val_source.paths, val_source.labels, backbone, "Reading validation images")
+            skipped += [s.to_dict() for s in val_source.skipped + val_store.skipped]
+            train_store, split_from_train = store, False
+        else:
+            train_idx, val_idx = stratified_split(store.labels, self.val_fraction, seed=self.seed)
+            train_store, val_store, split_from_train = _take(store, train_idx), _take(store, val_idx), True
+        if len(val_store) == 0:
+            raise DataError(f"{source.origin}: too few images to hold out a validation set; pass val=...")
+
+        choice = self._choose(train_store.labels, len(self.classes_), len(backbone.stage_names()))
+        work = self._work_dir(work_dir)
+        self.backbone_ = backbone
+        if choice.strategy == "features":
+            choice, extra = self._fit_features(backbone, train_store, val_store, choice, refit_on_val=split_from_train)
+        else:
+            extra = self._fit_network(backbone, train_store, val_store, choice, work, resume, warm=warm)
+        val_metrics = classification_metrics(val_store.labels, self._proba_prepared(val_store.pixels), self.classes_)
+        self.strategy_, self.strategy_reason_ = choice.strategy, choice.reason
+        self.skipped_ = skipped
+        self.metrics_ = self._fit_report(
+            started,
+            choice,
+            val_metrics,
+            {
+                "train_examples": per_class_counts(train_store.labels, self.classes_),
+                "val_examples": int(len(val_store)),
+                "val": val_metrics,
+                "skipped": len(skipped),
+                "bf16": self.bf16_,
+                **extra,
+            },
+        )
+        self.work_dir_ = work
+        return self
+
+    def _fit_features(
+        self, backbone: ImageBackbone, train: ImageStore, val: ImageStore, choice: Choice, *, refit_on_val: bool
+    ) -> tuple[Choice, dict[str, Any]]:
+        if not (self.head == "linear"):
+            raise ValueError("strategy 'features' fits a linear classifier; use 'head' or 'finetune' for this head")
+        taps = self._candidate_taps(backbone)
+        tried: dict[str, Any] = {}
+        best = None
+        for tap in taps:
+            extractor = FeatureExtractor(backbone.network, tap).eval()
+            feats, labels, groups = self._features(extractor, backbone, train, tap, flip=self.augment)
+            fit = fit_linear_classifier(feats, labels, len(self.classes_), seed=self.seed, groups=groups)
+            tried[_tap_name(tap)] = fit.info
+            if best is None or fit.info["cv_log_loss"] is not None and fit.info["cv_log_loss"] < best[2].info["cv_log_loss"]:
+                best = (tap, extractor, fit)
+        tap, extractor, fit = best
+        self.net_ = self._assemble(backbone, extractor, tap)
+        write_linear(final_linear(self.net_.head), fit)
+        self.tap_ = tap
+        reason = choice.reason
+        if len(taps) > 1:
+            scores = ", ".join(f"{name}: {info['cv_log_loss']}" for name, info in tried.items())
+            verdict = (
+                "the data looks like the pretraining data: top features kept"
+                if tap is None
+                else "the data looks unlike the pretraining data: earlier-layer features transfer better"
+            )
+            reason += f"; similarity measured by cross-validated log loss ({scores}): {verdict}"
+        final = Choice("features", 0, reason)
+        extra = {"classifier": fit.info, "tap": _tap_name(tap), "taps_tried": tried}
+        if refit_on_val:  # val was carved from the training data: measure first, then use it all
+            val_metrics = classification_metrics(val.labels, self._proba_prepared(val.pixels), self.classes_)
+            both = _concat(train, val)
+            feats, labels, groups = self._features(extractor, backbone, both, tap, flip=self.augment)
+            write_linear(final_linear(self.net_.head), fit_linear_classifier(
+                feats, labels, len(self.classes_), seed=self.seed, groups=groups))
+            extra["val_before_refit"] = val_metrics
+            extra["refit_on_train_and_val"] = True
+        return final, extra
+
+    def _candidate_taps(self, backbone: ImageBackbone) -> list[int | None]:
+        if self.tap == "final":
+            return [None]
+        if isinstance(self.tap, int) and not isinstance(self.tap, bool):
+            return [self.tap]
+        stages = backbone.stage_names()
+        if self.tap == "auto" and len(stages) >= 3 and hasattr(backbone.network, "forward_intermediates"):
+            return [None, len(stages) - 2]  # the top, and the stage before it
+        return [None]
+
+    def _features(
+        self, extractor: FeatureExtractor, backbone: ImageBackbone, store: ImageStore, tap: int | None, *, flip: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Features of each image (and of its mirror image), from the on-disk cache when there."""
+        net = self._assemble(backbone, extractor, tap)
+        description = {
+            "backbone": backbone.source,
+            "weights": _weights_fingerprint(backbone.network),
+            "tap": tap,
+            "data_config": backbone.data_config,
+            "bf16": self.bf16_,
+        }
+        views = [False, True] if flip else [False]
+        parts = []
+        for mirrored in views:
+            cache = FeatureCache({**description, "mirrored": mirrored})
+            parts.append(cache.get_or_compute(
+                store.hashes, lambda idx, m=mirrored: self._embed_pixels(net, store.pixels[idx], mirrored=m)
+            ))
+        n = len(store)
+        groups = np.tile(np.arange(n), len(views))
+        return np.concatenate(parts), np.tile(store.labels, len(views)), groups
+
+    def _fit_network(
+        self,
+        backbone: ImageBackbone,
+        train: ImageStore,
+        val: ImageStore,
+        choice: Choice,
+        work: Path,
+        resume: bool,
+        *,
+        warm: bool = False,
+    ) -> dict[str, Any]:
+        if not warm:
+            self.net_ = self._assemble(backbone, FeatureExtractor(backbone.network, None), None)
+            self.tap_ = None
+        epochs = self.epochs or 15
+        blocks = later_blocks(backbone.network, choice.unfreeze) if choice.strategy == "finetune" else []
+        head_epochs = epochs if not blocks else min(epochs - 1, self.head_epochs or max(1, epochs // 3))
+        plan = TrainPlan(
+            blocks=blocks,
+            epochs=epochs,
+            head_epochs=head_epochs,
+            lr=self.lr,
+            backbone_lr_ratio=self.backbone_lr_ratio,
+            batch_size=self.batch_size,
+            bf16=self.bf16_,
+            seed=self.seed,
+        )
+        size, crop = backbone.input_size, backbone.input_size / backbone.resize_size
+        train_set = ArrayImageDataset(train.pixels, train.labels, size, train=self.augment, crop_pct=crop)
+        val_set = ArrayImageDataset(val.pixels, val.labels, size, train=False, crop_pct=crop)
+        history = train_network(self.net_, train_set, val_set, plan, work_dir=work, resume=resume, progress=self.progress)
+        return {"unfreeze": choice.unfreeze, "epochs_run": len(history["epochs"]), "history": history}
+
+    # --- persistence (see wukong.artifact) -----------------------------------------------------
+
+    def _config_extra(self) -> dict[str, Any]:
+        return {
+            "backbone": {
+                "name": self.backbone_name_,
+                "source": self.backbone_.source,
+                "data_config": self.backbone_.data_config,
+            },
+            "tap": self.tap_,
+        }
+
+    @classmethod
+    def _from_config(
+        cls, config: dict[str, Any], backbone: nn.Module | None = None, head: nn.Module | None = None
+    ) -> ImageClassifier:
+        import inspect
+
+        allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "backbone", "head"}
+        params = {k: v for k, v in config["params"].items() if k in allowed}
+        model = cls(backbone=backbone, head=head or config["head"]["kind"], **params)
+        info = config["backbone"]
+        if backbone is not None:
+            model.backbone_ = load_image_backbone(backbone, data_config=info["data_config"])
+        else:
+            model.backbone_ = rebuild_backbone(info["source"], info["data_config"])
+        model.backbone_name_ = info["name"]
+        model.classes_ = list(config["classes"])
+        model.tap_ = config["tap"]
+        model.bf16_ = resolve_bf16(model.bf16)
+        model.strategy_, model.strategy_reason_ = config["strategy"], config["strategy_reason"]
+        model.head_spec_ = config["head"]
+        head_module = head if head is not None else head_from_spec(config["head"])
+        cfg = model.backbone_.data_config
+        extractor = FeatureExtractor(model.backbone_.network, model.tap_)
+        model.net_ = TransferNet(extractor, head_module, cfg["mean"], cfg["std"]).to(memory_format=torch.channels_last)
+        return model
+
+    # --- building blocks ---------------------------------------------------------------------
+
+    def _assemble(self, backbone: ImageBackbone, extractor: FeatureExtractor, tap: int | None) -> TransferNet:
+        num_features = _probe_features(extractor, backbone.input_size)
+        head_kind = "linear" if self.strategy == "features" else self.head
+        dropout = 0.0 if head_kind == "linear" and extractor.tap is not None else 0.2
+        head, self.head_spec_ = build_head(head_kind, num_features, len(self.classes_), dropout=dropout)
+        cfg = backbone.data_config
+        return TransferNet(extractor, head, cfg["mean"], cfg["std"]).to(memory_format=torch.channels_last).eval()
+
+    def _decode(self, paths: Sequence[Path], labels: Sequence[int] | None, backbone: ImageBackbone, desc: str) -> ImageStore:
+        interpolation = str(backbone.data_config.get("interpolation", "bicubic"))
+        return decode_images(
+            paths, backbone.resize_size, labels=labels, interpolation=interpolation, progress=self.progress, desc=desc
+        )
+
+    def _eval_loader(self, pixels: np.ndarray) -> DataLoader:
+        backbone = self.backbone_
+        crop = backbone.input_size / backbone.resize_size
+        dataset = ArrayImageDataset(pixels, np.zeros(len(pixels)), backbone.input_size, train=False, crop_pct=crop)
+        return DataLoader(dataset, batch_size=128, shuffle=False)
+
+    def _embed_pixels(self, net: TransferNet, pixels: np.ndarray, *, mirrored: bool = False) -> np.ndarray:
+        out = []
+        device = default_device()
+        net = net.to(device).eval()
+        with inference(device, self.bf16_):
+            for images, _ in self._eval_loader(pixels):
+                x = images.to(device).float().div_(255.0)
+                if mirrored:
+                    x = torch.flip(x, dims=[3])
+                out.append(net.embed(x).float().cpu().numpy())
+        return np.concatenate(out) if out else np.empty((0, 0), np.float32)
+
+    def _proba_prepared(self, pixels: np.ndarray) -> np.ndarray:
+        device = default_device()
+        net = self.net_.to(device).eval()
+        out = []
+        with inference(device, self.bf16_):
+            for images, _ in self._eval_loader(pixels):
+                logits = net(images.to(device).float().div_(255.0)).float()
+                out.append(torch.softmax(logits, dim=1).cpu().numpy())
+        return np.concatenate(out) if out else np.empty((0, len(self.classes_)), np.float32)
+
+    # --- prediction ------------------------------------------------------------------------------
+
+    def decode_for_prediction(self, inputs: str | Path | Sequence[str | Path]) -> ImageStore:
+        """Decode image files/folders for prediction; unusable files end up in ``skipped``."""
+        self._check_fitted()
+        paths = list_images([inputs] if isinstance(inputs, (str, Path)) else inputs)
+        if not paths:
+            raise DataError(f"{inputs}: no image files found")
+        return self._decode(paths, None, self.backbone_, "Reading images")
+
+    def predict_files(self, inputs: str | Path | Sequence[str | Path], top_k: int = 1) -> list[dict[str, Any]]:
+        """One record per image file: ``{"input", "label", "score", "top_k"}``, or
+        ``{"input", "error"}`` for a file that cannot be read (the others are still predicted)."""
+        store = self.decode_for_prediction(inputs)
+        rows = [{"input": s.path, "error": s.reason} for s in store.skipped]
+        if len(store):
+            rows += self._rows(store.paths, self._proba_prepared(store.pixels), top_k)
+        return rows
+
+    def predict_bytes(self, data: bytes, *, top_k: int = 1, name: str = "upload") -> dict[str, Any]:
+        """Predict one encoded image (the server's path); unusable bytes raise ``DataError``."""
+        from wukong.data.images import BadImage, load_image, resize_square
+
+        self._check_fitted()
+        size = self.backbone_.resize_size
+        try:
+            pixels = resize_square(load_image(data, min_size=size), size, self.backbone_.data_config["interpolation"])
+        except BadImage as exc:
+            raise DataError(f"{name}: {exc}") from exc
+        return self._rows([name], self._proba_prepared(pixels[None]), top_k)[0]
+
+    def _prepare(self, inputs: str | Path | Sequence[str | Path]) -> np.ndarray:
+        store = self.decode_for_prediction(inputs)
+        if store.skipped:
+            bad = "; ".join(f"{s.path}: {s.reason}" for s in store.skipped)
+            raise DataError(f"cannot predict on unusable image(s): {bad}")
+        return store.pixels
+
+    def _labelled(self, data: Any, labels: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+        source = _source(data, labels, classes=self.classes_)
+        store = self._decode(source.paths, source.labels, self.backbone_, "Reading images")
+        return store.pixels, store.labels, [s.to_dict() for s in source.skipped + store.skipped]
+
+
+def _source(
+    data: str | Path | Sequence[str | Path], labels: Sequence[str] | None, classes: Sequence[str] | None = None
+) -> ImageSource:
+    if isinstance(data, (str, Path)):
+        if labels is not None:
+            raise ValueError("labels are read from the folder or CSV; pass labels only with a list of paths")
+        return read_image_source(data, classes=classes)
+    paths = [Path(p) for p in data]
+    if labels is None or len(labels) != len(paths):
+        raise ValueError("a list of image paths needs a list of labels of the same length")
+    names = [str(label) for label in labels]
+    found = sorted(set(names))
+    classes = list(classes) if classes is not None else found
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise DataError(f"labels {unknown} are not among the training classes {classes}")
+    if len(classes) < 2:
+        raise DataError(f"need at least two classes, got {classes}")
+    index = {c: i for i, c in enumerate(classes)}
+    return ImageSource(paths, [index[n] for n in names], classes, [], "the given paths")
+
+
+def _take(store: ImageStore, indices: Sequence[int]) -> ImageStore:
+    idx = list(indices)
+    return ImageStore(
+        store.pixels[idx], [store.hashes[i] for i in idx], store.labels[idx], [store.paths[i] for i in idx], []
+    )
+
+
+def _concat(a: ImageStore, b: ImageStore) -> ImageStore:
+    return ImageStore(
+        np.concatenate([a.pixels, b.pixels]), a.hashes + b.hashes, np.concatenate([a.labels, b.labels]),
+        a.paths + b.paths, [],
+    )
+
+
+def _probe_features(extractor: FeatureExtractor, size: int) -> int:
+    with torch.no_grad():
+        was_training = extractor.training
+        extractor.eval()
+        out = extractor(torch.zeros(1, 3, size, size))
+        extractor.train(was_training)
+    return int(out.shape[1])
+
+
+def _weights_fingerprint(network: nn.Module) -> str:
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=12)
+    for name, tensor in network.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).to(torch.float32).numpy().tobytes()[:4096])
+        digest.update(str(float(tensor.float().sum())).encode())
+    return digest.hexdigest()
+
+
+def _tap_name(tap: int | None) -> str:
+    return "final" if tap is None else f"stage{tap}"

@@ -1,0 +1,104 @@
+"""The transferred network: normalisation + pretrained body (top removed, tap chosen) + new head.
+
+Its input is a float image batch in [0, 1], NCHW: preprocessing is inside the network, so the
+saved model, the ONNX export and the server all take plain pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class FeatureExtractor(nn.Module):
+    """Pooled features of a backbone, from its top (``tap=None``) or an earlier stage.
+
+    Earlier stages hold more generic features (edges, textures), which transfer better to data
+    unlike the pretraining set; they are global-average pooled to a vector.
+    """
+
+    def __init__(self, network: nn.Module, tap: int | None = None) -> None:
+        super().__init__()
+        self.network = network
+        self.tap = tap
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tap is None:
+            out = self.network(x)
+        else:
+            out = self.network.forward_intermediates(
+                x, indices=[self.tap], intermediates_only=True, stop_early=True
+            )[0]
+        if out.ndim == 4:  # user modules may return maps
+            out = out.mean(dim=(2, 3))
+        return out.flatten(1)
+
+
+class TransferNet(nn.Module):
+    """pixels in [0, 1] -> normalise -> features -> head -> logits.
+
+    Frozen BatchNorm stays in inference mode: ``train()`` puts every BatchNorm whose parameters do
+    not require grad back into ``eval`` each time it is called (Lightning calls it after every
+    validation), so running statistics are neither used per batch nor updated.
+    """
+
+    def __init__(
+        self, features: FeatureExtractor, head: nn.Module, mean: Sequence[float], std: Sequence[float]
+    ) -> None:
+        super().__init__()
+        self.features = features
+        self.head = head
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        return ((pixels - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.features(self.normalize(pixels))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(pixels))
+
+    def train(self, mode: bool = True) -> TransferNet:
+        super().train(mode)
+        if mode:
+            for module in self.features.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+                    p.requires_grad for p in module.parameters()
+                ):
+                    module.eval()
+        return self
+
+
+def set_trainable(module: nn.Module, trainable: bool) -> None:
+    for param in module.parameters():
+        param.requires_grad_(trainable)
+
+
+def later_blocks(network: nn.Module, count: int | str) -> list[nn.Module]:
+    """The last ``count`` stages of a backbone (``"all"``: the whole network), earliest first.
+
+    Stages come from timm's ``feature_info``; for other modules, their top-level children. What
+    follows the last stage (final norms) counts with it.
+    """
+    if count == "all":
+        return [network]
+    info = getattr(network, "feature_info", None)
+    names = [entry["module"] for entry in info] if info is not None else []
+    modules = [network.get_submodule(n) for n in names if n] or [m for m in network.children()]
+    chosen = modules[-int(count) :] if int(count) > 0 else []
+    if chosen:  # anything registered after the last stage (e.g. a final norm) is trained too
+        names_all = [name for name, _ in network.named_children()]
+        last = next(
+            (n for n, m in network.named_children() if m is chosen[-1] or _contains(m, chosen[-1])), None
+        )
+        if last is not None:
+            chosen += [network.get_submodule(n) for n in names_all[names_all.index(last) + 1 :]]
+    return chosen
+
+
+def _contains(parent: nn.Module, child: nn.Module) -> bool:
+    return any(m is child for m in parent.modules())

@@ -1,0 +1,88 @@
+"""A small HTTP prediction server (standard library only).
+
+- ``GET /health`` -> ``{"status": "ok", "modality": ..., "classes": [...]}``
+- ``POST /predict`` with image bytes (image models), or JSON ``{"text": "..."}`` /
+  ``{"texts": [...]}`` (text models); ``?top_k=K``. Answers the same records as
+  ``wukong predict --json``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from wukong.errors import WukongError
+
+MAX_BODY = 32 * 1024 * 1024
+
+
+def make_server(model: Any, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
+    """A server bound to ``host:port`` (``port=0``: any free port); call ``serve_forever``."""
+    lock = threading.Lock()  # one prediction at a time: torch already uses every core
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if urlparse(self.path).path == "/health":
+                self._send(200, {"status": "ok", "modality": model.modality, "classes": list(model.classes_)})
+            else:
+                self._send(404, {"error": "not found: use GET /health or POST /predict"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            url = urlparse(self.path)
+            if url.path != "/predict":
+                self._send(404, {"error": "not found: use POST /predict"})
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            if length <= 0 or length > MAX_BODY:
+                self._send(400, {"error": f"body must be 1 byte to {MAX_BODY} bytes"})
+                return
+            body = self.rfile.read(length)
+            top_k = int(parse_qs(url.query).get("top_k", ["1"])[0])
+            try:
+                with lock:
+                    result = _predict(model, body, self.headers.get("Content-Type", ""), top_k)
+            except (WukongError, ValueError) as exc:
+                self._send(400, {"error": str(exc)})
+                return
+            self._send(200, result)
+
+        def _send(self, status: int, payload: Any) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet by default
+            pass
+
+    return ThreadingHTTPServer((host, port), Handler)
+
+
+def _predict(model: Any, body: bytes, content_type: str, top_k: int) -> Any:
+    if model.modality == "image":
+        return model.predict_bytes(body, top_k=top_k)
+    try:
+        payload = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"send JSON {{\"text\": ...}}: {exc}") from exc
+    texts = payload.get("texts") or ([payload["text"]] if "text" in payload else None)
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError('send JSON {"text": "..."} or {"texts": ["...", ...]}')
+    rows = model.predict_texts(texts, top_k)
+    return rows[0] if "text" in payload and "texts" not in payload else rows
+
+
+def serve(model: Any, host: str = "127.0.0.1", port: int = 8000) -> None:
+    server = make_server(model, host, port)
+    print(f"serving {model.modality} model on http://{host}:{server.server_port} (POST /predict, GET /health)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,0 +1,63 @@
+"""Callbacks: when to unfreeze which pretrained blocks, at which learning rates."""
+
+from __future__ import annotations
+
+import math
+
+from lightning.pytorch.callbacks import BaseFinetuning
+from torch import nn
+
+from wukong.network import set_trainable
+
+
+class DiscriminativeFinetuning(BaseFinetuning):
+    """Train the new head on a frozen backbone, then unfreeze the later blocks.
+
+    - epochs ``[0, head_epochs)``: backbone frozen (BatchNorm in inference mode, see TransferNet);
+    - from ``head_epochs``: ``blocks`` are unfrozen into their own parameter group at
+      ``lr * backbone_lr_ratio`` (pretrained weights move less than the new head);
+    - every group follows a cosine decay over the epochs after its start.
+
+    Lightning's own ``freeze`` switches BatchNorm to batch statistics (``track_running_stats=False``);
+    here freezing only stops gradients, and ``TransferNet.train`` keeps frozen BatchNorm in eval.
+    """
+
+    def __init__(
+        self, blocks: list[nn.Module], *, head_epochs: int, total_epochs: int, lr: float, backbone_lr_ratio: float
+    ) -> None:
+        super().__init__()
+        self.blocks = blocks
+        self.head_epochs = head_epochs
+        self.total_epochs = total_epochs
+        self.lr = lr
+        self.backbone_lr_ratio = backbone_lr_ratio
+
+    def freeze_before_training(self, pl_module) -> None:
+        set_trainable(pl_module.net.features, False)
+
+    def finetune_function(self, pl_module, current_epoch: int, optimizer) -> None:
+        if self.blocks and current_epoch >= self.head_epochs:
+            if not any(p.requires_grad for block in self.blocks for p in block.parameters()):
+                in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+                if any(id(p) in in_optimizer for block in self.blocks for p in block.parameters()):
+                    self.make_trainable(self.blocks)  # resumed run: the group was restored already
+                else:
+                    self.unfreeze_and_add_param_group(
+                        self.blocks, optimizer, lr=self.lr * self.backbone_lr_ratio, train_bn=True
+                    )
+        # Two phases, each with its own cosine decay: head alone, then head + unfrozen blocks.
+        finetuning = bool(self.blocks) and current_epoch >= self.head_epochs
+        if finetuning:
+            factor = _cosine(current_epoch - self.head_epochs, self.total_epochs - self.head_epochs)
+        else:
+            factor = _cosine(current_epoch, self.head_epochs if self.blocks else self.total_epochs)
+        for index, group in enumerate(optimizer.param_groups):
+            base = self.lr if index == 0 else self.lr * self.backbone_lr_ratio
+            group["lr"] = base * factor
+
+
+def _cosine(step: int, span: int) -> float:
+    """From 1 down to 0.05 over ``span`` epochs."""
+    step = min(step, max(span - 1, 0))
+    span = max(span, 1)
+    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * step / span))

@@ -1,0 +1,141 @@
+"""Run a Lightning Trainer over a TransferNet: early stopping, best checkpoint, resume, logs."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from wukong.network import TransferNet
+from wukong.training.callbacks import DiscriminativeFinetuning
+from wukong.training.module import TransferModule
+
+# Lightning's advice for GPUs and multi-process loading does not apply to a 2-core CPU run, and
+# modules in eval mode at the start are intended (frozen BatchNorm).
+for _pattern in (
+    ".*does not have many workers.*",
+    ".*smaller than the logging interval.*",
+    ".*LeafSpec.*",
+    ".*module\\(s\\) in eval mode.*",
+):
+    warnings.filterwarnings("ignore", message=_pattern)
+
+
+@dataclass
+class TrainPlan:
+    """What to train and how long. ``blocks`` empty: the new top only (strategy ``head``)."""
+
+    blocks: list[nn.Module]
+    epochs: int
+    head_epochs: int
+    lr: float = 2e-3
+    backbone_lr_ratio: float = 0.1
+    batch_size: int = 64
+    patience: int = 6
+    bf16: bool = False
+    seed: int = 0
+
+
+class EpochHistory(Callback):
+    """Per-epoch train/val metrics, for metrics.json and the learning curves."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+        self.resumed_from_epoch: int | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch > 0:
+            self.resumed_from_epoch = trainer.current_epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # runs after the epoch's validation, when the epoch's train loss is aggregated too
+        row = {"epoch": trainer.current_epoch}
+        for key in ("train_loss", "val_loss", "val_acc"):
+            if key in trainer.callback_metrics:
+                row[key] = round(float(trainer.callback_metrics[key]), 4)
+        self.rows.append(row)
+
+
+def train_network(
+    net: TransferNet,
+    train_set: Dataset,
+    val_set: Dataset,
+    plan: TrainPlan,
+    *,
+    work_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train in place; ``net`` ends with the weights of the best validation epoch.
+
+    Checkpoints go to ``work_dir/checkpoints`` (``last.ckpt`` every epoch): with ``resume=True``
+    a killed run continues from there. TensorBoard logs go to ``work_dir/logs``.
+    """
+    L.seed_everything(plan.seed, workers=True, verbose=False)
+    quiet_lightning()
+    module = TransferModule(net, lr=plan.lr)
+    checkpoints = work_dir / "checkpoints"
+    best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val_loss", mode="min", save_last=True)
+    history = EpochHistory()
+    callbacks: list[Callback] = [
+        DiscriminativeFinetuning(
+            plan.blocks,
+            head_epochs=plan.head_epochs,
+            total_epochs=plan.epochs,
+            lr=plan.lr,
+            backbone_lr_ratio=plan.backbone_lr_ratio,
+        ),
+        best,
+        EarlyStopping(monitor="val_loss", mode="min", patience=plan.patience),
+        history,
+    ]
+    trainer = L.Trainer(
+        max_epochs=plan.epochs,
+        min_epochs=min(plan.epochs, plan.head_epochs + 2) if plan.blocks else 1,
+        accelerator="auto",
+        devices=1,
+        precision="bf16-mixed" if plan.bf16 else "32-true",
+        callbacks=callbacks,
+        logger=TensorBoardLogger(work_dir, name="logs", version=""),
+        default_root_dir=work_dir,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+    )
+    loader_args = {"batch_size": plan.batch_size, "num_workers": 0}
+    train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > plan.batch_size, **loader_args)
+    val_loader = DataLoader(val_set, shuffle=False, **loader_args)
+    last = checkpoints / "last.ckpt"
+    ckpt_path = str(last) if resume and last.exists() else None
+    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    if best.best_model_path:
+        state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+        net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+    net.eval()
+    return {
+        "epochs": history.rows,
+        "best_epoch": _best_epoch(history.rows),
+        "resumed_from_epoch": history.resumed_from_epoch,
+        "logs": str(work_dir / "logs"),
+    }
+
+
+def quiet_lightning() -> None:
+    """Lightning's start-up banner (GPU/TPU availability, tips) is noise for Wukong's users."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _best_epoch(rows: list[dict[str, float]]) -> int | None:
+    scored = [r for r in rows if "val_loss" in r]
+    return min(scored, key=lambda r: r["val_loss"])["epoch"] if scored else None

@@ -1,0 +1,49 @@
+"""The LightningModule for training the new top and fine-tuning: plain PyTorch steps.
+
+Precision, checkpoints, early stopping and logging are the Trainer's job (see ``engine.py``).
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+from wukong.network import TransferNet
+
+
+class TransferModule(L.LightningModule):
+    """Cross-entropy on ``TransferNet`` logits; AdamW over what is trainable.
+
+    Batches are ``(uint8 images NCHW, labels)``; scaling to [0, 1] happens here so that the data
+    pipeline moves 4x fewer bytes.
+    """
+
+    def __init__(self, net: TransferNet, *, lr: float, weight_decay: float = 0.05, label_smoothing: float = 0.1):
+        super().__init__()
+        self.net = net
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images.float().div_(255.0))
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        loss = self.loss(self(images).float(), labels)
+        self.log("train_loss", loss, prog_bar=True, on_epoch=True, on_step=False, batch_size=len(labels))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        images, labels = batch
+        logits = self(images).float()
+        n = len(labels)
+        self.log("val_loss", nn.functional.cross_entropy(logits, labels), prog_bar=True, batch_size=n)
+        self.log("val_acc", (logits.argmax(1) == labels).float().mean(), prog_bar=True, batch_size=n)
+
+    def configure_optimizers(self):
+        # Only the head at first: the finetuning callback adds pretrained blocks as their own
+        # parameter groups, with smaller learning rates, when it unfreezes them.
+        params = [p for p in self.net.head.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
