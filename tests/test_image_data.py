@@ -46,7 +46,8 @@ def test_bad_files_are_skipped_with_their_reason(cat_dog_copy: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "mode", ["L", "RGBA", "P", "CMYK", "LA", "I;16"],
+    "mode",
+    ["L", "RGBA", "P", "CMYK", "LA", "I;16"],
 )
 def test_unusual_modes_become_rgb(mode: str) -> None:
     photo = _real_photo().resize((80, 60))

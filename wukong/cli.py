@@ -49,9 +49,7 @@ def _modality(data: Path) -> str:
         return "image"
     if data.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json", ".txt"):
         return "text"
-    raise WukongError(
-        f"{data}: neither an image folder (one sub-folder per class) nor a text table (.csv/.tsv/.jsonl)"
-    )
+    raise WukongError(f"{data}: neither an image folder (one sub-folder per class) nor a text table (.csv/.tsv/.jsonl)")
 
 
 def _progress(quiet: bool, as_json: bool) -> bool:
@@ -60,21 +58,43 @@ def _progress(quiet: bool, as_json: bool) -> bool:
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="Image folder (one sub-folder per class), image CSV (path,label), or text table (CSV/TSV/JSONL).")],
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Image folder (one sub-folder per class), image CSV (path,label), or text table (CSV/TSV/JSONL)."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
     val: Annotated[Path | None, typer.Option(help="Validation data (default: a seeded stratified split).")] = None,
     test: Annotated[Path | None, typer.Option(help="Test data, evaluated once after training.")] = None,
-    backbone: Annotated[str | None, typer.Option(help="Pretrained network: timm/HF name, weights file (with --arch), or a 'wukong pretrain' folder. Default: embedded (images), all-MiniLM-L6-v2 (text).")] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            help="Pretrained network: timm/HF name, weights file (with --arch), or a 'wukong pretrain' "
+            "folder. Default: embedded (images), all-MiniLM-L6-v2 (text)."
+        ),
+    ] = None,
     arch: Annotated[str | None, typer.Option(help="Architecture of a --backbone weights file.")] = None,
     strategy: Annotated[str, typer.Option(help="auto | features | head | finetune (text also: fewshot).")] = "auto",
     head: Annotated[str, typer.Option(help="New top: linear | mlp.")] = "linear",
     epochs: Annotated[int | None, typer.Option(help="Training epochs for head/finetune.")] = None,
-    unfreeze: Annotated[str | None, typer.Option(help="Blocks to fine-tune: a number of later blocks, or 'all'.")] = None,
-    text_col: Annotated[str | None, typer.Option(help="Text column (text tables; default: found automatically).")] = None,
-    label_col: Annotated[str | None, typer.Option(help="Label column (text tables; default: found automatically).")] = None,
+    unfreeze: Annotated[
+        str | None, typer.Option(help="Blocks to fine-tune: a number of later blocks, or 'all'.")
+    ] = None,
+    text_col: Annotated[
+        str | None, typer.Option(help="Text column (text tables; default: found automatically).")
+    ] = None,
+    label_col: Annotated[
+        str | None, typer.Option(help="Label column (text tables; default: found automatically).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same run.")] = 0,
-    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: on where the CPU/GPU runs it fast).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue a killed run from its last checkpoint (OUT.partial/).")] = False,
+    bf16: Annotated[
+        bool | None,
+        typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: on where the CPU/GPU runs it fast)."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue a killed run from its last checkpoint (OUT.partial/).")
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
 ) -> None:
@@ -86,7 +106,9 @@ def train(
     unfreeze_value: int | str | None = None
     if unfreeze is not None:
         unfreeze_value = "all" if unfreeze == "all" else _positive_int(unfreeze, "--unfreeze")
-    common = dict(strategy=strategy, head=head, epochs=epochs, unfreeze=unfreeze_value, seed=seed, bf16=bf16, progress=progress)
+    common = dict(
+        strategy=strategy, head=head, epochs=epochs, unfreeze=unfreeze_value, seed=seed, bf16=bf16, progress=progress
+    )
     work = out.with_name(out.name + ".partial")
     if modality == "image":
         from wukong.image_classifier import ImageClassifier
@@ -116,7 +138,16 @@ def train(
 
 
 def _summary(metrics: dict) -> dict:
-    keep = ("val_accuracy", "test_accuracy", "strategy", "strategy_reason", "backbone", "classes", "train_seconds", "skipped")
+    keep = (
+        "val_accuracy",
+        "test_accuracy",
+        "strategy",
+        "strategy_reason",
+        "backbone",
+        "classes",
+        "train_seconds",
+        "skipped",
+    )
     return {k: metrics[k] for k in keep if k in metrics}
 
 
@@ -133,7 +164,9 @@ def _positive_int(value: str, option: str) -> int:
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="Model folder written by 'wukong train'.")],
-    inputs: Annotated[list[Path] | None, typer.Argument(help="Image files or folders; for text models, files with one text per line.")] = None,
+    inputs: Annotated[
+        list[Path] | None, typer.Argument(help="Image files or folders; for text models, files with one text per line.")
+    ] = None,
     text: Annotated[list[str] | None, typer.Option("--text", help="A text to classify (repeatable).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Show the K most probable classes.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input.")] = False,
@@ -153,9 +186,11 @@ def predict(
         for file in inputs or []:
             if not file.is_file():
                 raise WukongError(f"{file}: no such file")
-            texts += [line.strip() for line in file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+            texts += [
+                line.strip() for line in file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()
+            ]
         if not texts:
-            raise WukongError("give --text \"...\" or a file with one text per line")
+            raise WukongError('give --text "..." or a file with one text per line')
         rows = clf.predict_texts(texts, top_k)
     for row in rows:
         if as_json:
@@ -217,10 +252,14 @@ def serve(
 
 @app.command()
 def pretrain(
-    data: Annotated[Path, typer.Argument(help="Labelled image folder (one sub-folder per class), or a .tar.gz of one.")],
+    data: Annotated[
+        Path, typer.Argument(help="Labelled image folder (one sub-folder per class), or a .tar.gz of one.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Backbone folder to write.")],
     arch: Annotated[str, typer.Option(help="Architecture: a timm name or a Wukong variant.")] = "wukong_resnet18_s",
-    val: Annotated[Path | None, typer.Option(help="Validation folder (default: data/val if present, else a split).")] = None,
+    val: Annotated[
+        Path | None, typer.Option(help="Validation folder (default: data/val if present, else a split).")
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 16,
     input_size: Annotated[int, typer.Option(help="Image side in pixels.")] = 64,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 256,
@@ -236,8 +275,14 @@ def pretrain(
     from wukong.pretrain import pretrain as run_pretrain
 
     config = PretrainConfig(
-        arch=arch, input_size=input_size, min_size=min(48, input_size), epochs=epochs,
-        batch_size=batch_size, lr=lr, seed=seed, bf16=bf16,
+        arch=arch,
+        input_size=input_size,
+        min_size=min(48, input_size),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        bf16=bf16,
     )
     metrics = run_pretrain(data, out, val=val, config=config, resume=resume, limit_per_class=limit_per_class)
     _emit(metrics, as_json, f"Backbone written to {out}: val top-1 {metrics['val_top1']}")

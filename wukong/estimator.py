@@ -123,8 +123,7 @@ class TransferClassifier(ABC):
         k = max(1, min(k, proba.shape[1]))
         order = np.argsort(-proba, axis=1)[:, :k]
         return [
-            [(self.classes_[j], round(float(row[j]), 6)) for j in idx]
-            for row, idx in zip(proba, order, strict=True)
+            [(self.classes_[j], round(float(row[j]), 6)) for j in idx] for row, idx in zip(proba, order, strict=True)
         ]
 
     def _rows(self, names: Sequence[str], proba: np.ndarray, k: int) -> list[dict[str, Any]]:

@@ -66,9 +66,7 @@ class FeatureCache:
                     self._index[key.decode()] = (shard, row)
         return self._index
 
-    def get_or_compute(
-        self, hashes: Sequence[str], compute: Callable[[list[int]], np.ndarray]
-    ) -> np.ndarray:
+    def get_or_compute(self, hashes: Sequence[str], compute: Callable[[list[int]], np.ndarray]) -> np.ndarray:
         """Features for ``hashes``; ``compute(indices)`` is called once for the missing ones."""
         index = self._load_index()
         missing = [i for i, h in enumerate(hashes) if h not in index]

@@ -175,7 +175,11 @@ class ImageClassifier(TransferClassifier):
             feats, labels, groups = self._features(extractor, backbone, train, tap, flip=self.augment)
             fit = fit_linear_classifier(feats, labels, len(self.classes_), seed=self.seed, groups=groups)
             tried[_tap_name(tap)] = fit.info
-            if best is None or fit.info["cv_log_loss"] is not None and fit.info["cv_log_loss"] < best[2].info["cv_log_loss"]:
+            if (
+                best is None
+                or fit.info["cv_log_loss"] is not None
+                and fit.info["cv_log_loss"] < best[2].info["cv_log_loss"]
+            ):
                 best = (tap, extractor, fit)
         tap, extractor, fit = best
         self.net_ = self._assemble(backbone, extractor, tap)
@@ -196,8 +200,10 @@ class ImageClassifier(TransferClassifier):
             val_metrics = classification_metrics(val.labels, self._proba_prepared(val.pixels), self.classes_)
             both = _concat(train, val)
             feats, labels, groups = self._features(extractor, backbone, both, tap, flip=self.augment)
-            write_linear(final_linear(self.net_.head), fit_linear_classifier(
-                feats, labels, len(self.classes_), seed=self.seed, groups=groups))
+            write_linear(
+                final_linear(self.net_.head),
+                fit_linear_classifier(feats, labels, len(self.classes_), seed=self.seed, groups=groups),
+            )
             extra["val_before_refit"] = val_metrics
             extra["refit_on_train_and_val"] = True
         return final, extra
@@ -228,9 +234,11 @@ class ImageClassifier(TransferClassifier):
         parts = []
         for mirrored in views:
             cache = FeatureCache({**description, "mirrored": mirrored})
-            parts.append(cache.get_or_compute(
-                store.hashes, lambda idx, m=mirrored: self._embed_pixels(net, store.pixels[idx], mirrored=m)
-            ))
+            parts.append(
+                cache.get_or_compute(
+                    store.hashes, lambda idx, m=mirrored: self._embed_pixels(net, store.pixels[idx], mirrored=m)
+                )
+            )
         n = len(store)
         groups = np.tile(np.arange(n), len(views))
         return np.concatenate(parts), np.tile(store.labels, len(views)), groups
@@ -265,7 +273,9 @@ class ImageClassifier(TransferClassifier):
         size, crop = backbone.input_size, backbone.input_size / backbone.resize_size
         train_set = ArrayImageDataset(train.pixels, train.labels, size, train=self.augment, crop_pct=crop)
         val_set = ArrayImageDataset(val.pixels, val.labels, size, train=False, crop_pct=crop)
-        history = train_network(self.net_, train_set, val_set, plan, work_dir=work, resume=resume, progress=self.progress)
+        history = train_network(
+            self.net_, train_set, val_set, plan, work_dir=work, resume=resume, progress=self.progress
+        )
         return {"unfreeze": choice.unfreeze, "epochs_run": len(history["epochs"]), "history": history}
 
     # --- persistence (see wukong.artifact) -----------------------------------------------------
@@ -316,7 +326,9 @@ class ImageClassifier(TransferClassifier):
         cfg = backbone.data_config
         return TransferNet(extractor, head, cfg["mean"], cfg["std"]).to(memory_format=torch.channels_last).eval()
 
-    def _decode(self, paths: Sequence[Path], labels: Sequence[int] | None, backbone: ImageBackbone, desc: str) -> ImageStore:
+    def _decode(
+        self, paths: Sequence[Path], labels: Sequence[int] | None, backbone: ImageBackbone, desc: str
+    ) -> ImageStore:
         interpolation = str(backbone.data_config.get("interpolation", "bicubic"))
         return decode_images(
             paths, backbone.resize_size, labels=labels, interpolation=interpolation, progress=self.progress, desc=desc
@@ -425,8 +437,11 @@ def _take(store: ImageStore, indices: Sequence[int]) -> ImageStore:
 
 def _concat(a: ImageStore, b: ImageStore) -> ImageStore:
     return ImageStore(
-        np.concatenate([a.pixels, b.pixels]), a.hashes + b.hashes, np.concatenate([a.labels, b.labels]),
-        a.paths + b.paths, [],
+        np.concatenate([a.pixels, b.pixels]),
+        a.hashes + b.hashes,
+        np.concatenate([a.labels, b.labels]),
+        a.paths + b.paths,
+        [],
     )
 
 

@@ -28,9 +28,7 @@ class FeatureExtractor(nn.Module):
         if self.tap is None:
             out = self.network(x)
         else:
-            out = self.network.forward_intermediates(
-                x, indices=[self.tap], intermediates_only=True, stop_early=True
-            )[0]
+            out = self.network.forward_intermediates(x, indices=[self.tap], intermediates_only=True, stop_early=True)[0]
         if out.ndim == 4:  # user modules may return maps
             out = out.mean(dim=(2, 3))
         return out.flatten(1)
@@ -92,9 +90,7 @@ def later_blocks(network: nn.Module, count: int | str) -> list[nn.Module]:
     chosen = modules[-int(count) :] if int(count) > 0 else []
     if chosen:  # anything registered after the last stage (e.g. a final norm) is trained too
         names_all = [name for name, _ in network.named_children()]
-        last = next(
-            (n for n, m in network.named_children() if m is chosen[-1] or _contains(m, chosen[-1])), None
-        )
+        last = next((n for n, m in network.named_children() if m is chosen[-1] or _contains(m, chosen[-1])), None)
         if last is not None:
             chosen += [network.get_submodule(n) for n in names_all[names_all.index(last) + 1 :]]
     return chosen

@@ -285,8 +285,10 @@ def write_backbone_folder(
     from safetensors.torch import save_file
 
     spec = arch_spec(arch)
-    state = {k: v.detach().to(torch.float16 if half and v.is_floating_point() else v.dtype).contiguous()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().to(torch.float16 if half and v.is_floating_point() else v.dtype).contiguous()
+        for k, v in model.state_dict().items()
+    }
     classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
     config = {
         "format": "wukong-backbone/1",

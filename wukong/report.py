@@ -15,9 +15,7 @@ def classification_metrics(labels: np.ndarray, proba: np.ndarray, classes: Seque
     labels = np.asarray(labels)
     predicted = proba.argmax(axis=1)
     indices = list(range(len(classes)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predicted, labels=indices, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=indices, zero_division=0)
     top = min(5, len(classes))
     top_k = np.argsort(-proba, axis=1)[:, :top]
     return {

@@ -69,7 +69,7 @@ def _predict(model: Any, body: bytes, content_type: str, top_k: int) -> Any:
     try:
         payload = json.loads(body)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"send JSON {{\"text\": ...}}: {exc}") from exc
+        raise ValueError(f'send JSON {{"text": ...}}: {exc}') from exc
     texts = payload.get("texts") or ([payload["text"]] if "text" in payload else None)
     if not texts or not all(isinstance(t, str) for t in texts):
         raise ValueError('send JSON {"text": "..."} or {"texts": ["...", ...]}')

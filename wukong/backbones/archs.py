@@ -33,13 +33,9 @@ class ArchSpec:
 WUKONG_ARCHS: dict[str, ArchSpec] = {
     # ResNet-18 at half width with a stride-2 stem and no max-pool: on 64px inputs its first stage
     # sees 32x32 maps (a standard ResNet sees 16x16). 2.8M parameters: 5.6 MB in fp16.
-    "wukong_resnet18_s": ArchSpec(
-        "resnet18", {"channels": [32, 64, 128, 256]}, stem_pool=False, input_size=64
-    ),
+    "wukong_resnet18_s": ArchSpec("resnet18", {"channels": [32, 64, 128, 256]}, stem_pool=False, input_size=64),
     # The same at 3/4 width (6.3M parameters) for users with more time.
-    "wukong_resnet18_m": ArchSpec(
-        "resnet18", {"channels": [48, 96, 192, 384]}, stem_pool=False, input_size=64
-    ),
+    "wukong_resnet18_m": ArchSpec("resnet18", {"channels": [48, 96, 192, 384]}, stem_pool=False, input_size=64),
 }
 
 

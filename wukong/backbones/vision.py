@@ -184,9 +184,13 @@ def _from_timm_hub(name: str, data_config: dict[str, Any] | None) -> ImageBackbo
     )
     try:
         if cached is not None:  # offline-first: never ask the network for what is already here
-            network = timm.create_model(name, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(cached)})
+            network = timm.create_model(
+                name, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(cached)}
+            )
         elif not _hub_reachable():  # fail in a second, not after a minute of retries
-            raise BackboneNotAvailable(f"'{name}': pretrained weights are not in the local cache and the hub cannot be reached. {advice}")
+            raise BackboneNotAvailable(
+                f"'{name}': pretrained weights are not in the local cache and the hub cannot be reached. {advice}"
+            )
         else:
             network = timm.create_model(name, pretrained=True, num_classes=0)
     except BackboneNotAvailable:

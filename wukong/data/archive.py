@@ -29,9 +29,7 @@ def extract_cached(archive: Path) -> Path:
     if not archive.is_file():
         raise DataError(f"{archive}: no such archive")
     stat = archive.stat()
-    key = hashlib.blake2b(
-        f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode(), digest_size=8
-    ).hexdigest()
+    key = hashlib.blake2b(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode(), digest_size=8).hexdigest()
     stem = archive.name
     for suffix in ARCHIVE_SUFFIXES:
         stem = stem.removesuffix(suffix)

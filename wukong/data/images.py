@@ -22,9 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from wukong.data.archive import extract_cached, is_archive
 from wukong.errors import DataError
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-)
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 # PIL's own default (about 89 megapixels); larger images are refused, not decoded.
 MAX_PIXELS = 89_478_485
 
@@ -111,16 +109,13 @@ def read_image_source(path: str | Path, classes: Sequence[str] | None = None) ->
     if classes is None:
         if len(found) < 2:
             raise DataError(
-                f"{path}: found {len(found)} class(es) {found}; need at least two, "
-                "one sub-folder of images per class"
+                f"{path}: found {len(found)} class(es) {found}; need at least two, one sub-folder of images per class"
             )
         classes = found
     else:
         unknown = sorted(set(found) - set(classes))
         if unknown:
-            raise DataError(
-                f"{path}: classes {unknown} are not among the training classes {list(classes)}"
-            )
+            raise DataError(f"{path}: classes {unknown} are not among the training classes {list(classes)}")
     index = {name: i for i, name in enumerate(classes)}
     return ImageSource(
         paths=[p for p, _ in pairs],
@@ -137,11 +132,7 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     for item in inputs:
         item = Path(item)
         if item.is_dir():
-            files.extend(
-                sorted(
-                    p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                )
-            )
+            files.extend(sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
         elif item.is_file():
             files.append(item)
         else:
@@ -298,9 +289,7 @@ def decode_images(
     skipped: list[Skipped] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = pool.map(work, paths, chunksize=64)
-        for i, result in enumerate(
-            tqdm(results, total=len(paths), desc=desc, disable=not progress, unit="img")
-        ):
+        for i, result in enumerate(tqdm(results, total=len(paths), desc=desc, disable=not progress, unit="img")):
             if isinstance(result, Skipped):
                 skipped.append(result)
                 continue
