@@ -26,7 +26,7 @@ def save_model(model: Any, out: Path) -> Path:
 
     from wukong import __version__
 
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.net_.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model._state_to_save().items()}
     config = {
         "format": FORMAT,
         "modality": model.modality,
@@ -72,8 +72,7 @@ def load_model(path: Path, **modules: nn.Module) -> Any:
     else:
         raise DataError(f"{path}: unknown modality {config['modality']!r}")
     model = cls._from_config(config, **modules)
-    state = load_file(path / "model.safetensors")
-    model.net_.load_state_dict(state, strict=True)
+    model._load_saved_state(load_file(path / "model.safetensors"))
     model.net_.eval()
     model.metrics_ = read_json(path / "metrics.json") if (path / "metrics.json").exists() else {}
     model.skipped_ = read_json(path / "skipped.json") if (path / "skipped.json").exists() else []
@@ -81,11 +80,12 @@ def load_model(path: Path, **modules: nn.Module) -> Any:
 
 
 def _jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as JSON; objects (user modules, backbones) are recorded by type name only."""
     out = {}
     for key, value in params.items():
-        if isinstance(value, nn.Module):
-            value = f"<module {type(value).__qualname__}>"
-        elif isinstance(value, Path):
+        if isinstance(value, Path):
             value = str(value)
+        elif not isinstance(value, str | int | float | bool | type(None) | list | dict):
+            value = f"<{type(value).__qualname__}>"
         out[key] = value
     return out

@@ -30,6 +30,7 @@ class TransferClassifier(ABC):
     """Base of ``ImageClassifier`` and ``TextClassifier``; not used directly."""
 
     modality: str = ""
+    strategies: tuple[str, ...] = STRATEGIES
 
     # --- parameters ------------------------------------------------------------------------
 
@@ -48,13 +49,19 @@ class TransferClassifier(ABC):
     # --- fitting -------------------------------------------------------------------------------
 
     def _check_params(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy={self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.strategy not in self.strategies:
+            raise ValueError(f"strategy={self.strategy!r}: choose one of {', '.join(self.strategies)}")
 
     def _choose(self, labels: np.ndarray, num_classes: int, stages: int) -> Choice:
         counts = np.bincount(labels, minlength=num_classes)
         auto = choose(int(counts.min()), float(np.median(counts)), stages=stages)
         if self.strategy == "auto":
+            if auto.strategy == "features" and not _is_linear(self.head):
+                return Choice(
+                    "head",
+                    0,
+                    auto.reason.split(":")[0] + f": train the given {_head_name(self.head)} head on the frozen network",
+                )
             return auto
         unfreeze = self.unfreeze if self.unfreeze is not None else (auto.unfreeze or min(2, stages) or "all")
         if self.strategy == "head":
@@ -147,6 +154,13 @@ class TransferClassifier(ABC):
 
     # --- persistence -------------------------------------------------------------------------------
 
+    def _state_to_save(self) -> dict[str, torch.Tensor]:
+        """The tensors written to model.safetensors (subclasses may leave out unchanged weights)."""
+        return self.net_.state_dict()
+
+    def _load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.net_.load_state_dict(state, strict=True)
+
     def save(self, path: str | Path) -> Path:
         """Write the model folder (safetensors + JSON), atomically. Returns its path."""
         from wukong.artifact import save_model
@@ -163,6 +177,14 @@ class TransferClassifier(ABC):
         if not isinstance(model, cls):
             raise DataError(f"{path}: holds a {type(model).__name__}, not a {cls.__name__}")
         return model
+
+
+def _is_linear(head: Any) -> bool:
+    return isinstance(head, str) and head == "linear"
+
+
+def _head_name(head: Any) -> str:
+    return head if isinstance(head, str) else type(head).__name__
 
 
 def per_class_counts(labels: np.ndarray, classes: Sequence[str]) -> dict[str, int]:

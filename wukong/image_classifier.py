@@ -165,7 +165,7 @@ class ImageClassifier(TransferClassifier):
     def _fit_features(
         self, backbone: ImageBackbone, train: ImageStore, val: ImageStore, choice: Choice, *, refit_on_val: bool
     ) -> tuple[Choice, dict[str, Any]]:
-        if not (self.head == "linear"):
+        if not (isinstance(self.head, str) and self.head == "linear"):
             raise ValueError("strategy 'features' fits a linear classifier; use 'head' or 'finetune' for this head")
         taps = self._candidate_taps(backbone)
         tried: dict[str, Any] = {}
@@ -320,9 +320,7 @@ class ImageClassifier(TransferClassifier):
 
     def _assemble(self, backbone: ImageBackbone, extractor: FeatureExtractor, tap: int | None) -> TransferNet:
         num_features = _probe_features(extractor, backbone.input_size)
-        head_kind = "linear" if self.strategy == "features" else self.head
-        dropout = 0.0 if head_kind == "linear" and extractor.tap is not None else 0.2
-        head, self.head_spec_ = build_head(head_kind, num_features, len(self.classes_), dropout=dropout)
+        head, self.head_spec_ = build_head(self.head, num_features, len(self.classes_))
         cfg = backbone.data_config
         return TransferNet(extractor, head, cfg["mean"], cfg["std"]).to(memory_format=torch.channels_last).eval()
 
@@ -346,7 +344,7 @@ class ImageClassifier(TransferClassifier):
         net = net.to(device).eval()
         with inference(device, self.bf16_):
             for images, _ in self._eval_loader(pixels):
-                x = images.to(device).float().div_(255.0)
+                x = images.to(device)
                 if mirrored:
                     x = torch.flip(x, dims=[3])
                 out.append(net.embed(x).float().cpu().numpy())
@@ -358,7 +356,7 @@ class ImageClassifier(TransferClassifier):
         out = []
         with inference(device, self.bf16_):
             for images, _ in self._eval_loader(pixels):
-                logits = net(images.to(device).float().div_(255.0)).float()
+                logits = net(images.to(device)).float()
                 out.append(torch.softmax(logits, dim=1).cpu().numpy())
         return np.concatenate(out) if out else np.empty((0, len(self.classes_)), np.float32)
 

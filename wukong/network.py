@@ -35,7 +35,7 @@ class FeatureExtractor(nn.Module):
 
 
 class TransferNet(nn.Module):
-    """pixels in [0, 1] -> normalise -> features -> head -> logits.
+    """pixels (float in [0, 1], or uint8) -> normalise -> features -> head -> logits.
 
     Frozen BatchNorm stays in inference mode: ``train()`` puts every BatchNorm whose parameters do
     not require grad back into ``eval`` each time it is called (Lightning calls it after every
@@ -52,6 +52,8 @@ class TransferNet(nn.Module):
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        if pixels.dtype == torch.uint8:  # loaders move uint8 (4x fewer bytes); scale here
+            pixels = pixels.float().div_(255.0)
         return ((pixels - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from wukong.backbones.archs import arch_spec, build_network
 from wukong.data.augment import ArrayImageDataset, normalize_batch
 from wukong.data.images import decode_images, read_image_source
 from wukong.errors import DataError
+from wukong.training.quiet import quiet_lightning
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -164,6 +165,7 @@ def pretrain(
         >>> pretrain("big_folder", "my_backbone", config=PretrainConfig(epochs=2))  # doctest: +SKIP
     """
     config = config or PretrainConfig()
+    quiet_lightning()
     out = Path(out)
     started = time.time()
     L.seed_everything(config.seed, workers=True, verbose=False)

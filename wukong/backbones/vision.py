@@ -71,7 +71,7 @@ class ImageBackbone:
 
 
 def load_image_backbone(
-    backbone: str | Path | nn.Module | None = None,
+    backbone: str | Path | nn.Module | ImageBackbone | None = None,
     *,
     arch: str | None = None,
     data_config: dict[str, Any] | None = None,
@@ -83,6 +83,8 @@ def load_image_backbone(
         >>> bb.input_size, bb.source["kind"]
         (64, 'embedded')
     """
+    if isinstance(backbone, ImageBackbone):
+        return backbone
     if isinstance(backbone, nn.Module):
         return _from_module(backbone, data_config)
     if backbone in EMBEDDED_ALIASES:
@@ -101,6 +103,15 @@ def load_image_backbone(
             )
         return _from_weights_file(path, arch, data_config)
     return _from_timm_hub(str(backbone), data_config)
+
+
+def scratch_twin(backbone: ImageBackbone) -> ImageBackbone:
+    """The same architecture and preprocessing with random weights: the from-scratch baseline."""
+    if "spec" not in backbone.source:
+        raise BackboneNotAvailable(f"{backbone.name}: no architecture spec to rebuild from")
+    network = build_network(ArchSpec.from_dict(backbone.source["spec"]), num_classes=0)
+    source = {"kind": "scratch", "name": f"{backbone.name} (random init)", "spec": backbone.source["spec"]}
+    return ImageBackbone(network, dict(backbone.data_config), source, source["name"])
 
 
 def embedded_folder() -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,18 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from wukong.network import TransferNet
 from wukong.training.callbacks import DiscriminativeFinetuning
+from wukong.training.quiet import quiet_lightning
 from wukong.training.module import TransferModule
-
-# Lightning's advice for GPUs and multi-process loading does not apply to a 2-core CPU run, and
-# modules in eval mode at the start are intended (frozen BatchNorm).
-for _pattern in (
-    ".*does not have many workers.*",
-    ".*smaller than the logging interval.*",
-    ".*LeafSpec.*",
-    ".*module\\(s\\) in eval mode.*",
-):
-    warnings.filterwarnings("ignore", message=_pattern)
-
 
 @dataclass
 class TrainPlan:
@@ -49,7 +37,7 @@ class EpochHistory(Callback):
     """Per-epoch train/val metrics, for metrics.json and the learning curves."""
 
     def __init__(self) -> None:
-        self.rows: list[dict[str, float]] = []
+        self.rows: list[dict[str, Any]] = []
         self.resumed_from_epoch: int | None = None
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -58,7 +46,8 @@ class EpochHistory(Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         # runs after the epoch's validation, when the epoch's train loss is aggregated too
-        row = {"epoch": trainer.current_epoch}
+        row: dict[str, Any] = {"epoch": trainer.current_epoch}
+        row["lr"] = [float(f"{group['lr']:.3g}") for group in trainer.optimizers[0].param_groups]
         for key in ("train_loss", "val_loss", "val_acc"):
             if key in trainer.callback_metrics:
                 row[key] = round(float(trainer.callback_metrics[key]), 4)
@@ -128,12 +117,6 @@ def train_network(
         "resumed_from_epoch": history.resumed_from_epoch,
         "logs": str(work_dir / "logs"),
     }
-
-
-def quiet_lightning() -> None:
-    """Lightning's start-up banner (GPU/TPU availability, tips) is noise for Wukong's users."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _best_epoch(rows: list[dict[str, float]]) -> int | None:

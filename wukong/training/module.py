@@ -9,17 +9,16 @@ import lightning as L
 import torch
 from torch import nn
 
-from wukong.network import TransferNet
 
 
 class TransferModule(L.LightningModule):
-    """Cross-entropy on ``TransferNet`` logits; AdamW over what is trainable.
+    """Cross-entropy on the logits of a transfer network (``net.features`` + ``net.head``).
 
-    Batches are ``(uint8 images NCHW, labels)``; scaling to [0, 1] happens here so that the data
-    pipeline moves 4x fewer bytes.
+    Batches are ``(inputs, labels)``; the network takes the inputs as the loader gives them (uint8
+    images, tokenised texts).
     """
 
-    def __init__(self, net: TransferNet, *, lr: float, weight_decay: float = 0.05, label_smoothing: float = 0.1):
+    def __init__(self, net: nn.Module, *, lr: float, weight_decay: float = 0.05, label_smoothing: float = 0.1):
         super().__init__()
         self.net = net
         self.lr = lr
@@ -27,7 +26,7 @@ class TransferModule(L.LightningModule):
         self.loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images.float().div_(255.0))
+        return self.net(images)
 
     def training_step(self, batch, batch_idx):
         images, labels = batch

@@ -1,0 +1,152 @@
+"""The `wukong` command, as users and scripts call it: contracts, bad input, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import CAT_DOG
+
+CMD = [sys.executable, "-m", "wukong.cli"]
+
+
+def wukong(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*CMD, *map(str, args)], capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"wukong {args} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, Path]:
+    """cat/dog with one corrupt and one non-image file in the training folder."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("cli")
+    train = root / "train"
+    shutil.copytree(CAT_DOG / "train", train)
+    (train / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (train / "dog" / "readme.txt").write_text("hello")
+    out = root / "model"
+    result = wukong("train", train, "--test", CAT_DOG / "test", "--out", out, "--json")
+    return out, json.loads(result.stdout), train
+
+
+def test_train_writes_the_model_folder_contract(trained) -> None:
+    out, printed, _ = trained
+    assert {"config.json", "model.safetensors", "metrics.json", "skipped.json"} <= {p.name for p in out.iterdir()}
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key, kind in [("val_accuracy", float), ("test_accuracy", float), ("strategy", str), ("backbone", str),
+                      ("classes", list), ("train_seconds", float)]:
+        assert isinstance(metrics[key], kind), key
+    assert metrics["classes"] == ["cat", "dog"]
+    assert printed["test_accuracy"] == metrics["test_accuracy"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["strategy_reason"] and config["backbone"]["data_config"]["input_size"] == [3, 64, 64]
+    assert not (out.parent / "model.partial").exists()  # work folder cleaned up
+
+
+def test_bad_training_files_are_skipped_and_reported(trained) -> None:
+    out, printed, _ = trained
+    skipped = {Path(item["path"]).name: item["reason"] for item in json.loads((out / "skipped.json").read_text())}
+    assert set(skipped) == {"broken.jpg", "readme.txt"}
+    assert printed["skipped"] == 2
+
+
+def test_predict_json_lines_with_top_k(trained, tmp_path: Path) -> None:
+    out, _, _ = trained
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    cat = CAT_DOG / "test" / "cat" / "cat.983.jpg"
+    result = wukong("predict", out, cat, CAT_DOG / "test" / "dog", bad, "--top-k", "2", "--json")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 1 + len(list((CAT_DOG / "test" / "dog").glob("*.jpg"))) + 1
+    by_input = {Path(r["input"]).name: r for r in rows}
+    assert "not a readable image" in by_input["bad.png"]["error"]
+    row = by_input["cat.983.jpg"]
+    assert row["label"] in ("cat", "dog") and len(row["top_k"]) == 2
+    assert row["top_k"][0][0] == row["label"] and row["score"] == row["top_k"][0][1]
+    assert abs(sum(score for _, score in row["top_k"]) - 1.0) < 1e-4
+
+
+def test_evaluate_json(trained) -> None:
+    out, printed, _ = trained
+    metrics = json.loads(wukong("evaluate", out, CAT_DOG / "test", "--json").stdout)
+    assert metrics["accuracy"] == printed["test_accuracy"]
+    assert set(metrics["per_class"]) == {"cat", "dog"}
+    assert sum(map(sum, metrics["confusion_matrix"])) == 22
+
+
+def test_new_process_predictions_match(trained) -> None:
+    import wukong as wk
+
+    out, _, _ = trained
+    here = wk.load(out).predict_proba(CAT_DOG / "test")
+    code = f"import wukong, json; print(json.dumps(wukong.load({str(out)!r}).predict_proba({str(CAT_DOG / 'test')!r}).tolist()))"
+    there = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert here.tolist() == pytest.approx(there, abs=1e-5)
+
+
+def test_onnx_export_matches_torch(trained, tmp_path: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    import wukong as wk
+
+    out, _, _ = trained
+    wukong("export", out, "--format", "onnx", "--out", tmp_path / "m.onnx")
+    model = wk.load(out)
+    pixels = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        expected = torch.softmax(model.net_.float()(pixels), 1).numpy()
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    got = session.run(None, {"pixels": pixels.numpy()})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "no/such/folder", "--out", "x"], "no/such/folder: no such file or folder"),
+        (["predict", "no/such/model", "a.jpg"], "not a Wukong model folder"),
+        (["train", CAT_DOG / "train" / "cat", "--out", "x"], "no class sub-folders"),
+    ],
+)
+def test_bad_input_gives_one_line_without_traceback(args, message, tmp_path: Path) -> None:
+    result = subprocess.run([*CMD, *map(str, args)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_every_command_has_help() -> None:
+    for command in ["train", "predict", "evaluate", "export", "pretrain", "serve"]:
+        assert "Usage" in wukong(command, "--help").stdout
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(cifar_small: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    args = [*CMD, "train", str(cifar_small / "train"), "--out", str(out), "--strategy", "finetune",
+            "--epochs", "8", "--seed", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoint = tmp_path / "model.partial" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # let the first checkpoint finish writing
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()  # nothing half-written that would load
+    result = wukong(*args[3:], "--resume", "--json")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["history"]["resumed_from_epoch"] >= 1
+    assert json.loads(result.stdout)["val_accuracy"] is not None

@@ -1,0 +1,89 @@
+"""Each way of transferring learns, on the real cat/dog samples and on a small CIFAR-10 subset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wukong import ImageClassifier
+from wukong.backbones.vision import load_image_backbone
+from wukong.network import FeatureExtractor, TransferNet, later_blocks, set_trainable
+
+from .conftest import CAT_DOG
+
+# chance is 0.5 on cat/dog and 0.1 on CIFAR-10; these bars need real transfer, not luck.
+CAT_DOG_BAR = {"features": 0.75, "head": 0.7, "finetune": 0.7}
+CIFAR_BAR = {"features": 0.3, "head": 0.25, "finetune": 0.25}
+
+
+@pytest.mark.parametrize("strategy", ["features", "head", "finetune"])
+def test_strategy_learns_cat_dog(strategy: str, tmp_path: Path) -> None:
+    clf = ImageClassifier(strategy=strategy, epochs=12, progress=False, seed=0)
+    clf.fit(CAT_DOG / "train", work_dir=tmp_path)
+    assert clf.strategy_ == strategy
+    accuracy = clf.evaluate(CAT_DOG / "test")["accuracy"]
+    assert accuracy >= CAT_DOG_BAR[strategy], (strategy, accuracy, clf.metrics_.get("history"))
+
+
+@pytest.mark.parametrize("strategy", ["features", "head", "finetune"])
+def test_strategy_learns_cifar_subset(strategy: str, cifar_small: Path, tmp_path: Path) -> None:
+    clf = ImageClassifier(strategy=strategy, epochs=12, progress=False, seed=0)
+    clf.fit(cifar_small / "train", work_dir=tmp_path)
+    accuracy = clf.evaluate(cifar_small / "test")["accuracy"]
+    assert accuracy >= CIFAR_BAR[strategy], (strategy, accuracy)
+
+
+def test_auto_explains_its_choice_and_measures_similarity() -> None:
+    clf = ImageClassifier(progress=False).fit(CAT_DOG / "train")
+    assert clf.strategy_ == "features"  # 20 per class: small data
+    assert "small data" in clf.strategy_reason_ and "cross-validated" in clf.strategy_reason_
+    assert set(clf.metrics_["taps_tried"]) == {"final", "stage3"}
+
+
+def test_features_cache_reuses_by_content_not_name(cat_dog_copy: Path, private_cache: Path) -> None:
+    ImageClassifier(strategy="features", tap="final", progress=False).fit(cat_dog_copy)
+    shards = set(private_cache.rglob("shard-*.npz"))
+    first = next(iter(sorted((cat_dog_copy / "cat").glob("*.jpg"))))
+    first.rename(first.with_name("renamed.jpg"))  # same content, new name: no recompute
+    ImageClassifier(strategy="features", tap="final", progress=False).fit(cat_dog_copy)
+    assert set(private_cache.rglob("shard-*.npz")) == shards
+    other = next(iter(sorted((cat_dog_copy / "dog").glob("*.jpg"))))
+    from PIL import Image
+
+    Image.open(other).transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(other)  # changed content
+    ImageClassifier(strategy="features", tap="final", progress=False).fit(cat_dog_copy)
+    new = set(private_cache.rglob("shard-*.npz")) - shards
+    assert new, "a changed file must be recomputed"
+    sizes = [len(np.load(p)["keys"]) for p in new]
+    assert max(sizes) == 1  # ... and only that file
+
+
+def test_frozen_batchnorm_stays_in_inference_mode() -> None:
+    bb = load_image_backbone()
+    net = TransferNet(FeatureExtractor(bb.network), torch.nn.Linear(256, 2), [0.5] * 3, [0.25] * 3)
+    set_trainable(net.features, False)
+    last = later_blocks(bb.network, 1)
+    for block in last:
+        set_trainable(block, True)
+    net.train()
+    bns = [m for m in net.features.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    frozen = [m for m in bns if not m.weight.requires_grad]
+    trainable = [m for m in bns if m.weight.requires_grad]
+    assert frozen and trainable
+    assert all(not m.training for m in frozen) and all(m.training for m in trainable)
+    before = frozen[0].running_mean.clone()
+    net(torch.rand(8, 3, 64, 64))
+    torch.testing.assert_close(frozen[0].running_mean, before)  # statistics untouched
+
+
+def test_finetune_uses_smaller_rates_for_pretrained_blocks(tmp_path: Path) -> None:
+    clf = ImageClassifier(strategy="finetune", epochs=4, head_epochs=2, lr=1e-3, progress=False)
+    clf.fit(CAT_DOG / "train", work_dir=tmp_path)
+    rates = [row["lr"] for row in clf.metrics_["history"]["epochs"]]
+    assert [len(r) for r in rates] == [1, 1, 2, 2]  # the pretrained blocks join at epoch 2
+    head_lr, block_lr = rates[2]
+    assert block_lr == pytest.approx(head_lr * 0.1, rel=0.01)
+    assert rates[3][0] < rates[2][0]  # and every rate decays
