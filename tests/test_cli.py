@@ -43,8 +43,14 @@ def test_train_writes_the_model_folder_contract(trained) -> None:
     out, printed, _ = trained
     assert {"config.json", "model.safetensors", "metrics.json", "skipped.json"} <= {p.name for p in out.iterdir()}
     metrics = json.loads((out / "metrics.json").read_text())
-    for key, kind in [("val_accuracy", float), ("test_accuracy", float), ("strategy", str), ("backbone", str),
-                      ("classes", list), ("train_seconds", float)]:
+    for key, kind in [
+        ("val_accuracy", float),
+        ("test_accuracy", float),
+        ("strategy", str),
+        ("backbone", str),
+        ("classes", list),
+        ("train_seconds", float),
+    ]:
         assert isinstance(metrics[key], kind), key
     assert metrics["classes"] == ["cat", "dog"]
     assert printed["test_accuracy"] == metrics["test_accuracy"]
@@ -134,8 +140,19 @@ def test_every_command_has_help() -> None:
 
 def test_killed_training_resumes_from_its_last_checkpoint(cifar_small: Path, tmp_path: Path) -> None:
     out = tmp_path / "model"
-    args = [*CMD, "train", str(cifar_small / "train"), "--out", str(out), "--strategy", "finetune",
-            "--epochs", "8", "--seed", "1"]
+    args = [
+        *CMD,
+        "train",
+        str(cifar_small / "train"),
+        "--out",
+        str(out),
+        "--strategy",
+        "finetune",
+        "--epochs",
+        "8",
+        "--seed",
+        "1",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     checkpoint = tmp_path / "model.partial" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 from .conftest import CAT_DOG
@@ -48,14 +47,16 @@ def test_improvement_training_continues_from_loaded_weights(tmp_path: Path) -> N
     from wukong.computer_vision.TransferLearning import WuKongVisionModel
 
     model = WuKongVisionModel()
-    folder = model.train_for_new_task(str(tmp_path), "cd", str(CAT_DOG / "train"), str(CAT_DOG / "test"),
-                                      top_training_epochs=3, fine_tuning_epochs=3)
+    folder = model.train_for_new_task(
+        str(tmp_path), "cd", str(CAT_DOG / "train"), str(CAT_DOG / "test"), top_training_epochs=3, fine_tuning_epochs=3
+    )
     reloaded = WuKongVisionModel()
     reloaded.load_weights(folder)
     image = str(CAT_DOG / "test" / "dog" / sorted(p.name for p in (CAT_DOG / "test" / "dog").iterdir())[0])
     before = reloaded.predict(image)
-    reloaded.train_for_improvement_task(str(tmp_path), "cd2", str(CAT_DOG / "train"), str(CAT_DOG / "test"),
-                                        fine_tuning_epochs=2)
+    reloaded.train_for_improvement_task(
+        str(tmp_path), "cd2", str(CAT_DOG / "train"), str(CAT_DOG / "test"), fine_tuning_epochs=2
+    )
     after = reloaded.predict(image)
     assert reloaded.classes == ["cat", "dog"]
     assert abs(after - before).max() > 0  # it trained further...

@@ -15,8 +15,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from wukong.network import TransferNet
 from wukong.training.callbacks import DiscriminativeFinetuning
-from wukong.training.quiet import quiet_lightning
 from wukong.training.module import TransferModule
+from wukong.training.quiet import quiet_lightning
+
 
 @dataclass
 class TrainPlan:

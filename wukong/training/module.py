@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 
-
 class TransferModule(L.LightningModule):
     """Cross-entropy on the logits of a transfer network (``net.features`` + ``net.head``).
 
