@@ -95,7 +95,8 @@ def test_new_process_predictions_match(trained) -> None:
 
     out, _, _ = trained
     here = wk.load(out).predict_proba(CAT_DOG / "test")
-    code = f"import wukong, json; print(json.dumps(wukong.load({str(out)!r}).predict_proba({str(CAT_DOG / 'test')!r}).tolist()))"
+    test_dir = str(CAT_DOG / "test")
+    code = f"import wukong, json; print(json.dumps(wukong.load({str(out)!r}).predict_proba({test_dir!r}).tolist()))"
     there = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert here.tolist() == pytest.approx(there, abs=1e-5)
 
@@ -167,3 +168,35 @@ def test_killed_training_resumes_from_its_last_checkpoint(cifar_small: Path, tmp
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["history"]["resumed_from_epoch"] >= 1
     assert json.loads(result.stdout)["val_accuracy"] is not None
+
+
+def test_server_predicts_posted_images(trained) -> None:
+    import threading
+    import urllib.error
+    import urllib.request
+
+    import wukong as wk
+    from wukong.serve import make_server
+
+    out, _, _ = trained
+    model = wk.load(out)
+    server = make_server(model, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        health = json.loads(urllib.request.urlopen(f"{base}/health", timeout=30).read())
+        assert health == {"status": "ok", "modality": "image", "classes": ["cat", "dog"]}
+        image = CAT_DOG / "test" / "cat" / "cat.983.jpg"
+        request = urllib.request.Request(f"{base}/predict?top_k=2", data=image.read_bytes(), method="POST")
+        row = json.loads(urllib.request.urlopen(request, timeout=60).read())
+        assert row["label"] == model.predict([image])[0] and len(row["top_k"]) == 2
+        bad = urllib.request.Request(f"{base}/predict", data=b"not an image", method="POST")
+        try:
+            urllib.request.urlopen(bad, timeout=60)
+            raise AssertionError("a bad upload must be refused")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 400 and "not a readable image" in json.loads(exc.read())["error"]
+    finally:
+        server.shutdown()
+        server.server_close()

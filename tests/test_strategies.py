@@ -87,3 +87,22 @@ def test_finetune_uses_smaller_rates_for_pretrained_blocks(tmp_path: Path) -> No
     head_lr, block_lr = rates[2]
     assert block_lr == pytest.approx(head_lr * 0.1, rel=0.01)
     assert rates[3][0] < rates[2][0]  # and every rate decays
+
+
+def test_transfer_beats_training_from_scratch(cifar_small: Path) -> None:
+    """20 labels per class of CIFAR-10 (not in the pretraining data): transfer must win clearly."""
+    from wukong.backbones.vision import scratch_twin
+
+    transfer = ImageClassifier(progress=False).fit(cifar_small / "train")
+    scratch = ImageClassifier(
+        scratch_twin(load_image_backbone()),
+        strategy="finetune",
+        unfreeze="all",
+        epochs=20,
+        head_epochs=1,
+        backbone_lr_ratio=1.0,
+        progress=False,
+    ).fit(cifar_small / "train")
+    transfer_accuracy = transfer.evaluate(cifar_small / "test")["accuracy"]
+    scratch_accuracy = scratch.evaluate(cifar_small / "test")["accuracy"]
+    assert transfer_accuracy > scratch_accuracy + 0.05, (transfer_accuracy, scratch_accuracy)

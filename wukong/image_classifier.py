@@ -143,7 +143,8 @@ class ImageClassifier(TransferClassifier):
             choice, extra = self._fit_features(backbone, train_store, val_store, choice, refit_on_val=split_from_train)
         else:
             extra = self._fit_network(backbone, train_store, val_store, choice, work, resume, warm=warm)
-        val_metrics = classification_metrics(val_store.labels, self._proba_prepared(val_store.pixels), self.classes_)
+        # measured before any refit on train + val, so it is an honest held-out figure
+        val_metrics = extra.pop("val")
         self.strategy_, self.strategy_reason_ = choice.strategy, choice.reason
         self.skipped_ = skipped
         self.metrics_ = self._fit_report(
@@ -195,16 +196,15 @@ class ImageClassifier(TransferClassifier):
             )
             reason += f"; similarity measured by cross-validated log loss ({scores}): {verdict}"
         final = Choice("features", 0, reason)
-        extra = {"classifier": fit.info, "tap": _tap_name(tap), "taps_tried": tried}
-        if refit_on_val:  # val was carved from the training data: measure first, then use it all
-            val_metrics = classification_metrics(val.labels, self._proba_prepared(val.pixels), self.classes_)
+        val_metrics = classification_metrics(val.labels, self._proba_prepared(val.pixels), self.classes_)
+        extra = {"classifier": fit.info, "tap": _tap_name(tap), "taps_tried": tried, "val": val_metrics}
+        if refit_on_val:  # val was carved from the training data: measured above, now use it all
             both = _concat(train, val)
             feats, labels, groups = self._features(extractor, backbone, both, tap, flip=self.augment)
             write_linear(
                 final_linear(self.net_.head),
                 fit_linear_classifier(feats, labels, len(self.classes_), seed=self.seed, groups=groups),
             )
-            extra["val_before_refit"] = val_metrics
             extra["refit_on_train_and_val"] = True
         return final, extra
 
@@ -276,7 +276,13 @@ class ImageClassifier(TransferClassifier):
         history = train_network(
             self.net_, train_set, val_set, plan, work_dir=work, resume=resume, progress=self.progress
         )
-        return {"unfreeze": choice.unfreeze, "epochs_run": len(history["epochs"]), "history": history}
+        val_metrics = classification_metrics(val.labels, self._proba_prepared(val.pixels), self.classes_)
+        return {
+            "unfreeze": choice.unfreeze,
+            "epochs_run": len(history["epochs"]),
+            "history": history,
+            "val": val_metrics,
+        }
 
     # --- persistence (see wukong.artifact) -----------------------------------------------------
 

@@ -39,8 +39,8 @@ class PretrainConfig:
     arch: str = "wukong_resnet18_s"
     input_size: int = 64
     min_size: int = 48  # progressive resizing starts here
-    full_size_epochs: int = 3  # the last epochs run at input_size
-    epochs: int = 16
+    full_size_epochs: int = 2  # the last epochs run at input_size
+    epochs: int = 10
     batch_size: int = 256
     lr: float = 0.5  # peak learning rate for batch_size 256 (scaled linearly)
     weight_decay: float = 1e-4
