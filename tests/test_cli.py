@@ -41,7 +41,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, Path]
 
 def test_train_writes_the_model_folder_contract(trained) -> None:
     out, printed, _ = trained
-    assert {"config.json", "model.safetensors", "metrics.json", "skipped.json"} <= {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "metrics.json", "skipped.json", "report.html"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert "broken.jpg" in (out / "report.html").read_text()  # the skipped files are listed there too
     metrics = json.loads((out / "metrics.json").read_text())
     for key, kind in [
         ("val_accuracy", float),

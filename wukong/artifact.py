@@ -17,6 +17,7 @@ from torch import nn
 
 from wukong.artifact_io import atomic_folder, read_json, write_json
 from wukong.errors import DataError
+from wukong.report import html_report
 
 FORMAT = "wukong-model/1"
 
@@ -48,6 +49,7 @@ def save_model(model: Any, out: Path) -> Path:
         write_json(tmp / "config.json", config)
         write_json(tmp / "metrics.json", model.metrics_)
         write_json(tmp / "skipped.json", model.skipped_)
+        (tmp / "report.html").write_text(html_report(config, model.metrics_, model.skipped_))
         logs = Path(model.metrics_.get("history", {}).get("logs", "") or "")
         if str(logs) and logs.is_dir():
             shutil.copytree(logs, tmp / "logs")

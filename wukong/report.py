@@ -49,3 +49,72 @@ def format_metrics(metrics: dict[str, Any], classes: Sequence[str]) -> str:
         lines += ["", "confusion matrix (rows: true, columns: predicted)"]
         lines += ["  ".join(f"{v:4d}" for v in row) for row in metrics["confusion_matrix"]]
     return "\n".join(lines)
+
+
+def html_report(config: dict[str, Any], metrics: dict[str, Any], skipped: list[dict[str, str]]) -> str:
+    """A self-contained HTML page: the choice and its reason, scores, confusion, curves, skipped files."""
+    import html
+
+    esc = html.escape
+    classes = config["classes"]
+    rows = [
+        ("backbone", metrics.get("backbone")),
+        ("strategy", f"{metrics.get('strategy')}: {metrics.get('strategy_reason')}"),
+        ("validation accuracy", metrics.get("val_accuracy")),
+        ("test accuracy", metrics.get("test_accuracy")),
+        ("training time (s)", metrics.get("train_seconds")),
+    ]
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>Wukong model report</title>",
+        "<style>body{font:14px sans-serif;margin:2em;max-width:60em}td,th{padding:.2em .6em;border:1px solid #ccc}"
+        "table{border-collapse:collapse;margin:1em 0}</style>",
+        f"<h1>Wukong model: {len(classes)} classes</h1><table>",
+        *(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in rows if v is not None),
+        "</table>",
+    ]
+    evaluation = metrics.get("test") or metrics.get("val")
+    if evaluation:
+        which = "test" if metrics.get("test") else "validation"
+        parts.append(
+            f"<h2>Per class ({which})</h2><table><tr><th>class</th><th>precision</th><th>recall</th>"
+            "<th>F1</th><th>support</th></tr>"
+        )
+        for name, row in evaluation["per_class"].items():
+            parts.append(
+                f"<tr><td>{esc(name)}</td><td>{row['precision']:.3f}</td><td>{row['recall']:.3f}</td>"
+                f"<td>{row['f1']:.3f}</td><td>{row['support']}</td></tr>"
+            )
+        parts.append("</table>")
+        if len(classes) <= 30:
+            header = "".join(f"<th>{esc(c)}</th>" for c in classes)
+            parts.append(f"<h2>Confusion matrix ({which}; rows: true)</h2><table><tr><th></th>{header}</tr>")
+            for name, line in zip(classes, evaluation["confusion_matrix"], strict=True):
+                parts.append(f"<tr><th>{esc(name)}</th>" + "".join(f"<td>{v}</td>" for v in line) + "</tr>")
+            parts.append("</table>")
+    epochs = (metrics.get("history") or {}).get("epochs") or []
+    if epochs:
+        parts.append("<h2>Learning curves</h2>" + _svg_curves(epochs))
+    if skipped:
+        parts.append(f"<h2>Skipped inputs ({len(skipped)})</h2><ul>")
+        parts += [f"<li>{esc(s['path'])}: {esc(s['reason'])}</li>" for s in skipped]
+        parts.append("</ul>")
+    return "\n".join(parts) + "\n"
+
+
+def _svg_curves(epochs: list[dict[str, Any]], width: int = 480, height: int = 200) -> str:
+    """Inline SVG of train/val loss and val accuracy per epoch (no plotting library needed)."""
+    series = {"train_loss": "#d62728", "val_loss": "#1f77b4", "val_acc": "#2ca02c"}
+    values = [r[k] for r in epochs for k in series if k in r]
+    top = max(values + [1.0])
+    n = max(len(epochs) - 1, 1)
+    lines = []
+    for key, colour in series.items():
+        points = [
+            f"{20 + (width - 40) * i / n:.1f},{height - 20 - (height - 40) * r[key] / top:.1f}"
+            for i, r in enumerate(epochs)
+            if key in r
+        ]
+        if points:
+            lines.append(f"<polyline fill='none' stroke='{colour}' stroke-width='2' points='{' '.join(points)}'/>")
+            lines.append(f"<text x='{width - 110}' y='{20 + 14 * len(lines) / 2}' fill='{colour}'>{key}</text>")
+    return f"<svg width='{width}' height='{height}' style='border:1px solid #ccc'>{''.join(lines)}</svg>"

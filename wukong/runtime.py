@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def cpu_has_fast_bf16() -> bool:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return torch.backends.mkldnn.is_available() and ("amx_bf16" in flags or "avx512_bf16" in flags)
+    return torch.backends.mkldnn.is_available() and re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
 
 
 def default_device() -> torch.device:

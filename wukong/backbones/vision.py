@@ -24,6 +24,7 @@ from torch import nn
 
 from wukong.artifact_io import read_json
 from wukong.backbones.archs import ArchSpec, arch_spec, build_network
+from wukong.backbones.hub import hub_reachable
 from wukong.errors import BackboneNotAvailable
 
 EMBEDDED_NAME = "wukong_resnet18_s_tiny"
@@ -198,7 +199,7 @@ def _from_timm_hub(name: str, data_config: dict[str, Any] | None) -> ImageBackbo
             network = timm.create_model(
                 name, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": str(cached)}
             )
-        elif not _hub_reachable():  # fail in a second, not after a minute of retries
+        elif not hub_reachable():  # fail in a second, not after a minute of retries
             raise BackboneNotAvailable(
                 f"'{name}': pretrained weights are not in the local cache and the hub cannot be reached. {advice}"
             )
@@ -261,27 +262,6 @@ def _hf_cached_weights(name: str) -> Path | None:
         if isinstance(found, str):
             return Path(found)
     return None
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub can be reached at all (offline mode, or a name that won't resolve)."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)
-    try:
-        socket.getaddrinfo(host, 443)
-        return True
-    except OSError:
-        return False
-    finally:
-        socket.setdefaulttimeout(previous)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
