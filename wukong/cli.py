@@ -260,7 +260,7 @@ def pretrain(
     val: Annotated[
         Path | None, typer.Option(help="Validation folder (default: data/val if present, else a split).")
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
     input_size: Annotated[int, typer.Option(help="Image side in pixels.")] = 64,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 256,
     lr: Annotated[float, typer.Option(help="Peak learning rate per 256 images.")] = 0.5,

@@ -40,7 +40,7 @@ class PretrainConfig:
     input_size: int = 64
     min_size: int = 48  # progressive resizing starts here
     full_size_epochs: int = 2  # the last epochs run at input_size
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 256
     lr: float = 0.5  # peak learning rate for batch_size 256 (scaled linearly)
     weight_decay: float = 1e-4
