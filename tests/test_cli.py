@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .conftest import CAT_DOG
@@ -101,11 +102,10 @@ def test_new_process_predictions_match(trained) -> None:
     test_dir = str(CAT_DOG / "test")
     code = f"import wukong, json; print(json.dumps(wukong.load({str(out)!r}).predict_proba({test_dir!r}).tolist()))"
     there = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-    assert here.tolist() == pytest.approx(there, abs=1e-5)
+    np.testing.assert_allclose(here, np.asarray(there), atol=1e-5)
 
 
 def test_onnx_export_matches_torch(trained, tmp_path: Path) -> None:
-    import numpy as np
     import onnxruntime as ort
     import torch
 

@@ -122,3 +122,15 @@ def test_validation_classes_must_be_training_classes(tmp_path: Path) -> None:
         (tmp_path / name / "x.jpg").write_bytes((CAT / "cat.950.jpg").read_bytes())
     with pytest.raises(DataError, match=r"\['horse'\] are not among the training classes"):
         read_image_source(tmp_path, classes=["cat", "dog"])
+
+
+def test_class_left_without_usable_images_stops_with_its_name(tmp_path: Path) -> None:
+    from wukong import ImageClassifier
+
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+    for file in sorted(CAT.glob("*.jpg"))[:3]:
+        (tmp_path / "cat" / file.name).write_bytes(file.read_bytes())
+    (tmp_path / "dog" / "only.jpg").write_bytes(b"")  # the dog class has nothing usable
+    with pytest.raises(DataError, match=r"\['dog'\] have no usable example"):
+        ImageClassifier(progress=False).fit(tmp_path)

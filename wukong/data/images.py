@@ -240,7 +240,7 @@ def resize_square(image: Image.Image, size: int, interpolation: str = "bicubic")
     resample = _INTERPOLATION.get(interpolation, Image.Resampling.BICUBIC)
     image = image.resize((new_w, new_h), resample=resample, reducing_gap=3.0)
     left, top = (new_w - size) // 2, (new_h - size) // 2
-    return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    return np.array(image.crop((left, top, left + size, top + size)), dtype=np.uint8)  # writable copy
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from lightning.pytorch.callbacks import BaseFinetuning
+from lightning.pytorch.callbacks import BaseFinetuning, EarlyStopping
 from torch import nn
 
 from wukong.network import set_trainable
@@ -16,14 +16,23 @@ class DiscriminativeFinetuning(BaseFinetuning):
     - epochs ``[0, head_epochs)``: backbone frozen (BatchNorm in inference mode, see TransferNet);
     - from ``head_epochs``: ``blocks`` are unfrozen into their own parameter group at
       ``lr * backbone_lr_ratio`` (pretrained weights move less than the new head);
-    - every group follows a cosine decay over the epochs after its start.
+    - every group follows a cosine decay over the epochs after its start;
+    - with ``patience``, a head that stops improving (validation loss) starts fine-tuning early,
+      as Wukong 1 gave each phase its own early stopping.
 
     Lightning's own ``freeze`` switches BatchNorm to batch statistics (``track_running_stats=False``);
     here freezing only stops gradients, and ``TransferNet.train`` keeps frozen BatchNorm in eval.
     """
 
     def __init__(
-        self, blocks: list[nn.Module], *, head_epochs: int, total_epochs: int, lr: float, backbone_lr_ratio: float
+        self,
+        blocks: list[nn.Module],
+        *,
+        head_epochs: int,
+        total_epochs: int,
+        lr: float,
+        backbone_lr_ratio: float,
+        patience: int = 0,
     ) -> None:
         super().__init__()
         self.blocks = blocks
@@ -31,6 +40,36 @@ class DiscriminativeFinetuning(BaseFinetuning):
         self.total_epochs = total_epochs
         self.lr = lr
         self.backbone_lr_ratio = backbone_lr_ratio
+        self.patience = patience
+        self._best = math.inf
+        self._wait = 0
+
+    def in_head_phase(self, epoch: int) -> bool:
+        """True while only the head trains and pretrained blocks are still to be unfrozen."""
+        return bool(self.blocks) and epoch < self.head_epochs
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        epoch = trainer.current_epoch
+        if trainer.sanity_checking or not self.patience or not self.in_head_phase(epoch):
+            return
+        loss = trainer.callback_metrics.get("val_loss")
+        if loss is None:
+            return
+        if float(loss) < self._best - 1e-4:
+            self._best, self._wait = float(loss), 0
+        else:
+            self._wait += 1
+            if self._wait >= self.patience:  # the head has plateaued: fine-tune from the next epoch
+                self.head_epochs = epoch + 1
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "head_epochs": self.head_epochs, "best": self._best, "wait": self._wait}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self.head_epochs = state_dict.get("head_epochs", self.head_epochs)
+        self._best = state_dict.get("best", self._best)
+        self._wait = state_dict.get("wait", self._wait)
 
     def freeze_before_training(self, pl_module) -> None:
         set_trainable(pl_module.net.features, False)
@@ -54,6 +93,22 @@ class DiscriminativeFinetuning(BaseFinetuning):
         for index, group in enumerate(optimizer.param_groups):
             base = self.lr if index == 0 else self.lr * self.backbone_lr_ratio
             group["lr"] = base * factor
+
+
+class FinetuneEarlyStopping(EarlyStopping):
+    """Early stopping that only ends training once fine-tuning has begun (the head phase has its own)."""
+
+    def __init__(self, finetuning: DiscriminativeFinetuning, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.finetuning = finetuning
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self.finetuning.in_head_phase(trainer.current_epoch):
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not self.finetuning.in_head_phase(trainer.current_epoch):
+            super().on_validation_end(trainer, pl_module)
 
 
 def _cosine(step: int, span: int) -> float:

@@ -8,13 +8,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from wukong.network import TransferNet
-from wukong.training.callbacks import DiscriminativeFinetuning
+from wukong.training.callbacks import DiscriminativeFinetuning, FinetuneEarlyStopping
 from wukong.training.module import TransferModule
 from wukong.training.quiet import quiet_lightning
 
@@ -29,7 +29,7 @@ class TrainPlan:
     lr: float = 2e-3
     backbone_lr_ratio: float = 0.1
     batch_size: int = 64
-    patience: int = 6
+    patience: int = 6  # epochs without validation improvement that end a phase
     bf16: bool = False
     seed: int = 0
 
@@ -76,21 +76,22 @@ def train_network(
     checkpoints = work_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val_loss", mode="min", save_last=True)
     history = EpochHistory()
+    finetuning = DiscriminativeFinetuning(
+        plan.blocks,
+        head_epochs=plan.head_epochs,
+        total_epochs=plan.epochs,
+        lr=plan.lr,
+        backbone_lr_ratio=plan.backbone_lr_ratio,
+        patience=plan.patience,
+    )
     callbacks: list[Callback] = [
-        DiscriminativeFinetuning(
-            plan.blocks,
-            head_epochs=plan.head_epochs,
-            total_epochs=plan.epochs,
-            lr=plan.lr,
-            backbone_lr_ratio=plan.backbone_lr_ratio,
-        ),
+        finetuning,
         best,
-        EarlyStopping(monitor="val_loss", mode="min", patience=plan.patience),
+        FinetuneEarlyStopping(finetuning, monitor="val_loss", mode="min", patience=plan.patience),
         history,
     ]
     trainer = L.Trainer(
         max_epochs=plan.epochs,
-        min_epochs=min(plan.epochs, plan.head_epochs + 2) if plan.blocks else 1,
         accelerator="auto",
         devices=1,
         precision="bf16-mixed" if plan.bf16 else "32-true",
@@ -115,6 +116,7 @@ def train_network(
     return {
         "epochs": history.rows,
         "best_epoch": _best_epoch(history.rows),
+        "finetune_from_epoch": finetuning.head_epochs if plan.blocks else None,
         "resumed_from_epoch": history.resumed_from_epoch,
         "logs": str(work_dir / "logs"),
     }
