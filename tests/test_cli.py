@@ -128,6 +128,7 @@ def test_onnx_export_matches_torch(trained, tmp_path: Path) -> None:
         (["train", "no/such/folder", "--out", "x"], "no/such/folder: no such file or folder"),
         (["predict", "no/such/model", "a.jpg"], "not a Wukong model folder"),
         (["train", CAT_DOG / "train" / "cat", "--out", "x"], "no class sub-folders"),
+        (["train", CAT_DOG / "train", "--test", "no/test", "--out", "x"], "--test no/test: no such file or folder"),
     ],
 )
 def test_bad_input_gives_one_line_without_traceback(args, message, tmp_path: Path) -> None:

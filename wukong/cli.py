@@ -102,6 +102,9 @@ def train(
     import shutil
 
     modality = _modality(data)
+    for option, path in (("--val", val), ("--test", test)):
+        if path is not None and not path.exists():  # found now, not after training
+            raise WukongError(f"{option} {path}: no such file or folder")
     progress = _progress(quiet, as_json)
     unfreeze_value: int | str | None = None
     if unfreeze is not None:

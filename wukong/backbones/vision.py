@@ -89,7 +89,7 @@ def load_image_backbone(
     if isinstance(backbone, nn.Module):
         return _from_module(backbone, data_config)
     if backbone in EMBEDDED_ALIASES:
-        return _from_pretrain_folder(embedded_folder(), kind="embedded", name=EMBEDDED_NAME)
+        return _from_pretrain_folder(embedded_folder(), kind="embedded", name=f"{EMBEDDED_NAME} (embedded default)")
     path = Path(str(backbone)).expanduser()
     if path.is_dir():
         if (path / "config.json").exists():
