@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from wukong.backbones.vision import ImageBackbone, load_image_backbone, rebuild_backbone
+from wukong.backbones.vision import ImageBackbone, load_image_backbone, rebuild_backbone, with_input_size
 from wukong.data.augment import ArrayImageDataset
 from wukong.data.images import ImageSource, ImageStore, decode_images, list_images, read_image_source
 from wukong.data.split import stratified_split
@@ -40,6 +40,8 @@ class ImageClassifier(TransferClassifier):
             on the frozen network) or ``"finetune"`` (then unfreeze later blocks).
         head: ``"linear"``, ``"mlp"`` or an ``nn.Module`` (features -> logits).
         tap: ``"auto"``, ``"final"`` or a stage index: where ``features`` reads the network.
+        input_size: ``"auto"`` (``features`` on a small-input backbone cross-validates its native
+            size against twice that), ``"native"``, or a side in pixels.
         unfreeze: blocks to fine-tune: a count of later stages, or ``"all"`` (default: chosen).
         epochs: total epochs for ``head`` / ``finetune`` (default 15); of these, ``head_epochs``
             (default a third) train the new head alone before blocks are unfrozen.
@@ -65,6 +67,7 @@ class ImageClassifier(TransferClassifier):
         strategy: str = "auto",
         head: str | nn.Module = "linear",
         tap: str | int = "auto",
+        input_size: str | int = "auto",
         unfreeze: int | str | None = None,
         epochs: int | None = None,
         head_epochs: int | None = None,
@@ -83,6 +86,7 @@ class ImageClassifier(TransferClassifier):
         self.strategy = strategy
         self.head = head
         self.tap = tap
+        self.input_size = input_size
         self.unfreeze = unfreeze
         self.epochs = epochs
         self.head_epochs = head_epochs
@@ -171,33 +175,43 @@ class ImageClassifier(TransferClassifier):
         taps = self._candidate_taps(backbone)
         tried: dict[str, Any] = {}
         best = None
-        for tap in taps:
-            extractor = FeatureExtractor(backbone.network, tap).eval()
-            feats, labels, groups = self._features(extractor, backbone, train, tap, flip=self.augment)
-            fit = fit_linear_classifier(feats, labels, len(self.classes_), seed=self.seed, groups=groups)
-            tried[_tap_name(tap)] = fit.info
-            if (
-                best is None
-                or fit.info["cv_log_loss"] is not None
-                and fit.info["cv_log_loss"] < best[2].info["cv_log_loss"]
-            ):
-                best = (tap, extractor, fit)
-        tap, extractor, fit = best
+        for size in self._candidate_sizes(backbone):
+            # The network is convolutional with global pooling: any input size works. Large photos
+            # keep detail at twice a small backbone's native size; tiny images do not.
+            self.backbone_ = sized = with_input_size(backbone, size)
+            stores = (train, val) if size == backbone.input_size else self._redecode(sized, train, val)
+            for tap in taps:
+                extractor = FeatureExtractor(backbone.network, tap).eval()
+                feats, labels, groups = self._features(extractor, sized, stores[0], tap, flip=self.augment)
+                fit = fit_linear_classifier(feats, labels, len(self.classes_), seed=self.seed, groups=groups)
+                tried[f"{_tap_name(tap)}@{size}px"] = fit.info
+                loss = fit.info["cv_log_loss"]
+                if best is None or (loss is not None and loss < best["fit"].info["cv_log_loss"]):
+                    best = {"tap": tap, "extractor": extractor, "fit": fit, "backbone": sized, "stores": stores}
+        tap, extractor, fit = best["tap"], best["extractor"], best["fit"]
+        self.backbone_ = backbone = best["backbone"]
+        train, val = best["stores"]
         self.net_ = self._assemble(backbone, extractor, tap)
         write_linear(final_linear(self.net_.head), fit)
         self.tap_ = tap
         reason = choice.reason
-        if len(taps) > 1:
+        if len(tried) > 1:
             scores = ", ".join(f"{name}: {info['cv_log_loss']}" for name, info in tried.items())
             verdict = (
                 "the data looks like the pretraining data: top features kept"
                 if tap is None
                 else "the data looks unlike the pretraining data: earlier-layer features transfer better"
             )
-            reason += f"; similarity measured by cross-validated log loss ({scores}): {verdict}"
+            reason += f"; measured by cross-validated log loss ({scores}): {verdict}, at {backbone.input_size}px"
         final = Choice("features", 0, reason)
         val_metrics = classification_metrics(val.labels, self._proba_prepared(val.pixels), self.classes_)
-        extra = {"classifier": fit.info, "tap": _tap_name(tap), "taps_tried": tried, "val": val_metrics}
+        extra = {
+            "classifier": fit.info,
+            "tap": _tap_name(tap),
+            "input_size": backbone.input_size,
+            "taps_tried": tried,
+            "val": val_metrics,
+        }
         if refit_on_val:  # val was carved from the training data: measured above, now use it all
             both = _concat(train, val)
             feats, labels, groups = self._features(extractor, backbone, both, tap, flip=self.augment)
@@ -207,6 +221,17 @@ class ImageClassifier(TransferClassifier):
             )
             extra["refit_on_train_and_val"] = True
         return final, extra
+
+    def _candidate_sizes(self, backbone: ImageBackbone) -> list[int]:
+        if self.input_size == "auto":
+            native = backbone.input_size
+            return [native, 2 * native] if native < 128 else [native]  # small-input backbones only
+        return [backbone.input_size if self.input_size == "native" else int(self.input_size)]
+
+    def _redecode(self, backbone: ImageBackbone, *stores: ImageStore) -> tuple[ImageStore, ...]:
+        return tuple(
+            self._decode(s.paths, s.labels, backbone, f"Reading images at {backbone.input_size}px") for s in stores
+        )
 
     def _candidate_taps(self, backbone: ImageBackbone) -> list[int | None]:
         if self.tap == "final":

@@ -106,6 +106,14 @@ def load_image_backbone(
     return _from_timm_hub(str(backbone), data_config)
 
 
+def with_input_size(backbone: ImageBackbone, size: int) -> ImageBackbone:
+    """The same network fed ``size x size`` images (same weights; preprocessing otherwise unchanged)."""
+    if size == backbone.input_size:
+        return backbone
+    config = {**backbone.data_config, "input_size": [3, int(size), int(size)]}
+    return ImageBackbone(backbone.network, config, backbone.source, backbone.name, backbone.pretrain_head)
+
+
 def scratch_twin(backbone: ImageBackbone) -> ImageBackbone:
     """The same architecture and preprocessing with random weights: the from-scratch baseline."""
     if "spec" not in backbone.source:
