@@ -46,6 +46,8 @@ def test_train_writes_the_model_folder_contract(trained) -> None:
         p.name for p in out.iterdir()
     }
     assert "broken.jpg" in (out / "report.html").read_text()  # the skipped files are listed there too
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    assert size < 2 * (out / "model.safetensors").stat().st_size + 1_000_000  # nothing copied in by mistake
     metrics = json.loads((out / "metrics.json").read_text())
     for key, kind in [
         ("val_accuracy", float),

@@ -50,8 +50,8 @@ def save_model(model: Any, out: Path) -> Path:
         write_json(tmp / "metrics.json", model.metrics_)
         write_json(tmp / "skipped.json", model.skipped_)
         (tmp / "report.html").write_text(html_report(config, model.metrics_, model.skipped_))
-        logs = Path(model.metrics_.get("history", {}).get("logs", "") or "")
-        if str(logs) and logs.is_dir():
+        logs = (model.metrics_.get("history") or {}).get("logs")  # only trained networks have logs
+        if logs and Path(logs).is_dir():
             shutil.copytree(logs, tmp / "logs")
     return out
 
