@@ -61,7 +61,9 @@ def test_train_writes_the_model_folder_contract(trained) -> None:
     assert metrics["classes"] == ["cat", "dog"]
     assert printed["test_accuracy"] == metrics["test_accuracy"]
     config = json.loads((out / "config.json").read_text())
-    assert config["strategy_reason"] and config["backbone"]["data_config"]["input_size"] == [3, 64, 64]
+    assert config["strategy_reason"]
+    side = metrics["input_size"]  # measured: the embedded backbone's 64px, or twice that
+    assert side in (64, 128) and config["backbone"]["data_config"]["input_size"] == [3, side, side]
     assert not (out.parent / "model.partial").exists()  # work folder cleaned up
 
 
@@ -116,7 +118,8 @@ def test_onnx_export_matches_torch(trained, tmp_path: Path) -> None:
     out, _, _ = trained
     wukong("export", out, "--format", "onnx", "--out", tmp_path / "m.onnx")
     model = wk.load(out)
-    pixels = torch.rand(3, 3, 64, 64)
+    side = model.backbone_.input_size
+    pixels = torch.rand(3, 3, side, side)
     with torch.no_grad():
         expected = torch.softmax(model.net_.float()(pixels), 1).numpy()
     session = ort.InferenceSession(str(tmp_path / "m.onnx"))
