@@ -1,0 +1,230 @@
+"""TextClassifier on the real BANKING77 and SST-2 files: every strategy learns, auto explains itself,
+bad rows are reported, models survive a new process, and the CLI trains and predicts text."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wukong import TextClassifier, load
+from wukong.backbones.text import load_sentence_transformer
+from wukong.data.text import read_text_table
+from wukong.text_classifier import FEWSHOT_BELOW, TokenBatches, choose_text_strategy
+
+from .conftest import DATA
+
+BANKING = DATA / "banking77"
+SST2 = DATA / "sst2"
+CMD = [sys.executable, "-m", "wukong.cli"]
+# Ten intents (chance 0.1) and two sentiments (chance 0.5): the bars need real transfer, not luck.
+BANKING_BAR = 0.6
+SST2_BAR = 0.62  # 3.4 standard deviations above chance on 200 test sentences
+FAST = {"progress": False, "seed": 0}
+
+
+def _per_class(path: Path, classes: list[str] | None, per_class: int, seed: int) -> tuple[list[str], list[str]]:
+    """A seeded sample of ``per_class`` texts of each class (of ``classes``, default all) of a file."""
+    source = read_text_table(path)
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(source.labels)
+    texts, names = [], []
+    for name in classes or source.classes:
+        for i in rng.choice(np.flatnonzero(labels == name), per_class, replace=False):
+            texts.append(source.texts[i])
+            names.append(name)
+    return texts, names
+
+
+@pytest.fixture(scope="module")
+def banking() -> dict[str, tuple[list[str], list[str]]]:
+    """Ten BANKING77 intents: 8 training texts each (from train.csv), 10 test texts each (test.csv)."""
+    classes = read_text_table(BANKING / "test.csv").classes[::7][:10]
+    return {
+        "train": _per_class(BANKING / "train.csv", classes, 8, seed=0),
+        "test": _per_class(BANKING / "test.csv", classes, 10, seed=1),
+    }
+
+
+@pytest.fixture(scope="module")
+def sst2() -> dict[str, tuple[list[str], list[str]]]:
+    """SST-2: 32 training sentences per class (dev.tsv holds full sentences), 100 test sentences per class."""
+    return {
+        "train": _per_class(SST2 / "dev.tsv", None, 32, seed=0),
+        "test": _per_class(SST2 / "test.tsv", None, 100, seed=1),
+    }
+
+
+@pytest.fixture(scope="module")
+def fewshot_model(banking) -> TextClassifier:
+    """``auto`` on 8 examples per intent: the few-shot strategy, briefly tuned (reused by several tests)."""
+    return TextClassifier(pair_steps=12, **FAST).fit(*banking["train"])
+
+
+# --- each strategy learns ------------------------------------------------------------------------
+
+
+def test_auto_on_few_examples_picks_fewshot_and_says_why(fewshot_model: TextClassifier, banking) -> None:
+    assert fewshot_model.strategy_ == "fewshot"
+    assert "few examples" in fewshot_model.strategy_reason_ and "pairs" in fewshot_model.strategy_reason_
+    info = fewshot_model.metrics_["contrastive"]
+    assert info["steps"] == 12 and info["pairs_seen"] > 12 * 32
+    assert info["loss_last"] < info["loss_first"], "contrastive tuning must lower its loss"
+    assert fewshot_model.evaluate(*banking["test"])["accuracy"] >= BANKING_BAR
+
+
+@pytest.mark.parametrize("strategy", ["features", "head", "finetune"])
+def test_strategy_learns_banking77_subset(strategy: str, banking, tmp_path: Path) -> None:
+    short = {"epochs": 2, "head_epochs": 10} if strategy == "finetune" else {}
+    clf = TextClassifier(strategy=strategy, **short, **FAST)
+    clf.fit(*banking["train"], work_dir=tmp_path)
+    assert clf.strategy_ == strategy
+    metrics = clf.evaluate(*banking["test"])
+    assert metrics["accuracy"] >= BANKING_BAR, (strategy, metrics["accuracy"], clf.metrics_.get("history"))
+    assert set(metrics) >= {"accuracy", "confusion_matrix", "skipped"}
+
+
+@pytest.mark.parametrize("strategy", ["features", "fewshot"])
+def test_strategy_learns_sst2_subset(strategy: str, sst2) -> None:
+    clf = TextClassifier(strategy=strategy, pair_steps=8, **FAST).fit(*sst2["train"])
+    accuracy = clf.evaluate(*sst2["test"])["accuracy"]
+    assert accuracy >= SST2_BAR, (strategy, accuracy)
+
+
+def test_finetune_changes_only_the_layers_it_unfreezes(banking, tmp_path: Path) -> None:
+    clf = TextClassifier(strategy="finetune", unfreeze=1, epochs=2, head_epochs=3, **FAST)
+    tuned = clf.fit(*banking["train"], work_dir=tmp_path).net_.features.state_dict()
+    pretrained = load_sentence_transformer().state_dict()
+    changed = {k for k, v in tuned.items() if not torch.equal(v, pretrained[k])}
+    assert changed and all(".layer.5." in k for k in changed), sorted(changed)[:5]
+    assert clf.metrics_["unfreeze"] == 1
+
+
+# --- the auto rule -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("smallest", "expected"),
+    [(1, "features"), (2, "fewshot"), (FEWSHOT_BELOW - 1, "fewshot"), (FEWSHOT_BELOW, "finetune"), (5000, "finetune")],
+)
+def test_auto_rule_by_examples_per_class(smallest: int, expected: str) -> None:
+    choice = choose_text_strategy(smallest, smallest * 2)
+    assert choice.strategy == expected
+    assert str(smallest) in choice.reason
+
+
+# --- data problems -------------------------------------------------------------------------------
+
+
+def test_bad_rows_are_skipped_and_reported(banking, tmp_path: Path) -> None:
+    texts, labels = banking["train"]
+    path = tmp_path / "train.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "category"])
+        writer.writerows(zip(texts[:40], labels[:40], strict=True))
+        writer.writerow(["   ", labels[0]])  # line 42: empty text
+        writer.writerow(["a text without its label", ""])  # line 43: missing label
+        writer.writerows(zip(texts[40:], labels[40:], strict=True))
+    clf = TextClassifier(strategy="features", **FAST).fit(path)
+    reasons = {item["path"]: item["reason"] for item in clf.skipped_}
+    assert reasons == {f"{path}:42": "empty text", f"{path}:43": "missing label"}
+    assert clf.metrics_["skipped"] == 2
+    assert sum(clf.metrics_["train_examples"].values()) + clf.metrics_["val_examples"] == len(texts)
+
+
+def test_bad_items_in_lists_are_skipped_with_their_index(banking) -> None:
+    texts, labels = list(banking["train"][0]), list(banking["train"][1])
+    texts[3], labels[5] = "", None
+    clf = TextClassifier(strategy="features", **FAST).fit(texts, labels)
+    assert {(s["path"], s["reason"]) for s in clf.skipped_} == {
+        ("texts[3]", "empty text"),
+        ("texts[5]", "missing label"),
+    }
+
+
+def test_unknown_strategy_and_unfitted_use_say_what_to_do() -> None:
+    with pytest.raises(ValueError, match="fewshot"):
+        TextClassifier(strategy="magic").fit(["a", "b"], ["x", "y"])
+    with pytest.raises(AttributeError, match="fit"):
+        TextClassifier().predict(["hello"])
+
+
+def test_length_buckets_pad_little_and_keep_every_text() -> None:
+    rng = np.random.default_rng(0)
+    tokens = [[7] * int(n) for n in rng.integers(3, 60, size=500)]
+    batches = TokenBatches(tokens, np.zeros(500, dtype=np.int64), batch_size=32, pad_id=0, seed=0)
+    seen = np.concatenate(batches.batches)
+    assert sorted(seen.tolist()) == list(range(500))
+    padded = sum(len(b) * max(len(tokens[i]) for i in b) for b in batches.batches)
+    assert padded < 1.2 * sum(len(t) for t in tokens)  # random batches pad ~1.8x here
+    rows = batches.__getitems__([0])
+    assert rows[0][0].shape[0] == 2 and all(r[0].shape == rows[0][0].shape for r in rows)
+
+
+# --- persistence and the command line -----------------------------------------------------------
+
+
+def test_tuned_model_loads_in_a_new_process_with_the_same_probabilities(
+    fewshot_model: TextClassifier, banking, tmp_path: Path
+) -> None:
+    folder = fewshot_model.save(tmp_path / "model")
+    texts = banking["test"][0][:20]
+    here = fewshot_model.predict_proba(texts)
+    code = (
+        "import json, sys, wukong; m = wukong.load(sys.argv[1]); "
+        "print(json.dumps(m.predict_proba(json.loads(sys.argv[2])).tolist()))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(folder), json.dumps(texts)], capture_output=True, text=True, check=True
+    )
+    there = np.asarray(json.loads(result.stdout))
+    np.testing.assert_allclose(there, here, atol=1e-4)
+    assert load(folder).metrics_["strategy"] == "fewshot"
+
+
+def test_head_only_model_folder_leaves_the_pretrained_encoder_out(banking, tmp_path: Path) -> None:
+    clf = TextClassifier(strategy="features", **FAST).fit(*banking["train"])
+    folder = clf.save(tmp_path / "model")
+    assert (folder / "model.safetensors").stat().st_size < 100_000  # the head alone; MiniLM is 90 MB
+    assert sum(f.stat().st_size for f in folder.rglob("*")) < 1_000_000, sorted(folder.iterdir())
+    np.testing.assert_allclose(load(folder).predict_proba(banking["test"][0]), clf.predict_proba(banking["test"][0]))
+
+
+def test_cli_trains_on_a_csv_and_predicts_text(banking, tmp_path: Path) -> None:
+    texts, labels = banking["train"]
+    data = tmp_path / "intents.csv"
+    with open(data, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([("text", "category"), *zip(texts, labels, strict=True)])
+    test = tmp_path / "test.csv"
+    with open(test, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([("text", "category"), *zip(*banking["test"], strict=True)])
+    out = tmp_path / "model"
+    run = subprocess.run(
+        [*CMD, "train", data, "--test", test, "--strategy", "features", "--out", out, "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    summary = json.loads(run.stdout)
+    assert summary["strategy"] == "features" and summary["test_accuracy"] >= BANKING_BAR
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= {"val_accuracy", "test_accuracy", "strategy", "backbone", "classes", "train_seconds"}
+
+    queries = ["my card still hasn't arrived", banking["test"][0][0]]
+    args = [*CMD, "predict", out, "--text", queries[0], "--text", queries[1], "--top-k", "3", "--json"]
+    run = subprocess.run(args, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [r["input"] for r in rows] == queries
+    expected = load(out).predict_top_k(queries, 3)
+    for row, top in zip(rows, expected, strict=True):
+        assert len(row["top_k"]) == 3 and row["label"] == row["top_k"][0][0] == top[0][0]
+        assert row["top_k"][0][1] >= row["top_k"][1][1] >= row["top_k"][2][1]
+        np.testing.assert_allclose([s for _, s in row["top_k"]], [s for _, s in top], atol=1e-5)
