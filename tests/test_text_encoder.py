@@ -58,9 +58,7 @@ def fp32() -> TextEncoder:
     return TextEncoder(bf16=False)
 
 
-def test_fp32_matches_sentence_transformers(
-    fp32: TextEncoder, sentences: list[str], reference: np.ndarray
-) -> None:
+def test_fp32_matches_sentence_transformers(fp32: TextEncoder, sentences: list[str], reference: np.ndarray) -> None:
     ours = fp32.encode(sentences)
     assert ours.dtype == np.float32 and ours.shape == reference.shape == (len(sentences), fp32.dim)
     assert _cosines(ours, reference).min() >= 0.9999

@@ -128,8 +128,7 @@ def read_text_table(
     if not texts:
         reasons = sorted({s.reason for s in skipped})
         raise DataError(
-            f"{path}: no usable rows in columns '{tcol}' / '{lcol}' (skipped: {reasons or 'none'}); "
-            f"{_FORMAT_HINT}"
+            f"{path}: no usable rows in columns '{tcol}' / '{lcol}' (skipped: {reasons or 'none'}); {_FORMAT_HINT}"
         )
     return TextSource(
         texts=texts,
@@ -356,8 +355,7 @@ def _resolve_classes(path: Path, labels: list[str], classes: Sequence[str] | Non
     if classes is None:
         if len(found) < 2:
             raise DataError(
-                f"{path}: found {len(found)} class(es) {found}; need at least two different labels "
-                "in the label column"
+                f"{path}: found {len(found)} class(es) {found}; need at least two different labels in the label column"
             )
         return found
     unknown = sort_labels(set(found) - set(classes))
