@@ -110,11 +110,17 @@ def test_finetune_changes_only_the_layers_it_unfreezes(banking, tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
-    ("smallest", "expected"),
-    [(1, "features"), (2, "fewshot"), (FEWSHOT_BELOW - 1, "fewshot"), (FEWSHOT_BELOW, "finetune"), (5000, "finetune")],
+    ("smallest", "median", "expected"),
+    [
+        (1, 10, "features"),
+        (2, 2, "fewshot"),
+        (5, FEWSHOT_BELOW - 1, "fewshot"),
+        (FEWSHOT_BELOW, FEWSHOT_BELOW, "finetune"),
+        (31, 117, "finetune"),  # BANKING77: a few small intents, most with over a hundred examples
+    ],
 )
-def test_auto_rule_by_examples_per_class(smallest: int, expected: str) -> None:
-    choice = choose_text_strategy(smallest, smallest * 2)
+def test_auto_rule_by_examples_per_class(smallest: int, median: int, expected: str) -> None:
+    choice = choose_text_strategy(smallest, median)
     assert choice.strategy == expected
     assert str(smallest) in choice.reason
 
