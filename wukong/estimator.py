@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from wukong.data.split import stratified_split
 from wukong.errors import DataError, NotFittedError
 from wukong.report import classification_metrics
 from wukong.strategies.auto import Choice, choose
@@ -79,20 +80,41 @@ class TransferClassifier(ABC):
         weakref.finalize(self, shutil.rmtree, path, True)
         return path
 
-    def _fit_report(
+    def _hold_out(self, labels: np.ndarray, origin: str) -> tuple[np.ndarray, np.ndarray]:
+        """Train and validation indices: a seeded stratified ``val_fraction`` of the data."""
+        train_idx, val_idx = stratified_split(labels, self.val_fraction, seed=self.seed)
+        if len(val_idx) == 0:
+            raise DataError(f"{origin}: too few examples to hold out a validation set; pass val=...")
+        return train_idx, val_idx
+
+    def _record_fit(
         self,
         started: float,
         choice: Choice,
         val_metrics: dict[str, Any] | None,
+        *,
+        train_labels: np.ndarray,
+        val_examples: int,
+        skipped: list[dict[str, Any]],
+        work: Path,
         extra: dict[str, Any],
-    ) -> dict[str, Any]:
-        return {
+    ) -> None:
+        """What every fit ends with: the strategy and its reason, the skipped inputs, ``metrics.json``."""
+        self.strategy_, self.strategy_reason_ = choice.strategy, choice.reason
+        self.skipped_ = skipped
+        self.work_dir_ = work
+        self.metrics_ = {
             "val_accuracy": val_metrics["accuracy"] if val_metrics else None,
             "strategy": choice.strategy,
             "strategy_reason": choice.reason,
             "backbone": self.backbone_name_,
             "classes": list(self.classes_),
             "train_seconds": round(time.time() - started, 2),
+            "train_examples": per_class_counts(train_labels, self.classes_),
+            "val_examples": int(val_examples),
+            "val": val_metrics,
+            "skipped": len(skipped),
+            "bf16": self.bf16_,
             **extra,
         }
 

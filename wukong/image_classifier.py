@@ -15,9 +15,8 @@ from torch.utils.data import DataLoader
 from wukong.backbones.vision import ImageBackbone, load_image_backbone, rebuild_backbone, with_input_size
 from wukong.data.augment import ArrayImageDataset
 from wukong.data.images import ImageSource, ImageStore, decode_images, list_images, read_image_source
-from wukong.data.split import stratified_split
 from wukong.errors import DataError
-from wukong.estimator import TransferClassifier, check_every_class_present, per_class_counts
+from wukong.estimator import TransferClassifier, check_every_class_present
 from wukong.features_cache import FeatureCache
 from wukong.heads import build_head, final_linear, head_from_spec
 from wukong.network import FeatureExtractor, TransferNet, later_blocks
@@ -135,10 +134,10 @@ class ImageClassifier(TransferClassifier):
             skipped += [s.to_dict() for s in val_source.skipped + val_store.skipped]
             train_store, split_from_train = store, False
         else:
-            train_idx, val_idx = stratified_split(store.labels, self.val_fraction, seed=self.seed)
+            train_idx, val_idx = self._hold_out(store.labels, source.origin)
             train_store, val_store, split_from_train = _take(store, train_idx), _take(store, val_idx), True
         if len(val_store) == 0:
-            raise DataError(f"{source.origin}: too few images to hold out a validation set; pass val=...")
+            raise DataError(f"{val}: no usable validation image")
 
         choice = self._choose(train_store.labels, len(self.classes_), len(backbone.stage_names()))
         work = self._work_dir(work_dir)
@@ -149,22 +148,16 @@ class ImageClassifier(TransferClassifier):
             extra = self._fit_network(backbone, train_store, val_store, choice, work, resume, warm=warm)
         # measured before any refit on train + val, so it is an honest held-out figure
         val_metrics = extra.pop("val")
-        self.strategy_, self.strategy_reason_ = choice.strategy, choice.reason
-        self.skipped_ = skipped
-        self.metrics_ = self._fit_report(
+        self._record_fit(
             started,
             choice,
             val_metrics,
-            {
-                "train_examples": per_class_counts(train_store.labels, self.classes_),
-                "val_examples": int(len(val_store)),
-                "val": val_metrics,
-                "skipped": len(skipped),
-                "bf16": self.bf16_,
-                **extra,
-            },
+            train_labels=train_store.labels,
+            val_examples=len(val_store),
+            skipped=skipped,
+            work=work,
+            extra=extra,
         )
-        self.work_dir_ = work
         return self
 
     def _fit_features(

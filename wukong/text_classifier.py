@@ -22,10 +22,9 @@ from torch.utils.data import Dataset, TensorDataset
 
 from wukong.backbones.text import DEFAULT_TEXT_BACKBONE, TextEncoder
 from wukong.data.images import Skipped
-from wukong.data.split import stratified_split
 from wukong.data.text import TextSource, read_text_table, sort_labels
 from wukong.errors import DataError
-from wukong.estimator import TransferClassifier, check_every_class_present, per_class_counts
+from wukong.estimator import TransferClassifier, check_every_class_present
 from wukong.features_cache import FeatureCache
 from wukong.heads import build_head, final_linear, head_from_spec
 from wukong.network import set_trainable
@@ -337,10 +336,10 @@ class TextClassifier(TransferClassifier):
             skipped += [s.to_dict() for s in val_source.skipped]
             train, carved = source, False
         else:
-            train_idx, val_idx = stratified_split(source.label_ids(), self.val_fraction, seed=self.seed)
+            train_idx, val_idx = self._hold_out(source.label_ids(), source.origin)
             train, val_source, carved = source.subset(train_idx), source.subset(val_idx), True
         if len(val_source) == 0:
-            raise DataError(f"{source.origin}: too few texts to hold out a validation set; pass val=...")
+            raise DataError(f"{val_source.origin}: no usable validation text")
 
         self.encoder_ = self._load_encoder(self.backbone, self.max_length, self.bf16_)
         self.backbone_name_ = self.encoder_.name
@@ -365,23 +364,17 @@ class TextClassifier(TransferClassifier):
         val_metrics = extra.pop("val_before_refit", None) or classification_metrics(
             val_y, self._proba_prepared(_Texts(val_source.texts, cache=True)), self.classes_
         )
-        self.strategy_, self.strategy_reason_ = choice.strategy, choice.reason
-        self.skipped_ = skipped
-        self.metrics_ = self._fit_report(
+        extra["refit_on_train_and_val"] = bool(carved and extra.get("refit"))
+        self._record_fit(
             started,
             choice,
             val_metrics,
-            {
-                "train_examples": per_class_counts(train_y, self.classes_),
-                "val_examples": len(val_source),
-                "val": val_metrics,
-                "refit_on_train_and_val": bool(carved and extra.get("refit")),
-                "skipped": len(skipped),
-                "bf16": self.bf16_,
-                **extra,
-            },
+            train_labels=train_y,
+            val_examples=len(val_source),
+            skipped=skipped,
+            work=work,
+            extra=extra,
         )
-        self.work_dir_ = work
         self.net_.eval()
         return self
 
