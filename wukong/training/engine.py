@@ -8,13 +8,14 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from wukong.network import TransferNet
 from wukong.training.callbacks import DiscriminativeFinetuning, FinetuneEarlyStopping
+from wukong.training.checkpoints import epoch_checkpoints, last_checkpoint
 from wukong.training.module import TransferModule
 from wukong.training.quiet import quiet_lightning
 
@@ -35,7 +36,7 @@ class TrainPlan:
 
 
 class EpochHistory(Callback):
-    """Per-epoch train/val metrics, for metrics.json and the learning curves."""
+    """Per-epoch train/val metrics, for metrics.json and the learning curves (kept across a resume)."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
@@ -53,6 +54,12 @@ class EpochHistory(Callback):
             if key in trainer.callback_metrics:
                 row[key] = round(float(trainer.callback_metrics[key]), 4)
         self.rows.append(row)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict.get("rows", []))
 
 
 def train_network(
@@ -74,7 +81,7 @@ def train_network(
     quiet_lightning()
     module = TransferModule(net, lr=plan.lr)
     checkpoints = work_dir / "checkpoints"
-    best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val_loss", mode="min", save_last=True)
+    best, last = epoch_checkpoints(checkpoints, monitor="val_loss", mode="min")
     history = EpochHistory()
     finetuning = DiscriminativeFinetuning(
         plan.blocks,
@@ -87,6 +94,7 @@ def train_network(
     callbacks: list[Callback] = [
         finetuning,
         best,
+        last,
         FinetuneEarlyStopping(finetuning, monitor="val_loss", mode="min", patience=plan.patience),
         history,
     ]
@@ -106,9 +114,7 @@ def train_network(
     loader_args = {"batch_size": plan.batch_size, "num_workers": 0}
     train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > plan.batch_size, **loader_args)
     val_loader = DataLoader(val_set, shuffle=False, **loader_args)
-    last = checkpoints / "last.ckpt"
-    ckpt_path = str(last) if resume and last.exists() else None
-    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=last_checkpoint(checkpoints, resume))
     if best.best_model_path:
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
