@@ -30,3 +30,20 @@ def test_pretrain_then_transfer(tmp_path: Path) -> None:
     clf = ImageClassifier(tmp_path / "bb", strategy="features", progress=False).fit(CAT_DOG / "train")
     assert clf.metrics_["backbone"] == str(tmp_path / "bb")
     assert len(clf.predict(CAT_DOG / "test")) == 22
+
+
+def test_batch_augmentation_crops_and_mirrors_each_image_on_its_own() -> None:
+    import torch
+
+    from wukong.data.augment import random_resized_crop_batch
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8)
+    whole = random_resized_crop_batch(images, 16, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False)
+    assert torch.allclose(whole, images.float(), atol=1e-2)  # the full box, unmirrored: the image itself
+    flipped = random_resized_crop_batch(images, 16, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=True)
+    mirrored = [torch.allclose(f, i.float().flip(-1), atol=1e-2) for f, i in zip(flipped, images, strict=True)]
+    kept = [torch.allclose(f, i.float(), atol=1e-2) for f, i in zip(flipped, images, strict=True)]
+    assert all(m or k for m, k in zip(mirrored, kept, strict=True)) and 10 < sum(mirrored) < 54
+    crops = random_resized_crop_batch(images, 8, scale=(0.25, 0.5))
+    assert crops.shape == (64, 3, 8, 8) and crops.min() >= 0 and crops.max() <= 255

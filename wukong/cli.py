@@ -263,31 +263,40 @@ def pretrain(
     val: Annotated[
         Path | None, typer.Option(help="Validation folder (default: data/val if present, else a split).")
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the embedded recipe's).")] = None,
     input_size: Annotated[int, typer.Option(help="Image side in pixels.")] = 64,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 256,
-    lr: Annotated[float, typer.Option(help="Peak learning rate per 256 images.")] = 0.5,
+    min_size: Annotated[
+        int | None, typer.Option(help="Progressive resizing starts at this side (default: the recipe's).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (default: the recipe's).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate per 256 images (default: the recipe's).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Weight decay (default: the recipe's).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    bf16: Annotated[bool, typer.Option(help="bf16 autocast (fast on CPUs with AMX/AVX512-BF16).")] = True,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast (fast on GPUs and on CPUs with AMX/AVX512-BF16).")] = True,
     limit_per_class: Annotated[int | None, typer.Option(help="Use at most N training images per class.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed run from its last checkpoint.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
-    """Pretrain a backbone on a large labelled dataset; `wukong train --backbone OUT` then uses it."""
+    """Pretrain a backbone on a large labelled dataset; `wukong train --backbone OUT` then uses it.
+
+    The defaults are the embedded backbone's recipe (see its MODEL_CARD.md); the training device is
+    the GPU when there is one, else the CPU.
+    """
+    from dataclasses import replace
+
     from wukong.pretrain import PretrainConfig
     from wukong.pretrain import pretrain as run_pretrain
 
-    config = PretrainConfig(
-        arch=arch,
-        input_size=input_size,
-        min_size=min(48, input_size),
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        bf16=bf16,
+    given = dict(epochs=epochs, min_size=min_size, batch_size=batch_size, lr=lr, weight_decay=weight_decay)
+    config = replace(
+        PretrainConfig(arch=arch, input_size=input_size, seed=seed, bf16=bf16),
+        **{k: v for k, v in given.items() if v is not None},
     )
-    metrics = run_pretrain(data, out, val=val, config=config, resume=resume, limit_per_class=limit_per_class)
+    config = replace(config, min_size=min(config.min_size, input_size))
+    metrics = run_pretrain(
+        data, out, val=val, config=config, resume=resume, limit_per_class=limit_per_class, progress=not quiet
+    )
     _emit(metrics, as_json, f"Backbone written to {out}: val top-1 {metrics['val_top1']}")
 
 

@@ -74,3 +74,64 @@ def normalize_batch(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor)
     x = images.float().div_(255.0)
     x = (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
     return x.contiguous(memory_format=torch.channels_last)
+
+
+def random_resized_crop_batch(
+    images: torch.Tensor,
+    size: int,
+    *,
+    scale: tuple[float, float] = (0.35, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    flip: bool = True,
+) -> torch.Tensor:
+    """Random resized crop + horizontal flip of a whole batch at once, on the batch's device.
+
+    ``images`` is uint8 or float (N, 3, H, W); the result is float32 (N, 3, size, size) in the
+    input's value range. One affine sampling grid per image (crop box, aspect, mirror) and a single
+    ``grid_sample``: on a GPU this keeps augmentation off the CPU, which would otherwise starve it.
+    """
+    n = images.shape[0]
+    device = images.device
+    area = torch.empty(n, device=device).uniform_(*scale)
+    aspect = torch.empty(n, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1])).exp()
+    width = (area * aspect).sqrt().clamp(max=1.0)  # crop side as a fraction of the image side
+    height = (area / aspect).sqrt().clamp(max=1.0)
+    # crop centre in grid_sample's [-1, 1] coordinates, anywhere that keeps the box inside
+    centre_x = (torch.rand(n, device=device) * 2 - 1) * (1 - width)
+    centre_y = (torch.rand(n, device=device) * 2 - 1) * (1 - height)
+    mirror = torch.where(torch.rand(n, device=device) < 0.5, -1.0, 1.0) if flip else torch.ones(n, device=device)
+    theta = torch.zeros(n, 2, 3, device=device)
+    theta[:, 0, 0] = width * mirror
+    theta[:, 0, 2] = centre_x
+    theta[:, 1, 1] = height
+    theta[:, 1, 2] = centre_y
+    grid = torch.nn.functional.affine_grid(theta, [n, images.shape[1], size, size], align_corners=False)
+    return torch.nn.functional.grid_sample(
+        images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+
+
+class ArrayBatches(Dataset):
+    """A (N, S, S, 3) uint8 array served a batch at a time: ``dataset[list_of_indices]``.
+
+    Used with ``DataLoader(batch_size=None, sampler=BatchSampler(...))``: one fancy-index per batch
+    instead of a Python call per image, so that a GPU doing the augmentation is never waiting.
+    """
+
+    def __init__(self, pixels: np.ndarray, labels: np.ndarray) -> None:
+        self.pixels = torch.from_numpy(pixels).permute(0, 3, 1, 2)  # a view: no copy
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return self.pixels[index].contiguous(), self.labels[index]
+
+    def loader(self, batch_size: int, *, shuffle: bool, drop_last: bool = False) -> torch.utils.data.DataLoader:
+        from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+        order = RandomSampler(self) if shuffle else SequentialSampler(self)
+        sampler = BatchSampler(order, batch_size, drop_last=drop_last)
+        return DataLoader(self, batch_size=None, sampler=sampler, pin_memory=torch.cuda.is_available())
