@@ -40,7 +40,24 @@ def test_auto_explains_its_choice_and_measures_similarity() -> None:
     clf = ImageClassifier(progress=False).fit(CAT_DOG / "train")
     assert clf.strategy_ == "features"  # 20 per class: small data
     assert "small data" in clf.strategy_reason_ and "cross-validated" in clf.strategy_reason_
-    assert set(clf.metrics_["taps_tried"]) == {"final@64px", "stage3@64px", "final@128px", "stage3@128px"}
+    assert set(clf.metrics_["taps_tried"]) == {"final@64px", "stage3@64px", "final@80px", "stage3@80px"}
+    # the kept candidate is the default unless another beat it by more than one standard error
+    tried = clf.metrics_["taps_tried"]
+    kept = f"{clf.metrics_['tap']}@{clf.metrics_['input_size']}px"
+    best = min(tried, key=lambda name: tried[name]["cv_log_loss"])
+    default = tried["final@64px"]["cv_log_loss"]
+    if default <= tried[best]["cv_log_loss"] + tried[best]["cv_log_loss_se"]:
+        assert kept == "final@64px"
+    else:
+        assert kept == best
+
+
+def test_one_standard_error_rule_keeps_the_default_unless_clearly_beaten() -> None:
+    from wukong.strategies.features import one_standard_error_choice
+
+    assert one_standard_error_choice([(0.60, 0.05), (0.58, 0.05), (0.59, 0.01)]) == 0  # within noise
+    assert one_standard_error_choice([(0.60, 0.05), (0.40, 0.05)]) == 1  # clearly better
+    assert one_standard_error_choice([(None, None), (0.5, 0.1)]) == 1  # the default could not be scored
 
 
 def test_features_cache_reuses_by_content_not_name(cat_dog_copy: Path, private_cache: Path) -> None:

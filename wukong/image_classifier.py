@@ -23,7 +23,7 @@ from wukong.network import FeatureExtractor, TransferNet, later_blocks
 from wukong.report import classification_metrics
 from wukong.runtime import default_device, inference, resolve_bf16
 from wukong.strategies.auto import Choice
-from wukong.strategies.features import fit_linear_classifier, write_linear
+from wukong.strategies.features import fit_linear_classifier, one_standard_error_choice, write_linear
 from wukong.training.engine import TrainPlan, train_network
 
 
@@ -40,7 +40,7 @@ class ImageClassifier(TransferClassifier):
         head: ``"linear"``, ``"mlp"`` or an ``nn.Module`` (features -> logits).
         tap: ``"auto"``, ``"final"`` or a stage index: where ``features`` reads the network.
         input_size: ``"auto"`` (``features`` on a small-input backbone cross-validates its native
-            size against twice that), ``"native"``, or a side in pixels.
+            size against 1.25x that), ``"native"``, or a side in pixels.
         unfreeze: blocks to fine-tune: a count of later stages, or ``"all"`` (default: chosen).
         epochs: total epochs for ``head`` / ``finetune`` (default 15); of these, ``head_epochs``
             (default a third) train the new head alone before blocks are unfrozen.
@@ -167,20 +167,24 @@ class ImageClassifier(TransferClassifier):
             raise ValueError("strategy 'features' fits a linear classifier; use 'head' or 'finetune' for this head")
         taps = self._candidate_taps(backbone)
         tried: dict[str, Any] = {}
-        best = None
+        candidates = []  # the default (top features, native size) first
         for size in self._candidate_sizes(backbone):
             # The network is convolutional with global pooling: any input size works. Large photos
-            # keep detail at twice a small backbone's native size; tiny images do not.
-            self.backbone_ = sized = with_input_size(backbone, size)
+            # may gain from a slightly larger input than the native one; tiny images do not.
+            sized = with_input_size(backbone, size)
+            self.backbone_ = sized
             stores = (train, val) if size == backbone.input_size else self._redecode(sized, train, val)
             for tap in taps:
                 extractor = FeatureExtractor(backbone.network, tap).eval()
                 feats, labels, groups = self._features(extractor, sized, stores[0], tap, flip=self.augment)
                 fit = fit_linear_classifier(feats, labels, len(self.classes_), seed=self.seed, groups=groups)
                 tried[f"{_tap_name(tap)}@{size}px"] = fit.info
-                loss = fit.info["cv_log_loss"]
-                if best is None or (loss is not None and loss < best["fit"].info["cv_log_loss"]):
-                    best = {"tap": tap, "extractor": extractor, "fit": fit, "backbone": sized, "stores": stores}
+                candidates.append({"tap": tap, "extractor": extractor, "fit": fit, "backbone": sized, "stores": stores})
+        best = candidates[
+            one_standard_error_choice(
+                [(c["fit"].info["cv_log_loss"], c["fit"].info["cv_log_loss_se"]) for c in candidates]
+            )
+        ]
         tap, extractor, fit = best["tap"], best["extractor"], best["fit"]
         self.backbone_ = backbone = best["backbone"]
         train, val = best["stores"]
@@ -189,12 +193,15 @@ class ImageClassifier(TransferClassifier):
         self.tap_ = tap
         reason = choice.reason
         if len(tried) > 1:
-            scores = ", ".join(f"{name}: {info['cv_log_loss']}" for name, info in tried.items())
-            verdict = (
-                "the data looks like the pretraining data: top features kept"
-                if tap is None
-                else "the data looks unlike the pretraining data: earlier-layer features transfer better"
+            scores = ", ".join(
+                f"{name}: {info['cv_log_loss']} ± {info['cv_log_loss_se']}" for name, info in tried.items()
             )
+            if best is candidates[0]:
+                verdict = "no other choice is better by more than one standard error: top features at the native size"
+            elif tap is None:
+                verdict = "the data looks like the pretraining data: top features kept"
+            else:
+                verdict = "the data looks unlike the pretraining data: earlier-layer features transfer better"
             reason += f"; measured by cross-validated log loss ({scores}): {verdict}, at {backbone.input_size}px"
         final = Choice("features", 0, reason)
         val_metrics = classification_metrics(val.labels, self._proba_prepared(val.pixels), self.classes_)
@@ -218,7 +225,10 @@ class ImageClassifier(TransferClassifier):
     def _candidate_sizes(self, backbone: ImageBackbone) -> list[int]:
         if self.input_size == "auto":
             native = backbone.input_size
-            return [native, 2 * native] if native < 128 else [native]  # small-input backbones only
+            # FixRes (Touvron et al. 2019): random-resized-crop training shows objects larger than a
+            # centre crop does, so the best test side is ~1.15-1.3x the training side. Small-input
+            # backbones only, where the extra pixels are cheap.
+            return [native, _multiple_of_8(native * 1.25)] if native < 128 else [native]
         return [backbone.input_size if self.input_size == "native" else int(self.input_size)]
 
     def _redecode(self, backbone: ImageBackbone, *stores: ImageStore) -> tuple[ImageStore, ...]:
@@ -485,6 +495,10 @@ def _weights_fingerprint(network: nn.Module) -> str:
         digest.update(tensor.detach().cpu().contiguous().view(-1).to(torch.float32).numpy().tobytes()[:4096])
         digest.update(str(float(tensor.float().sum())).encode())
     return digest.hexdigest()
+
+
+def _multiple_of_8(side: float) -> int:
+    return int(round(side / 8) * 8)
 
 
 def _tap_name(tap: int | None) -> str:

@@ -56,8 +56,10 @@ def fit_linear_classifier(
             search.fit(x, labels, groups=groups)
         model, best_c = search.best_estimator_, float(search.best_params_["C"])
         cv_log_loss = round(float(-search.cv_results_["mean_test_score"][search.best_index_]), 4)
+        # standard error of that mean over the folds: what "clearly better" is measured against
+        cv_log_loss_se = round(float(search.cv_results_["std_test_score"][search.best_index_]) / np.sqrt(folds), 4)
     else:  # one example in some class: nothing to cross-validate, use a moderate prior
-        best_c, cv_log_loss = 0.1, None
+        best_c, cv_log_loss, cv_log_loss_se = 0.1, None, None
         model = LogisticRegression(C=best_c, max_iter=3000).fit(x, labels)
     weight = np.zeros((num_classes, x.shape[1]), dtype=np.float64)
     bias = np.zeros(num_classes, dtype=np.float64)
@@ -72,8 +74,29 @@ def fit_linear_classifier(
     # logits = W ((f - mean) / std) + b = (W / std) f + (b - W @ (mean / std))
     raw_weight = weight / std
     raw_bias = bias - weight @ (mean / std)
-    info = {"classifier": "logistic_regression", "C": best_c, "cv_folds": folds, "cv_log_loss": cv_log_loss}
+    info = {
+        "classifier": "logistic_regression",
+        "C": best_c,
+        "cv_folds": folds,
+        "cv_log_loss": cv_log_loss,
+        "cv_log_loss_se": cv_log_loss_se,
+    }
     return LinearFit(raw_weight.astype(np.float32), raw_bias.astype(np.float32), info)
+
+
+def one_standard_error_choice(losses: list[tuple[float | None, float | None]]) -> int:
+    """Index of the candidate to keep: the first (the default) unless another is clearly better.
+
+    ``losses`` holds (cross-validated loss, its standard error) per candidate, the default first.
+    The one-standard-error rule (Breiman et al. 1984; Hastie et al., ESL 7.10): keep the default
+    when its loss is within one standard error of the best one. On a few dozen examples the
+    candidates' scores differ mostly by noise, and picking the minimum would chase that noise.
+    """
+    scored = [(loss, se or 0.0, i) for i, (loss, se) in enumerate(losses) if loss is not None]
+    if not scored or losses[0][0] is None:
+        return 0 if not scored else min(scored)[2]
+    best_loss, best_se, best = min(scored)
+    return 0 if losses[0][0] <= best_loss + best_se else best
 
 
 def write_linear(layer: nn.Linear, fit: LinearFit) -> None:
