@@ -16,6 +16,7 @@ import torch
 from wukong import TextClassifier, load
 from wukong.backbones.text import load_sentence_transformer
 from wukong.data.text import read_text_table
+from wukong.heads import final_linear
 from wukong.text_classifier import FEWSHOT_BELOW, TokenBatches, choose_text_strategy
 
 from .conftest import DATA
@@ -234,3 +235,15 @@ def test_cli_trains_on_a_csv_and_predicts_text(banking, tmp_path: Path) -> None:
         assert len(row["top_k"]) == 3 and row["label"] == row["top_k"][0][0] == top[0][0]
         assert row["top_k"][0][1] >= row["top_k"][1][1] >= row["top_k"][2][1]
         np.testing.assert_allclose([s for _, s in row["top_k"]], [s for _, s in top], atol=1e-5)
+
+
+def test_label_names_become_examples_only_when_they_are_words(banking, sst2) -> None:
+    with_names = TextClassifier(strategy="features", **FAST).fit(*banking["train"])
+    without = TextClassifier(strategy="features", label_names=False, **FAST).fit(*banking["train"])
+    assert with_names.metrics_["label_name_examples"] == 10 and without.metrics_["label_name_examples"] == 0
+    # the training counts stay the user's own examples
+    assert with_names.metrics_["train_examples"] == without.metrics_["train_examples"]
+    assert not torch.equal(final_linear(with_names.net_.head).weight, final_linear(without.net_.head).weight)
+    assert TextClassifier(strategy="features", **FAST).fit(*sst2["train"]).metrics_["label_name_examples"] == 0
+    with pytest.raises(Exception, match="not words"):
+        TextClassifier(strategy="features", label_names=True, **FAST).fit(*sst2["train"])
