@@ -134,6 +134,8 @@ def test_onnx_export_matches_torch(trained, tmp_path: Path) -> None:
         (["predict", "no/such/model", "a.jpg"], "not a Wukong model folder"),
         (["train", CAT_DOG / "train" / "cat", "--out", "x"], "no class sub-folders"),
         (["train", CAT_DOG / "train", "--test", "no/test", "--out", "x"], "--test no/test: no such file or folder"),
+        (["train", CAT_DOG / "train", "--strategy", "bogus", "--out", "x"], "strategy='bogus': choose one of"),
+        (["train", CAT_DOG / "train", "--linear-model", "tree", "--out", "x"], "linear_model='tree': choose one of"),
     ],
 )
 def test_bad_input_gives_one_line_without_traceback(args, message, tmp_path: Path) -> None:

@@ -44,9 +44,9 @@ def test_auto_explains_its_choice_and_measures_similarity() -> None:
     # the kept candidate is the default unless another beat it by more than one standard error
     tried = clf.metrics_["taps_tried"]
     kept = f"{clf.metrics_['tap']}@{clf.metrics_['input_size']}px"
-    best = min(tried, key=lambda name: tried[name]["cv_log_loss"])
-    default = tried["final@64px"]["cv_log_loss"]
-    if default <= tried[best]["cv_log_loss"] + tried[best]["cv_log_loss_se"]:
+    best = min(tried, key=lambda name: tried[name]["cv_loss"])
+    default = tried["final@64px"]["cv_loss"]
+    if default <= tried[best]["cv_loss"] + tried[best]["cv_loss_se"]:
         assert kept == "final@64px"
     else:
         assert kept == best
@@ -127,3 +127,13 @@ def test_transfer_beats_training_from_scratch(cifar_small: Path) -> None:
     transfer_accuracy = transfer.evaluate(cifar_small / "test")["accuracy"]
     scratch_accuracy = scratch.evaluate(cifar_small / "test")["accuracy"]
     assert transfer_accuracy > scratch_accuracy + 0.05, (transfer_accuracy, scratch_accuracy)
+
+
+def test_features_with_a_linear_svm_learns_and_is_chosen_by_cv_error(cifar_small: Path) -> None:
+    clf = ImageClassifier(strategy="features", linear_model="svm", tap="final", progress=False, seed=0)
+    clf.fit(cifar_small / "train")
+    assert clf.metrics_["classifier"]["classifier"] == "linear_svm"
+    assert clf.metrics_["classifier"]["cv_metric"] == "error" and "cross-validated error" in clf.strategy_reason_
+    assert clf.evaluate(cifar_small / "test")["accuracy"] >= CIFAR_BAR["features"]
+    proba = clf.predict_proba(cifar_small / "test")
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)

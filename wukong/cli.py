@@ -77,6 +77,9 @@ def train(
     arch: Annotated[str | None, typer.Option(help="Architecture of a --backbone weights file.")] = None,
     strategy: Annotated[str, typer.Option(help="auto | features | head | finetune (text also: fewshot).")] = "auto",
     head: Annotated[str, typer.Option(help="New top: linear | mlp.")] = "linear",
+    linear_model: Annotated[
+        str, typer.Option(help="The linear classifier of 'features': logistic (softmax) | svm.")
+    ] = "logistic",
     epochs: Annotated[int | None, typer.Option(help="Training epochs for head/finetune.")] = None,
     unfreeze: Annotated[
         str | None, typer.Option(help="Blocks to fine-tune: a number of later blocks, or 'all'.")
@@ -110,7 +113,14 @@ def train(
     if unfreeze is not None:
         unfreeze_value = "all" if unfreeze == "all" else _positive_int(unfreeze, "--unfreeze")
     common = dict(
-        strategy=strategy, head=head, epochs=epochs, unfreeze=unfreeze_value, seed=seed, bf16=bf16, progress=progress
+        strategy=strategy,
+        head=head,
+        linear_model=linear_model,
+        epochs=epochs,
+        unfreeze=unfreeze_value,
+        seed=seed,
+        bf16=bf16,
+        progress=progress,
     )
     work = out.with_name(out.name + ".partial")
     if modality == "image":

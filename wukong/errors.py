@@ -18,5 +18,9 @@ class BackboneNotAvailable(WukongError):
     """A pretrained network was asked for but cannot be found or loaded here."""
 
 
+class ParameterError(WukongError, ValueError):
+    """A parameter (or command-line option) has a value that is not one of its choices."""
+
+
 class NotFittedError(WukongError, AttributeError):
     """The estimator was used before `fit` (or `load`)."""

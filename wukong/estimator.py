@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from wukong.data.split import stratified_split
-from wukong.errors import DataError, NotFittedError
+from wukong.errors import DataError, NotFittedError, ParameterError
 from wukong.report import classification_metrics
 from wukong.strategies.auto import Choice, choose
 
@@ -50,8 +50,12 @@ class TransferClassifier(ABC):
     # --- fitting -------------------------------------------------------------------------------
 
     def _check_params(self) -> None:
+        from wukong.strategies.features import LINEAR_MODELS
+
         if self.strategy not in self.strategies:
-            raise ValueError(f"strategy={self.strategy!r}: choose one of {', '.join(self.strategies)}")
+            raise ParameterError(f"strategy={self.strategy!r}: choose one of {', '.join(self.strategies)}")
+        if self.linear_model not in LINEAR_MODELS:
+            raise ParameterError(f"linear_model={self.linear_model!r}: choose one of {', '.join(LINEAR_MODELS)}")
 
     def _choose(self, labels: np.ndarray, num_classes: int, stages: int) -> Choice:
         counts = np.bincount(labels, minlength=num_classes)

@@ -10,6 +10,8 @@ from typing import Any
 
 from torch import nn
 
+from wukong.errors import ParameterError
+
 
 def build_head(
     kind: str | nn.Module, num_features: int, num_classes: int, *, dropout: float = 0.2, hidden: int = 512
@@ -38,8 +40,8 @@ def head_from_spec(spec: dict[str, Any]) -> nn.Module:
             nn.Linear(hidden, classes),
         )
     if kind == "module":
-        raise ValueError("this model's head is a user module; pass it again: wukong.load(path, head=module)")
-    raise ValueError(f"unknown head '{kind}': use 'linear', 'mlp' or an nn.Module")
+        raise ParameterError("this model's head is a user module; pass it again: wukong.load(path, head=module)")
+    raise ParameterError(f"unknown head '{kind}': use 'linear', 'mlp' or an nn.Module")
 
 
 def final_linear(head: nn.Module) -> nn.Linear | None:

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from wukong.backbones.vision import ImageBackbone, load_image_backbone, rebuild_backbone, with_input_size
 from wukong.data.augment import ArrayImageDataset
 from wukong.data.images import ImageSource, ImageStore, decode_images, list_images, read_image_source
-from wukong.errors import DataError
+from wukong.errors import DataError, ParameterError
 from wukong.estimator import TransferClassifier, check_every_class_present
 from wukong.features_cache import FeatureCache
 from wukong.heads import build_head, final_linear, head_from_spec
@@ -39,6 +39,8 @@ class ImageClassifier(TransferClassifier):
             on the frozen network) or ``"finetune"`` (then unfreeze later blocks).
         head: ``"linear"``, ``"mlp"`` or an ``nn.Module`` (features -> logits).
         tap: ``"auto"``, ``"final"`` or a stage index: where ``features`` reads the network.
+        linear_model: the classifier ``features`` fits: ``"logistic"`` (softmax regression,
+            calibrated probabilities) or ``"svm"`` (linear SVM; scores are softmaxed margins).
         input_size: ``"auto"`` (``features`` on a small-input backbone cross-validates its native
             size against 1.25x that), ``"native"``, or a side in pixels.
         unfreeze: blocks to fine-tune: a count of later stages, or ``"all"`` (default: chosen).
@@ -66,6 +68,7 @@ class ImageClassifier(TransferClassifier):
         strategy: str = "auto",
         head: str | nn.Module = "linear",
         tap: str | int = "auto",
+        linear_model: str = "logistic",
         input_size: str | int = "auto",
         unfreeze: int | str | None = None,
         epochs: int | None = None,
@@ -85,6 +88,7 @@ class ImageClassifier(TransferClassifier):
         self.strategy = strategy
         self.head = head
         self.tap = tap
+        self.linear_model = linear_model
         self.input_size = input_size
         self.unfreeze = unfreeze
         self.epochs = epochs
@@ -164,7 +168,7 @@ class ImageClassifier(TransferClassifier):
         self, backbone: ImageBackbone, train: ImageStore, val: ImageStore, choice: Choice, *, refit_on_val: bool
     ) -> tuple[Choice, dict[str, Any]]:
         if not (isinstance(self.head, str) and self.head == "linear"):
-            raise ValueError("strategy 'features' fits a linear classifier; use 'head' or 'finetune' for this head")
+            raise ParameterError("strategy 'features' fits a linear classifier; use 'head' or 'finetune' for this head")
         taps = self._candidate_taps(backbone)
         tried: dict[str, Any] = {}
         candidates = []  # the default (top features, native size) first
@@ -177,13 +181,13 @@ class ImageClassifier(TransferClassifier):
             for tap in taps:
                 extractor = FeatureExtractor(backbone.network, tap).eval()
                 feats, labels, groups = self._features(extractor, sized, stores[0], tap, flip=self.augment)
-                fit = fit_linear_classifier(feats, labels, len(self.classes_), seed=self.seed, groups=groups)
+                fit = fit_linear_classifier(
+                    feats, labels, len(self.classes_), model=self.linear_model, seed=self.seed, groups=groups
+                )
                 tried[f"{_tap_name(tap)}@{size}px"] = fit.info
                 candidates.append({"tap": tap, "extractor": extractor, "fit": fit, "backbone": sized, "stores": stores})
         best = candidates[
-            one_standard_error_choice(
-                [(c["fit"].info["cv_log_loss"], c["fit"].info["cv_log_loss_se"]) for c in candidates]
-            )
+            one_standard_error_choice([(c["fit"].info["cv_loss"], c["fit"].info["cv_loss_se"]) for c in candidates])
         ]
         tap, extractor, fit = best["tap"], best["extractor"], best["fit"]
         self.backbone_ = backbone = best["backbone"]
@@ -193,16 +197,15 @@ class ImageClassifier(TransferClassifier):
         self.tap_ = tap
         reason = choice.reason
         if len(tried) > 1:
-            scores = ", ".join(
-                f"{name}: {info['cv_log_loss']} ± {info['cv_log_loss_se']}" for name, info in tried.items()
-            )
+            scores = ", ".join(f"{name}: {info['cv_loss']} ± {info['cv_loss_se']}" for name, info in tried.items())
             if best is candidates[0]:
                 verdict = "no other choice is better by more than one standard error: top features at the native size"
             elif tap is None:
                 verdict = "the data looks like the pretraining data: top features kept"
             else:
                 verdict = "the data looks unlike the pretraining data: earlier-layer features transfer better"
-            reason += f"; measured by cross-validated log loss ({scores}): {verdict}, at {backbone.input_size}px"
+            metric = fit.info["cv_metric"].replace("_", " ")
+            reason += f"; measured by cross-validated {metric} ({scores}): {verdict}, at {backbone.input_size}px"
         final = Choice("features", 0, reason)
         val_metrics = classification_metrics(val.labels, self._proba_prepared(val.pixels), self.classes_)
         extra = {
@@ -217,7 +220,9 @@ class ImageClassifier(TransferClassifier):
             feats, labels, groups = self._features(extractor, backbone, both, tap, flip=self.augment)
             write_linear(
                 final_linear(self.net_.head),
-                fit_linear_classifier(feats, labels, len(self.classes_), seed=self.seed, groups=groups),
+                fit_linear_classifier(
+                    feats, labels, len(self.classes_), model=self.linear_model, seed=self.seed, groups=groups
+                ),
             )
             extra["refit_on_train_and_val"] = True
         return final, extra

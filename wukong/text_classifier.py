@@ -24,7 +24,7 @@ from torch.utils.data import Dataset, TensorDataset
 from wukong.backbones.text import DEFAULT_TEXT_BACKBONE, TextEncoder
 from wukong.data.images import Skipped
 from wukong.data.text import TextSource, read_text_table, sort_labels
-from wukong.errors import DataError
+from wukong.errors import DataError, ParameterError
 from wukong.estimator import TransferClassifier, check_every_class_present
 from wukong.features_cache import FeatureCache
 from wukong.heads import build_head, final_linear, head_from_spec
@@ -151,7 +151,7 @@ def transformer_layers(encoder: nn.Module) -> list[nn.Module]:
     """The stack of transformer layers (the longest ``ModuleList``), lowest first."""
     stacks = [m for m in encoder.modules() if isinstance(m, nn.ModuleList)]
     if not stacks:
-        raise ValueError("cannot find the transformer layers of this encoder; use unfreeze='all'")
+        raise ParameterError("cannot find the transformer layers of this encoder; use unfreeze='all'")
     return list(max(stacks, key=len))
 
 
@@ -253,6 +253,8 @@ class TextClassifier(TransferClassifier):
             ``"fewshot"`` (contrastive tuning on same/different-class pairs, then ``features``).
         head: ``"linear"``, ``"mlp"`` or an ``nn.Module`` (embeddings -> logits).
         text_col, label_col: the columns of a data file (default: found by name or content).
+        linear_model: the classifier ``features`` / ``fewshot`` fit: ``"logistic"`` (softmax
+            regression, calibrated probabilities) or ``"svm"`` (linear SVM; softmaxed margins).
         unfreeze: for ``finetune``: the number of top transformer layers to tune, or ``"all"``.
         epochs: for ``head``: epochs of the head (default 40, early stopped); for ``finetune``: epochs
             of fine-tuning (default: about 40k example passes, 2 to 10 epochs).
@@ -289,6 +291,7 @@ class TextClassifier(TransferClassifier):
         head: str | nn.Module = "linear",
         text_col: str | None = None,
         label_col: str | None = None,
+        linear_model: str = "logistic",
         unfreeze: int | str | None = None,
         epochs: int | None = None,
         head_epochs: int | None = None,
@@ -310,6 +313,7 @@ class TextClassifier(TransferClassifier):
         self.head = head
         self.text_col = text_col
         self.label_col = label_col
+        self.linear_model = linear_model
         self.unfreeze = unfreeze
         self.epochs = epochs
         self.head_epochs = head_epochs
@@ -413,7 +417,7 @@ class TextClassifier(TransferClassifier):
                 return Choice("head", 0, auto.reason.split(";")[0] + f"; train the given {self.head} head instead")
             return auto
         if self.strategy == "features" and not linear:
-            raise ValueError("strategy 'features' fits a linear classifier; use 'head' or 'finetune' for this head")
+            raise ParameterError("strategy 'features' fits a linear classifier; use 'head' or 'finetune' for this head")
         unfreeze = (self.unfreeze if self.unfreeze is not None else "all") if self.strategy == "finetune" else 0
         return Choice(self.strategy, unfreeze, f"strategy '{self.strategy}' asked for")
 
@@ -506,14 +510,16 @@ class TextClassifier(TransferClassifier):
         with many, a second cross-validated fit costs minutes for a fraction of a point).
         """
         feats = self._embed(_Texts(texts, cache=True))
-        fit = fit_linear_classifier(feats, labels, len(self.classes_), seed=self.seed)
+        fit = fit_linear_classifier(feats, labels, len(self.classes_), model=self.linear_model, seed=self.seed)
         write_linear(final_linear(self.net_.head), fit)
         extra: dict[str, Any] = {"classifier": fit.info}
         if refit and np.bincount(labels).min() < FEWSHOT_BELOW:
             val_feats = self._embed(_Texts(val_texts, cache=True))
             extra["val_before_refit"] = classification_metrics(val_labels, self._proba_of(val_feats), self.classes_)
             both = np.concatenate([feats, val_feats])
-            fit = fit_linear_classifier(both, np.concatenate([labels, val_labels]), len(self.classes_), seed=self.seed)
+            fit = fit_linear_classifier(
+                both, np.concatenate([labels, val_labels]), len(self.classes_), model=self.linear_model, seed=self.seed
+            )
             write_linear(final_linear(self.net_.head), fit)
             extra["refit"] = True
         return extra
