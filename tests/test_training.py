@@ -72,3 +72,25 @@ def test_a_resumed_run_keeps_the_history_of_the_epochs_before_it(tmp_path: Path)
     seconds = [row["seconds"] for row in pretrain_history.rows]
     assert seconds == sorted(seconds)  # time keeps counting across the resume
     assert last_checkpoint(tmp_path, resume=False) is None
+
+
+def test_training_keeps_the_most_accurate_epoch(tmp_path: Path) -> None:
+    from wukong.text_classifier import HeadOnly
+    from wukong.training.engine import TrainPlan, train_network
+
+    torch.manual_seed(0)
+    x = torch.randn(400, 8)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    train, val = TensorDataset(x[:300], y[:300]), TensorDataset(x[300:], y[300:])
+    net = HeadOnly(torch.nn.Linear(8, 2))
+    plan = TrainPlan(blocks=[], epochs=6, head_epochs=6, lr=0.05, batch_size=32, patience=10)
+    result = train_network(net, train, val, plan, work_dir=tmp_path, progress=False)
+    rows = result["epochs"]
+    assert all("val_score" in row for row in rows)
+    best = max(rows, key=lambda row: row["val_score"])
+    assert result["best_epoch"] == best["epoch"]
+    # the restored weights are that epoch's: their accuracy is the best epoch's accuracy
+    with torch.no_grad():
+        accuracy = float((net(x[300:]).argmax(1) == y[300:]).float().mean())
+    assert abs(accuracy - best["val_acc"]) < 1e-3
+    assert best["val_acc"] == max(row["val_acc"] for row in rows)

@@ -50,9 +50,10 @@ class EpochHistory(Callback):
         # runs after the epoch's validation, when the epoch's train loss is aggregated too
         row: dict[str, Any] = {"epoch": trainer.current_epoch}
         row["lr"] = [float(f"{group['lr']:.3g}") for group in trainer.optimizers[0].param_groups]
-        for key in ("train_loss", "val_loss", "val_acc"):
+        for key in ("train_loss", "val_loss", "val_acc", "val_score"):
             if key in trainer.callback_metrics:
-                row[key] = round(float(trainer.callback_metrics[key]), 4)
+                # the score's loss term is 1e-4 x the loss: keep the digits that order epochs
+                row[key] = round(float(trainer.callback_metrics[key]), 7 if key == "val_score" else 4)
         self.rows.append(row)
 
     def state_dict(self) -> dict[str, Any]:
@@ -72,7 +73,8 @@ def train_network(
     resume: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train in place; ``net`` ends with the weights of the best validation epoch.
+    """Train in place; ``net`` ends with the weights of the best validation epoch: the most
+    accurate one, and of equally accurate epochs the one with the lower loss (``val_score``).
 
     Checkpoints go to ``work_dir/checkpoints`` (``last.ckpt`` every epoch): with ``resume=True``
     a killed run continues from there. TensorBoard logs go to ``work_dir/logs``.
@@ -81,7 +83,7 @@ def train_network(
     quiet_lightning()
     module = TransferModule(net, lr=plan.lr)
     checkpoints = work_dir / "checkpoints"
-    best, last = epoch_checkpoints(checkpoints, monitor="val_loss", mode="min")
+    best, last = epoch_checkpoints(checkpoints, monitor="val_score", mode="max")
     history = EpochHistory()
     finetuning = DiscriminativeFinetuning(
         plan.blocks,
@@ -95,7 +97,7 @@ def train_network(
         finetuning,
         best,
         last,
-        FinetuneEarlyStopping(finetuning, monitor="val_loss", mode="min", patience=plan.patience),
+        FinetuneEarlyStopping(finetuning, monitor="val_score", mode="max", patience=plan.patience),
         history,
     ]
     trainer = L.Trainer(
@@ -129,5 +131,5 @@ def train_network(
 
 
 def _best_epoch(rows: list[dict[str, float]]) -> int | None:
-    scored = [r for r in rows if "val_loss" in r]
-    return min(scored, key=lambda r: r["val_loss"])["epoch"] if scored else None
+    scored = [r for r in rows if "val_score" in r]
+    return max(scored, key=lambda r: r["val_score"])["epoch"] if scored else None
