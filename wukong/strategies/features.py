@@ -66,7 +66,8 @@ def fit_linear_classifier(
     if model == "logistic":
         base, scoring, metric = LogisticRegression(max_iter=3000, tol=1e-4), "neg_log_loss", "log_loss"
     else:
-        base, scoring, metric = LinearSVC(max_iter=20_000, random_state=seed), "accuracy", "error"
+        # the dual solver: seconds where the primal one takes minutes at large C (measured at 400 x 384)
+        base, scoring, metric = LinearSVC(dual=True, max_iter=10_000, random_state=seed), "accuracy", "error"
     if folds >= 2:
         splitter = (
             StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
