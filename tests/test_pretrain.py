@@ -47,3 +47,12 @@ def test_batch_augmentation_crops_and_mirrors_each_image_on_its_own() -> None:
     assert all(m or k for m, k in zip(mirrored, kept, strict=True)) and 10 < sum(mirrored) < 54
     crops = random_resized_crop_batch(images, 8, scale=(0.25, 0.5))
     assert crops.shape == (64, 3, 8, 8) and crops.min() >= 0 and crops.max() <= 255
+
+
+def test_pretrain_on_fewer_images_than_a_batch_still_trains(tmp_path: Path) -> None:
+    metrics = pretrain(
+        CAT_DOG / "train", tmp_path / "bb", val=CAT_DOG / "test", config=PretrainConfig(epochs=1), progress=False
+    )
+    recipe = json.loads((tmp_path / "bb" / "config.json").read_text())["recipe"]
+    assert recipe["batch_size"] == 40  # the default 512 would have left no full batch to train on
+    assert len(metrics["epochs"]) == 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +204,8 @@ def pretrain(
     if len(train_store) == 0:
         raise DataError(f"{data}: no usable training image")
 
+    if config.batch_size > len(train_store):  # a small dataset: one full batch per step (the rate scales with it)
+        config = replace(config, batch_size=len(train_store))
     # stored at input_size: validation images are used as they are, training ones augmented on the device
     train_loader = ArrayBatches(train_store.pixels, train_store.labels).loader(
         config.batch_size, shuffle=True, drop_last=True
