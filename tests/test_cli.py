@@ -63,7 +63,7 @@ def test_train_writes_the_model_folder_contract(trained) -> None:
     config = json.loads((out / "config.json").read_text())
     assert config["strategy_reason"]
     side = metrics["input_size"]  # measured: the embedded backbone's 64px, or 1.25x that
-    assert side in (64, 128) and config["backbone"]["data_config"]["input_size"] == [3, side, side]
+    assert side in (64, 80) and config["backbone"]["data_config"]["input_size"] == [3, side, side]
     assert not (out.parent / "model.partial").exists()  # work folder cleaned up
 
 
