@@ -90,6 +90,14 @@ def train(
     label_col: Annotated[
         str | None, typer.Option(help="Label column (text tables; default: found automatically).")
     ] = None,
+    label_names: Annotated[
+        str | None,
+        typer.Option(
+            help="Text: what each label means, as 'LABEL=description,...' (e.g. '0=negative,1=positive') or "
+            "a JSON file {label: description}; each becomes a training example. Default: label names that "
+            "are words."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same run.")] = 0,
     bf16: Annotated[
         bool | None,
@@ -105,6 +113,8 @@ def train(
     import shutil
 
     modality = _modality(data)
+    if modality == "image" and label_names is not None:
+        raise WukongError("--label-names describes text labels; it does not apply to image data")
     for option, path in (("--val", val), ("--test", test)):
         if path is not None and not path.exists():  # found now, not after training
             raise WukongError(f"{option} {path}: no such file or folder")
@@ -131,7 +141,8 @@ def train(
     else:
         from wukong.text_classifier import TextClassifier
 
-        clf = TextClassifier(backbone, text_col=text_col, label_col=label_col, **common)
+        descriptions = _label_descriptions(label_names) if label_names is not None else None
+        clf = TextClassifier(backbone, text_col=text_col, label_col=label_col, label_names=descriptions, **common)
         clf.fit(data, val=val, work_dir=work, resume=resume)
     if test is not None:
         metrics = clf.evaluate(test)
@@ -162,6 +173,24 @@ def _summary(metrics: dict) -> dict:
         "skipped",
     )
     return {k: metrics[k] for k in keep if k in metrics}
+
+
+def _label_descriptions(value: str) -> dict[str, str]:
+    """``--label-names``: 'LABEL=description,...', or a JSON file holding {label: description}."""
+    path = Path(value)
+    if path.suffix.lower() == ".json" or path.is_file():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise WukongError(f"--label-names {path}: not a readable JSON file ({err})") from None
+        if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
+            raise WukongError(f"--label-names {path}: expected a JSON object {{label: description}}")
+        return {str(k): v for k, v in loaded.items()}
+    pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+    bad = [label for label, eq, text in pairs if not eq or not label.strip() or not text.strip()]
+    if bad or not pairs:
+        raise WukongError(f"--label-names {value!r}: give LABEL=description pairs separated by commas, or a JSON file")
+    return {label.strip(): text.strip() for label, _, text in pairs}
 
 
 def _positive_int(value: str, option: str) -> int:
