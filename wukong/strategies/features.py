@@ -43,7 +43,6 @@ def fit_linear_classifier(
     model: str = "logistic",
     seed: int = 0,
     groups: np.ndarray | None = None,
-    sample_weight: np.ndarray | None = None,
 ) -> LinearFit:
     """Standardise, then a linear classifier with its C chosen by stratified k-fold CV.
 
@@ -51,9 +50,7 @@ def fit_linear_classifier(
     ``model="svm"``: linear SVM, C chosen by CV error (hinge scores are not probabilities; the
     model's ``predict_proba`` is then a softmax of the margins: it ranks, it is not calibrated).
     ``groups`` keeps augmented copies of one example (e.g. its mirror image) in the same fold, so
-    the cross-validation score is honest. ``sample_weight`` weighs examples in the fits (e.g. a
-    label's description counting as several examples); the CV scores stay unweighted. Returns
-    weights mapping *raw* features to logits.
+    the cross-validation score is honest. Returns weights mapping *raw* features to logits.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, StratifiedKFold
@@ -80,7 +77,7 @@ def fit_linear_classifier(
         search = GridSearchCV(base, {"C": list(C_GRID)}, cv=splitter, scoring=scoring, n_jobs=1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence chatter on tiny folds
-            search.fit(x, labels, groups=groups, sample_weight=sample_weight)
+            search.fit(x, labels, groups=groups)
         fitted, best_c = search.best_estimator_, float(search.best_params_["C"])
         score = float(search.cv_results_["mean_test_score"][search.best_index_])
         cv_loss = round(-score if metric == "log_loss" else 1.0 - score, 4)
@@ -90,7 +87,7 @@ def fit_linear_classifier(
         best_c, cv_loss, cv_loss_se = 0.1, None, None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fitted = base.set_params(C=best_c).fit(x, labels, sample_weight=sample_weight)
+            fitted = base.set_params(C=best_c).fit(x, labels)
     weight = np.zeros((num_classes, x.shape[1]), dtype=np.float64)
     bias = np.zeros(num_classes, dtype=np.float64)
     coef, intercept = fitted.coef_, np.atleast_1d(fitted.intercept_)
