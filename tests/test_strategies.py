@@ -137,3 +137,17 @@ def test_features_with_a_linear_svm_learns_and_is_chosen_by_cv_error(cifar_small
     assert clf.evaluate(cifar_small / "test")["accuracy"] >= CIFAR_BAR["features"]
     proba = clf.predict_proba(cifar_small / "test")
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_small_data_epochs_repeat_the_images_as_different_views() -> None:
+    from wukong.data.augment import ArrayImageDataset
+    from wukong.image_classifier import MIN_STEPS_PER_EPOCH, repeat_to_steps
+
+    pixels = np.random.default_rng(0).integers(0, 256, (36, 72, 72, 3), dtype=np.uint8)
+    data = ArrayImageDataset(pixels, np.arange(36) % 2, 64, train=True)
+    repeated = repeat_to_steps(data, 64, MIN_STEPS_PER_EPOCH)
+    assert len(repeated) >= 64 * MIN_STEPS_PER_EPOCH and len(repeated) % 36 == 0
+    first, again = repeated[0], repeated[36]  # the same image, in two copies
+    assert torch.equal(first[1], again[1]) and not torch.equal(first[0], again[0])  # same label, new crop
+    big = ArrayImageDataset(np.zeros((64 * MIN_STEPS_PER_EPOCH, 8, 8, 3), np.uint8), np.zeros(1280), 8, train=True)
+    assert repeat_to_steps(big, 64, MIN_STEPS_PER_EPOCH) is big

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from wukong.backbones.vision import ImageBackbone, load_image_backbone, rebuild_backbone, with_input_size
 from wukong.data.augment import ArrayImageDataset
@@ -25,6 +25,11 @@ from wukong.runtime import default_device, inference, resolve_bf16
 from wukong.strategies.auto import Choice
 from wukong.strategies.features import fit_linear_classifier, one_standard_error_choice, write_linear
 from wukong.training.engine import TrainPlan, train_network
+
+# On small data, an epoch repeats the (randomly augmented) images until it makes this many
+# optimiser steps: 36 cat/dog images in batches of 64 make one step an epoch, and 15 such epochs
+# left the new head barely trained (CIFAR-10 with 20 labels per class: head 0.417, features 0.554).
+MIN_STEPS_PER_EPOCH = 20
 
 
 class ImageClassifier(TransferClassifier):
@@ -45,7 +50,9 @@ class ImageClassifier(TransferClassifier):
             size against 1.25x that), ``"native"``, or a side in pixels.
         unfreeze: blocks to fine-tune: a count of later stages, or ``"all"`` (default: chosen).
         epochs: total epochs for ``head`` / ``finetune`` (default 15); of these, ``head_epochs``
-            (default a third) train the new head alone before blocks are unfrozen.
+            (default a third) train the new head alone before blocks are unfrozen. On small data an
+            epoch passes over the (augmented) images several times, to make at least
+            ``MIN_STEPS_PER_EPOCH`` optimiser steps.
         lr, backbone_lr_ratio: the head's learning rate; pretrained blocks get ``lr * ratio``.
         bf16: bf16 autocast (``None``: on where the hardware runs it fast).
         warm_start: a second ``fit`` continues from the fitted network (same classes) instead of
@@ -305,6 +312,7 @@ class ImageClassifier(TransferClassifier):
         )
         size, crop = backbone.input_size, backbone.input_size / backbone.resize_size
         train_set = ArrayImageDataset(train.pixels, train.labels, size, train=self.augment, crop_pct=crop)
+        train_set = repeat_to_steps(train_set, self.batch_size, MIN_STEPS_PER_EPOCH)
         val_set = ArrayImageDataset(val.pixels, val.labels, size, train=False, crop_pct=crop)
         history = train_network(
             self.net_, train_set, val_set, plan, work_dir=work, resume=resume, progress=self.progress
@@ -508,3 +516,20 @@ def _multiple_of_8(side: float) -> int:
 
 def _tap_name(tap: int | None) -> str:
     return "final" if tap is None else f"stage{tap}"
+
+
+def repeat_to_steps(dataset: Dataset, batch_size: int, min_steps: int) -> Dataset:
+    """``dataset`` repeated (whole copies) until it fills at least ``min_steps`` batches.
+
+    Each copy draws its own random augmentation, so the repeats are different views, as they would
+    be over more epochs, without an epoch's fixed costs (validation, checkpoints) for each.
+
+    Example:
+        >>> len(repeat_to_steps(list(range(36)), 64, 20))
+        1296
+        >>> len(repeat_to_steps(list(range(5000)), 64, 20))
+        5000
+    """
+    size = len(dataset)  # type: ignore[arg-type]
+    copies = -(-min_steps * batch_size // size) if size else 1
+    return ConcatDataset([dataset] * copies) if copies > 1 else dataset
