@@ -126,7 +126,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "image_strategies.json")
-    parser.add_argument("--epochs", type=int, default=15, help="epochs for head / finetune")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs for head / finetune (default: Wukong's)")
     parser.add_argument("--scratch-epochs", type=int, default=40)
     args = parser.parse_args()
     os.environ.setdefault("WUKONG_CACHE", tempfile.mkdtemp(prefix="wukong-bench-cache-"))

@@ -50,9 +50,9 @@ class ImageClassifier(TransferClassifier):
             size against 1.25x that), ``"native"``, or a side in pixels.
         unfreeze: blocks to fine-tune: a count of later stages, or ``"all"`` (default: chosen).
         epochs: total epochs for ``head`` / ``finetune`` (default 15); of these, ``head_epochs``
-            (default a third) train the new head alone before blocks are unfrozen. On small data an
-            epoch passes over the (augmented) images several times, to make at least
-            ``MIN_STEPS_PER_EPOCH`` optimiser steps.
+            (default a third) train the new head alone before blocks are unfrozen. With the default,
+            an epoch on small data passes over the (augmented) images several times, to make at
+            least ``MIN_STEPS_PER_EPOCH`` optimiser steps; a given ``epochs`` counts plain passes.
         lr, backbone_lr_ratio: the head's learning rate; pretrained blocks get ``lr * ratio``.
         bf16: bf16 autocast (``None``: on where the hardware runs it fast).
         warm_start: a second ``fit`` continues from the fitted network (same classes) instead of
@@ -312,7 +312,8 @@ class ImageClassifier(TransferClassifier):
         )
         size, crop = backbone.input_size, backbone.input_size / backbone.resize_size
         train_set = ArrayImageDataset(train.pixels, train.labels, size, train=self.augment, crop_pct=crop)
-        train_set = repeat_to_steps(train_set, self.batch_size, MIN_STEPS_PER_EPOCH)
+        if self.epochs is None:  # epochs the user counted are passes over their images
+            train_set = repeat_to_steps(train_set, self.batch_size, MIN_STEPS_PER_EPOCH)
         val_set = ArrayImageDataset(val.pixels, val.labels, size, train=False, crop_pct=crop)
         history = train_network(
             self.net_, train_set, val_set, plan, work_dir=work, resume=resume, progress=self.progress
