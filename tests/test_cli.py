@@ -211,3 +211,39 @@ def test_server_predicts_posted_images(trained) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_server_with_a_token_refuses_requests_without_it(trained) -> None:
+    import threading
+    import urllib.error
+    import urllib.request
+
+    import wukong as wk
+    from wukong.serve import make_server
+
+    out, _, _ = trained
+    server = make_server(wk.load(out), "127.0.0.1", 0, token="s3cret")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    image = next((CAT_DOG / "test" / "dog").glob("*.jpg")).read_bytes()
+
+    def post(headers: dict[str, str], query: str = "") -> tuple[int, dict]:
+        request = urllib.request.Request(f"{base}/predict{query}", data=image, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    try:
+        assert json.loads(urllib.request.urlopen(f"{base}/health", timeout=30).read())["status"] == "ok"
+        assert post({})[0] == 401
+        status, body = post({"Authorization": "Bearer wrong"})
+        assert status == 401 and "token" in body["error"]
+        status, body = post({"Authorization": "Bearer s3cret"})
+        assert status == 200 and body["label"] in ("cat", "dog")
+        status, body = post({"Authorization": "Bearer s3cret"}, "?top_k=zero")
+        assert status == 400 and "top_k='zero'" in body["error"]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -284,12 +284,19 @@ def serve(
     model: Annotated[Path, typer.Argument(help="Model folder written by 'wukong train'.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="WUKONG_SERVE_TOKEN",
+            help="Require 'Authorization: Bearer TOKEN' on POST /predict (or set WUKONG_SERVE_TOKEN).",
+        ),
+    ] = None,
 ) -> None:
     """Serve predictions over HTTP: POST /predict (image bytes, or JSON {"text": ...}); GET /health."""
     import wukong
     from wukong.serve import serve as run_server
 
-    run_server(wukong.load(model), host=host, port=port)
+    run_server(wukong.load(model), host=host, port=port, token=token)
 
 
 @app.command()

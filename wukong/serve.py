@@ -4,10 +4,14 @@
 - ``POST /predict`` with image bytes (image models), or JSON ``{"text": "..."}`` /
   ``{"texts": [...]}`` (text models); ``?top_k=K``. Answers the same records as
   ``wukong predict --json``.
+
+With a ``token``, ``POST /predict`` requires the header ``Authorization: Bearer <token>`` (401
+otherwise); ``/health`` stays open, for load balancers. The server binds 127.0.0.1 by default.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,8 +23,14 @@ from wukong.errors import WukongError
 MAX_BODY = 32 * 1024 * 1024
 
 
-def make_server(model: Any, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
-    """A server bound to ``host:port`` (``port=0``: any free port); call ``serve_forever``."""
+def make_server(
+    model: Any, host: str = "127.0.0.1", port: int = 8000, *, token: str | None = None
+) -> ThreadingHTTPServer:
+    """A server bound to ``host:port`` (``port=0``: any free port); call ``serve_forever``.
+
+    ``token``: the bearer token that ``POST /predict`` must carry (``None``: no check).
+    """
+    expected = f"Bearer {token}".encode() if token else None
     lock = threading.Lock()  # one prediction at a time: torch already uses every core
 
     class Handler(BaseHTTPRequestHandler):
@@ -35,13 +45,17 @@ def make_server(model: Any, host: str = "127.0.0.1", port: int = 8000) -> Thread
             if url.path != "/predict":
                 self._send(404, {"error": "not found: use POST /predict"})
                 return
+            given = (self.headers.get("Authorization") or "").encode()
+            if expected is not None and not hmac.compare_digest(given, expected):
+                self._send(401, {"error": "missing or wrong token: send 'Authorization: Bearer <token>'"})
+                return
             length = int(self.headers.get("Content-Length") or 0)
             if length <= 0 or length > MAX_BODY:
                 self._send(400, {"error": f"body must be 1 byte to {MAX_BODY} bytes"})
                 return
             body = self.rfile.read(length)
-            top_k = int(parse_qs(url.query).get("top_k", ["1"])[0])
             try:
+                top_k = _top_k(parse_qs(url.query).get("top_k", ["1"])[0])
                 with lock:
                     result = _predict(model, body, self.headers.get("Content-Type", ""), top_k)
             except (WukongError, ValueError) as exc:
@@ -63,6 +77,12 @@ def make_server(model: Any, host: str = "127.0.0.1", port: int = 8000) -> Thread
     return ThreadingHTTPServer((host, port), Handler)
 
 
+def _top_k(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"top_k={value!r}: give a whole number >= 1")
+    return int(value)
+
+
 def _predict(model: Any, body: bytes, content_type: str, top_k: int) -> Any:
     if model.modality == "image":
         return model.predict_bytes(body, top_k=top_k)
@@ -77,9 +97,11 @@ def _predict(model: Any, body: bytes, content_type: str, top_k: int) -> Any:
     return rows[0] if "text" in payload and "texts" not in payload else rows
 
 
-def serve(model: Any, host: str = "127.0.0.1", port: int = 8000) -> None:
-    server = make_server(model, host, port)
+def serve(model: Any, host: str = "127.0.0.1", port: int = 8000, *, token: str | None = None) -> None:
+    server = make_server(model, host, port, token=token)
     print(f"serving {model.modality} model on http://{host}:{server.server_port} (POST /predict, GET /health)")
+    if not token and host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: {host} is reachable from other machines and --token is not set: anyone can predict")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
