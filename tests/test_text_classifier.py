@@ -299,7 +299,10 @@ def test_cli_label_names_option(sst2, tmp_path: Path) -> None:
             "1": "positive",
         }
     bad = subprocess.run(
-        [*CMD, "train", data, "--label-names", "negative", "--out", tmp_path / "x"], capture_output=True, text=True
+        [*CMD, "train", data, "--label-names", "negative", "--out", tmp_path / "x"],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert bad.returncode == 2 and "--label-names 'negative': give LABEL=description pairs" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
