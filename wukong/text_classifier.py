@@ -369,6 +369,7 @@ class TextClassifier(TransferClassifier):
         self.bf16_ = resolve_bf16(self.bf16)
         skipped = [s.to_dict() for s in source.skipped]
         check_every_class_present(source.label_ids(), self.classes_, source.origin)
+        names = self._label_texts(source.origin)  # checked before the encoder loads
         if val is not None:
             val_source = self._source(*(val if isinstance(val, tuple) else (val, None)), classes=self.classes_)
             skipped += [s.to_dict() for s in val_source.skipped]
@@ -385,7 +386,6 @@ class TextClassifier(TransferClassifier):
         self.encoder_tuned_ = False  # until a strategy changes its weights: embeddings may be cached
         train_y, val_y = train.label_ids(self.classes_), val_source.label_ids(self.classes_)
         choice = self._choose(train_y, len(self.classes_))
-        names = self._label_texts(source.origin)
         train_texts = list(train.texts) + (names or [])
         fit_y = np.concatenate([train_y, np.arange(len(self.classes_))]) if names else train_y
         self.net_ = self._assemble()
