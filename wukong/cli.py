@@ -106,11 +106,18 @@ def train(
     resume: Annotated[
         bool, typer.Option(help="Continue a killed run from its last checkpoint (OUT.partial/).")
     ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace OUT if it holds a Wukong model (any other folder is never replaced).")
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
 ) -> None:
-    """Train a classifier by transfer learning and write the model folder OUT."""
-    import shutil
+    """Train a classifier by transfer learning and write the model folder OUT.
+
+    OUT must be a new or empty folder, or a Wukong model folder (replaced with --overwrite, or after a
+    prompt on a terminal); a folder holding anything else, or the data, is refused before training.
+    """
+    from wukong.artifact_io import MODEL_FORMAT, check_output_folder, remove_work_folder, work_folder
 
     modality = _modality(data)
     if modality == "image" and label_names is not None:
@@ -118,6 +125,8 @@ def train(
     for option, path in (("--val", val), ("--test", test)):
         if path is not None and not path.exists():  # found now, not after training
             raise WukongError(f"{option} {path}: no such file or folder")
+    inputs = [p for p in (data, val, test) if p is not None]
+    check_output_folder(out, fmt=MODEL_FORMAT, inputs=inputs, overwrite=_may_replace(out, MODEL_FORMAT, overwrite))
     progress = _progress(quiet, as_json)
     unfreeze_value: int | str | None = None
     if unfreeze is not None:
@@ -132,33 +141,54 @@ def train(
         bf16=bf16,
         progress=progress,
     )
-    work = out.with_name(out.name + ".partial")
     if modality == "image":
         from wukong.image_classifier import ImageClassifier
 
         clf = ImageClassifier(backbone, arch=arch, **common)
-        clf.fit(data, val=val, work_dir=work, resume=resume)
     else:
         from wukong.text_classifier import TextClassifier
 
         descriptions = _label_descriptions(label_names) if label_names is not None else None
         clf = TextClassifier(backbone, text_col=text_col, label_col=label_col, label_names=descriptions, **common)
-        clf.fit(data, val=val, work_dir=work, resume=resume)
+    clf.check_data(data, val, test)  # every input's classes, before any training
+    work = work_folder(out, create=True)
+    clf.fit(data, val=val, work_dir=work, resume=resume)
+    test_problem = None
     if test is not None:
-        metrics = clf.evaluate(test)
-        clf.metrics_["test_accuracy"] = metrics["accuracy"]
-        clf.metrics_["test"] = metrics
-    clf.save(out)
-    shutil.rmtree(work, ignore_errors=True)
+        try:
+            metrics = clf.evaluate(test)
+            clf.metrics_["test_accuracy"] = metrics["accuracy"]
+            clf.metrics_["test"] = metrics
+        except WukongError as exc:  # found only now: the trained model is kept all the same
+            test_problem = str(exc)
+            clf.metrics_["test_error"] = test_problem
+    try:
+        clf.save(out, overwrite=True)  # checked above, before training
+    except WukongError as exc:
+        raise WukongError(f"{exc}; the run's checkpoints stay in {work} (train again with --resume)") from None
+    remove_work_folder(work)
     m = clf.metrics_
     lines = [f"backbone: {m['backbone']}", f"strategy: {m['strategy']} ({m['strategy_reason']})"]
     for item in clf.skipped_:
-        lines.append(f"skipped {item['path']}: {item['reason']}")
+        lines.append(f"{'note' if item.get('kept') else 'skipped'} {item['path']}: {item['reason']}")
     lines.append(f"val accuracy: {m['val_accuracy']}")
-    if test is not None:
+    if "test_accuracy" in m:
         lines.append(f"test accuracy: {m['test_accuracy']}")
     lines.append(f"trained in {m['train_seconds']:.1f}s; model written to {out}")
     _emit(_summary(m), as_json, "\n".join(lines))
+    if test_problem:
+        raise WukongError(f"the model is written to {out}, but the test data could not be evaluated: {test_problem}")
+
+
+def _may_replace(out: Path, fmt: str, overwrite: bool) -> bool:
+    """--overwrite, or a yes at the prompt when a person is at a terminal and OUT holds a Wukong folder."""
+    from wukong.artifact_io import folder_format
+
+    if overwrite:
+        return True
+    if folder_format(out) == fmt and sys.stdin.isatty() and sys.stdout.isatty():
+        return typer.confirm(f"{out} holds a Wukong {'model' if 'model' in fmt else 'backbone'}; replace it?")
+    return False
 
 
 def _summary(metrics: dict) -> dict:
@@ -242,6 +272,8 @@ def predict(
         else:
             ranked = ", ".join(f"{label} {score:.3f}" for label, score in row["top_k"])
             typer.echo(f"{row['input']}\t{ranked}")
+    if all("error" in row for row in rows):
+        raise WukongError(f"none of the {len(rows)} input(s) could be predicted (each is listed above with why)")
 
 
 @app.command()
@@ -258,7 +290,7 @@ def evaluate(
     metrics = clf.evaluate(data)
     text = format_metrics(metrics, clf.classes_)
     for item in metrics["skipped"]:
-        text += f"\nskipped {item['path']}: {item['reason']}"
+        text += f"\n{'note' if item.get('kept') else 'skipped'} {item['path']}: {item['reason']}"
     _emit(metrics, as_json, text)
 
 
@@ -288,7 +320,8 @@ def serve(
         str | None,
         typer.Option(
             envvar="WUKONG_SERVE_TOKEN",
-            help="Require 'Authorization: Bearer TOKEN' on POST /predict (or set WUKONG_SERVE_TOKEN).",
+            help="Require 'Authorization: Bearer TOKEN' on POST /predict. Prefer the environment variable "
+            "WUKONG_SERVE_TOKEN: a --token value is visible to every user in 'ps'.",
         ),
     ] = None,
 ) -> None:
@@ -321,6 +354,7 @@ def pretrain(
     bf16: Annotated[bool, typer.Option(help="bf16 autocast (fast on GPUs and on CPUs with AMX/AVX512-BF16).")] = True,
     limit_per_class: Annotated[int | None, typer.Option(help="Use at most N training images per class.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed run from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it holds a Wukong backbone.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
@@ -331,9 +365,16 @@ def pretrain(
     """
     from dataclasses import replace
 
+    from wukong.artifact_io import BACKBONE_FORMAT, check_output_folder
     from wukong.pretrain import PretrainConfig
     from wukong.pretrain import pretrain as run_pretrain
 
+    if not data.exists():
+        raise WukongError(f"{data}: no such file or folder")
+    inputs = [p for p in (data, val) if p is not None]
+    check_output_folder(
+        out, fmt=BACKBONE_FORMAT, inputs=inputs, overwrite=_may_replace(out, BACKBONE_FORMAT, overwrite)
+    )
     given = dict(epochs=epochs, min_size=min_size, batch_size=batch_size, lr=lr, weight_decay=weight_decay)
     config = replace(
         PretrainConfig(arch=arch, input_size=input_size, seed=seed, bf16=bf16),
@@ -351,8 +392,17 @@ def main() -> None:
     try:
         app()
     except WukongError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        sys.exit(2)
+        _fail(str(exc))
+    except OSError as exc:  # the file system said no (permissions, a full disk...): one line, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}")
+    except KeyboardInterrupt:
+        _fail("interrupted; a killed 'wukong train' continues with --resume", code=130)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -24,3 +24,7 @@ class ParameterError(WukongError, ValueError):
 
 class NotFittedError(WukongError, AttributeError):
     """The estimator was used before `fit` (or `load`)."""
+
+
+class OutputError(WukongError):
+    """An output folder that Wukong may not write or replace (it holds other files, or the data)."""

@@ -117,10 +117,29 @@ class TransferClassifier(ABC):
             "train_examples": per_class_counts(train_labels, self.classes_),
             "val_examples": int(val_examples),
             "val": val_metrics,
-            "skipped": len(skipped),
+            "skipped": sum(1 for s in skipped if not s.get("kept")),
+            "notes": sum(1 for s in skipped if s.get("kept")),
             "bf16": self.bf16_,
             **extra,
         }
+
+    @abstractmethod
+    def _source(self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None = None) -> Any:
+        """Read labelled data (files are listed, not decoded): an object with ``classes``."""
+
+    def check_data(self, data: Any, *others: Any) -> list[str]:
+        """The classes of ``data``, after checking that every other labelled set (validation, test;
+        ``None`` is skipped) holds only those: found before training, not after it.
+
+        Example:
+            >>> ImageClassifier().check_data("cat_dog/train", "cat_dog/test")   # doctest: +SKIP
+            ['cat', 'dog']
+        """
+        classes = list(self._source(data, None).classes)
+        for other in others:
+            if other is not None:
+                self._source(other, None, classes=classes)
+        return classes
 
     # --- prediction ------------------------------------------------------------------------------
 
@@ -174,6 +193,9 @@ class TransferClassifier(ABC):
         """Accuracy, per-class precision/recall/F1 and the confusion matrix on labelled data."""
         self._check_fitted()
         prepared, label_ids, skipped = self._labelled(data, labels)
+        if len(label_ids) == 0:
+            reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
+            raise DataError(f"{_origin(data)}: no usable example to evaluate ({len(skipped)} skipped: {reasons})")
         metrics = classification_metrics(label_ids, self._proba_prepared(prepared), self.classes_)
         metrics["skipped"] = skipped
         return metrics
@@ -187,12 +209,16 @@ class TransferClassifier(ABC):
     def _load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
         self.net_.load_state_dict(state, strict=True)
 
-    def save(self, path: str | Path) -> Path:
-        """Write the model folder (safetensors + JSON), atomically. Returns its path."""
+    def save(self, path: str | Path, *, overwrite: bool = True) -> Path:
+        """Write the model folder (safetensors + JSON), atomically. Returns its path.
+
+        Only a new or empty folder, or a Wukong model folder (when ``overwrite``), is written: a folder
+        holding anything else is refused, never replaced.
+        """
         from wukong.artifact import save_model
 
         self._check_fitted()
-        return save_model(self, Path(path))
+        return save_model(self, Path(path), overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path, **modules: torch.nn.Module) -> TransferClassifier:
@@ -226,3 +252,7 @@ def check_every_class_present(labels: np.ndarray, classes: Sequence[str], origin
             f"{origin}: class(es) {empty} have no usable example after skipping bad files; "
             "add examples or remove the class folder"
         )
+
+
+def _origin(data: Any) -> str:
+    return str(data) if isinstance(data, str | Path) else "the given data"

@@ -19,15 +19,28 @@ def build_head(
     """Return the head and the JSON spec that rebuilds it (``None`` spec for a user module)."""
     if isinstance(kind, nn.Module):
         return kind, {"kind": "module", "class": f"{type(kind).__module__}.{type(kind).__qualname__}"}
+    if kind not in ("linear", "mlp"):
+        raise ParameterError(f"unknown head {kind!r}: use 'linear', 'mlp' or an nn.Module")
     spec = {"kind": kind, "num_features": num_features, "num_classes": num_classes, "dropout": dropout}
     if kind == "mlp":
         spec["hidden"] = hidden
     return head_from_spec(spec), spec
 
 
-def head_from_spec(spec: dict[str, Any]) -> nn.Module:
+def head_from_spec(spec: Any) -> nn.Module:
+    """Rebuild a head from its recorded spec (checked: a config file is untrusted data)."""
+    if not isinstance(spec, dict) or spec.get("kind") not in ("linear", "mlp", "module"):
+        raise ParameterError(f"head spec {spec!r}: 'kind' must be 'linear', 'mlp' or 'module'")
     kind = spec["kind"]
-    features, classes, dropout = spec["num_features"], spec["num_classes"], spec.get("dropout", 0.0)
+    if kind == "module":
+        raise ParameterError("this model's head is a user module; pass it again: wukong.load(path, head=module)")
+    sizes = [spec.get("num_features"), spec.get("num_classes")] + ([spec.get("hidden")] if kind == "mlp" else [])
+    dropout = spec.get("dropout", 0.0)
+    if not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1_000_000 for n in sizes) or not (
+        isinstance(dropout, int | float) and 0.0 <= dropout < 1.0
+    ):
+        raise ParameterError(f"head spec {spec!r}: sizes must be whole numbers >= 1 and dropout in [0, 1)")
+    features, classes = spec["num_features"], spec["num_classes"]
     if kind == "linear":
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(features, classes))
     if kind == "mlp":
@@ -39,9 +52,7 @@ def head_from_spec(spec: dict[str, Any]) -> nn.Module:
             nn.Dropout(dropout),
             nn.Linear(hidden, classes),
         )
-    if kind == "module":
-        raise ParameterError("this model's head is a user module; pass it again: wukong.load(path, head=module)")
-    raise ParameterError(f"unknown head '{kind}': use 'linear', 'mlp' or an nn.Module")
+    raise AssertionError(kind)  # pragma: no cover - kinds are checked above
 
 
 def final_linear(head: nn.Module) -> nn.Linear | None:

@@ -14,7 +14,14 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from wukong.backbones.vision import ImageBackbone, load_image_backbone, rebuild_backbone, with_input_size
 from wukong.data.augment import ArrayImageDataset
-from wukong.data.images import ImageSource, ImageStore, decode_images, list_images, read_image_source
+from wukong.data.images import (
+    ImageSource,
+    ImageStore,
+    conflicting_labels,
+    decode_images,
+    list_images,
+    read_image_source,
+)
 from wukong.errors import DataError, ParameterError
 from wukong.estimator import TransferClassifier, check_every_class_present
 from wukong.features_cache import FeatureCache
@@ -137,6 +144,10 @@ class ImageClassifier(TransferClassifier):
         self.bf16_ = resolve_bf16(self.bf16)
         store = self._decode(source.paths, source.labels, backbone, "Reading training images")
         skipped = [s.to_dict() for s in source.skipped + store.skipped]
+        keep, clashes = conflicting_labels(store, self.classes_)
+        if clashes:
+            store = _take(store, keep)
+            skipped += [s.to_dict() for s in clashes]
         check_every_class_present(store.labels, self.classes_, source.origin)
 
         if val is not None:
@@ -355,6 +366,9 @@ class ImageClassifier(TransferClassifier):
         model.backbone_name_ = info["name"]
         model.classes_ = list(config["classes"])
         model.tap_ = config["tap"]
+        stages = len(model.backbone_.stage_names())
+        if model.tap_ is not None and not (isinstance(model.tap_, int) and 0 <= model.tap_ < max(stages, 1)):
+            raise ParameterError(f"tap {model.tap_!r} must be null or a stage index below {stages}")
         model.bf16_ = resolve_bf16(model.bf16)
         model.strategy_, model.strategy_reason_ = config["strategy"], config["strategy_reason"]
         model.head_spec_ = config["head"]
@@ -445,6 +459,9 @@ class ImageClassifier(TransferClassifier):
             bad = "; ".join(f"{s.path}: {s.reason}" for s in store.skipped)
             raise DataError(f"cannot predict on unusable image(s): {bad}")
         return store.pixels
+
+    def _source(self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None = None) -> ImageSource:
+        return _source(data, labels, classes)
 
     def _labelled(self, data: Any, labels: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
         source = _source(data, labels, classes=self.classes_)

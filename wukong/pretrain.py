@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from wukong.artifact_io import atomic_folder, read_json, write_json
+from wukong.artifact_io import atomic_folder, read_json, work_folder, write_json
 from wukong.backbones.archs import arch_spec, build_network
 from wukong.data.augment import ArrayBatches, normalize_batch, random_resized_crop_batch
 from wukong.data.images import decode_images, read_image_source
@@ -217,7 +217,7 @@ def pretrain(
     model = model.to(memory_format=torch.channels_last)
     module = PretrainModule(config, model, len(train_loader))
 
-    work = out.with_name(out.name + ".partial")
+    work = work_folder(out, create=True)
     best, last = epoch_checkpoints(work / "checkpoints", monitor="val_top1", mode="max")
     history = History()
     trainer = L.Trainer(

@@ -95,8 +95,10 @@ def html_report(config: dict[str, Any], metrics: dict[str, Any], skipped: list[d
     if epochs:
         parts.append("<h2>Learning curves</h2>" + _svg_curves(epochs))
     if skipped:
-        parts.append(f"<h2>Skipped inputs ({len(skipped)})</h2><ul>")
-        parts += [f"<li>{esc(s['path'])}: {esc(s['reason'])}</li>" for s in skipped]
+        parts.append(f"<h2>Skipped inputs, and inputs used with a note ({len(skipped)})</h2><ul>")
+        parts += [
+            f"<li>{esc(s['path'])}: {esc(s['reason'])}{' <b>(used)</b>' if s.get('kept') else ''}</li>" for s in skipped
+        ]
         parts.append("</ul>")
     return "\n".join(parts) + "\n"
 

@@ -21,6 +21,8 @@ from urllib.parse import parse_qs, urlparse
 from wukong.errors import WukongError
 
 MAX_BODY = 32 * 1024 * 1024
+DRAIN_LIMIT = 256 * 1024 * 1024  # an oversized body up to this is read and dropped; beyond, the connection closes
+SOCKET_TIMEOUT = 30.0
 
 
 def make_server(
@@ -34,6 +36,8 @@ def make_server(
     lock = threading.Lock()  # one prediction at a time: torch already uses every core
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = SOCKET_TIMEOUT  # a client that stalls mid-request loses its connection, not a thread forever
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             if urlparse(self.path).path == "/health":
                 self._send(200, {"status": "ok", "modality": model.modality, "classes": list(model.classes_)})
@@ -49,11 +53,22 @@ def make_server(
             if expected is not None and not hmac.compare_digest(given, expected):
                 self._send(401, {"error": "missing or wrong token: send 'Authorization: Bearer <token>'"})
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length <= 0 or length > MAX_BODY:
-                self._send(400, {"error": f"body must be 1 byte to {MAX_BODY} bytes"})
+            given_length = (self.headers.get("Content-Length") or "").strip()
+            if not given_length.isdigit():
+                self.close_connection = True  # the body's end is unknown: this connection cannot go on
+                self._send(411 if not given_length else 400, {"error": "send a Content-Length header: a byte count"})
+                return
+            length = int(given_length)
+            if length == 0:
+                self._send(400, {"error": f"empty body: send an image (or JSON for text), up to {MAX_BODY} bytes"})
+                return
+            if length > MAX_BODY:
+                self._drain(length)
+                self._send(413, {"error": f"body of {length} bytes: over the {MAX_BODY}-byte limit"})
                 return
             body = self.rfile.read(length)
+            if len(body) < length:
+                return  # the client went away mid-body
             try:
                 top_k = _top_k(parse_qs(url.query).get("top_k", ["1"])[0])
                 with lock:
@@ -62,6 +77,18 @@ def make_server(
                 self._send(400, {"error": str(exc)})
                 return
             self._send(200, result)
+
+        def _drain(self, length: int) -> None:
+            """Read and drop an oversized body (up to a bound), so the client can read the answer."""
+            if length > DRAIN_LIMIT:
+                self.close_connection = True
+                return
+            left = length
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                left -= len(chunk)
 
         def _send(self, status: int, payload: Any) -> None:
             data = json.dumps(payload).encode()
@@ -90,8 +117,10 @@ def _predict(model: Any, body: bytes, content_type: str, top_k: int) -> Any:
         payload = json.loads(body)
     except json.JSONDecodeError as exc:
         raise ValueError(f'send JSON {{"text": ...}}: {exc}') from exc
+    if not isinstance(payload, dict):
+        raise ValueError(f'send a JSON object {{"text": "..."}} or {{"texts": [...]}}, not a {type(payload).__name__}')
     texts = payload.get("texts") or ([payload["text"]] if "text" in payload else None)
-    if not texts or not all(isinstance(t, str) for t in texts):
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
         raise ValueError('send JSON {"text": "..."} or {"texts": ["...", ...]}')
     rows = model.predict_texts(texts, top_k)
     return rows[0] if "text" in payload and "texts" not in payload else rows

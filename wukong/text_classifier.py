@@ -400,6 +400,7 @@ class TextClassifier(TransferClassifier):
             train_texts, fit_y, val_source.texts, val_y, choice=choice, work=work, resume=resume, carved=carved
         )
         extra["label_name_examples"] = len(names or [])
+        extra["data_encoding"] = getattr(source, "encoding", "utf-8")
         if names:
             extra["label_texts"] = dict(zip(self.classes_, names, strict=True))
         # Strategies without epochs have no logs: name the (absent) folder, since save_model copies
@@ -688,6 +689,12 @@ class TextClassifier(TransferClassifier):
             params["backbone"] = None
         model = cls(head=head or config["head"]["kind"], **params)
         info = config["backbone"]
+        if not isinstance(info.get("name"), str) or not (
+            info.get("max_length") is None or (isinstance(info["max_length"], int) and info["max_length"] > 0)
+        ):
+            raise ParameterError("backbone: 'name' must be a string and 'max_length' a whole number or null")
+        if not isinstance(config.get("encoder_tuned"), bool):
+            raise ParameterError("'encoder_tuned' must be true or false")
         model.bf16_ = resolve_bf16(model.bf16)
         model.encoder_ = cls._load_encoder(info["name"], info["max_length"], model.bf16_)
         model.backbone_name_ = info["name"]

@@ -11,6 +11,8 @@ from typing import Any
 
 from torch import nn
 
+from wukong.errors import ParameterError
+
 
 @dataclass(frozen=True)
 class ArchSpec:
@@ -25,8 +27,54 @@ class ArchSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ArchSpec:
-        return cls(**data)
+    def from_dict(cls, data: Any) -> ArchSpec:
+        """The spec recorded in a config file, checked: only known fields and safe timm options.
+
+        A config is data, not code: nothing it holds may make loading read other files (timm's
+        ``checkpoint_path``, ``pretrained_cfg_overlay``) or reach the network (``pretrained``).
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("timm_name"), str):
+            raise ParameterError(f"architecture spec {data!r}: needs a 'timm_name'")
+        unknown = sorted(set(data) - {"timm_name", "kwargs", "stem_pool", "input_size"})
+        if unknown:
+            raise ParameterError(f"architecture spec: unknown field(s) {unknown}")
+        name, kwargs = data["timm_name"], data.get("kwargs") or {}
+        if not _timm_knows(name):
+            raise ParameterError(f"architecture spec: {name!r} is not a timm architecture")
+        if not isinstance(kwargs, dict):
+            raise ParameterError("architecture spec: 'kwargs' must be an object")
+        for key, value in kwargs.items():
+            check = SAFE_KWARGS.get(key)
+            if check is None or not check(value):
+                raise ParameterError(
+                    f"architecture spec: option {key}={value!r} is not allowed (allowed: {sorted(SAFE_KWARGS)})"
+                )
+        stem_pool, size = data.get("stem_pool", True), data.get("input_size")
+        if not isinstance(stem_pool, bool) or not (size is None or _is_int(size, 8, 2048)):
+            raise ParameterError("architecture spec: 'stem_pool' must be true/false and 'input_size' 8-2048 or null")
+        return cls(name, dict(kwargs), stem_pool, size)
+
+
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_rate(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value < 1.0
+
+
+# The timm keyword options a recorded spec may carry, each with its check.
+SAFE_KWARGS = {
+    "channels": lambda v: isinstance(v, list | tuple) and 1 <= len(v) <= 8 and all(_is_int(c, 1, 8192) for c in v),
+    "drop_rate": _is_rate,
+    "drop_path_rate": _is_rate,
+}
+
+
+def _timm_knows(name: str) -> bool:
+    import timm
+
+    return bool(name) and timm.is_model(name)
 
 
 # Wukong's own variants, for pretraining on small images with a CPU budget.

@@ -25,7 +25,7 @@ from torch import nn
 from wukong.artifact_io import read_json
 from wukong.backbones.archs import ArchSpec, arch_spec, build_network
 from wukong.backbones.hub import hub_reachable
-from wukong.errors import BackboneNotAvailable
+from wukong.errors import BackboneNotAvailable, ParameterError
 
 EMBEDDED_NAME = "wukong_resnet18_s_tiny"
 EMBEDDED_ALIASES = {None, "embedded", "default", EMBEDDED_NAME}
@@ -123,6 +123,35 @@ def scratch_twin(backbone: ImageBackbone) -> ImageBackbone:
     return ImageBackbone(network, dict(backbone.data_config), source, source["name"])
 
 
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
+
+
+def check_data_config(config: Any, where: str) -> dict[str, Any]:
+    """A recorded preprocessing config, checked field by field (it comes from a file: untrusted)."""
+
+    def numbers(value: Any, count: int) -> bool:
+        return (
+            isinstance(value, list)
+            and len(value) == count
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        )
+
+    problem = None
+    if not isinstance(config, dict):
+        problem = "'data_config' must be an object"
+    elif not (numbers(config.get("input_size"), 3) and all(8 <= v <= 4096 for v in config["input_size"][1:])):
+        problem = f"input_size {config.get('input_size')!r} must be [3, H, W] with sides 8-4096"
+    elif not (numbers(config.get("mean"), 3) and numbers(config.get("std"), 3) and all(v > 0 for v in config["std"])):
+        problem = "mean and std must be three numbers each (std > 0)"
+    elif config.get("interpolation", "bicubic") not in INTERPOLATIONS:
+        problem = f"interpolation {config.get('interpolation')!r} must be one of {', '.join(INTERPOLATIONS)}"
+    elif not (isinstance(config.get("crop_pct", 1.0), int | float) and 0.1 <= config.get("crop_pct", 1.0) <= 1.0):
+        problem = f"crop_pct {config.get('crop_pct')!r} must be in [0.1, 1]"
+    if problem:
+        raise BackboneNotAvailable(f"{where}: {problem}")
+    return dict(config)
+
+
 def embedded_folder() -> Path:
     folder = Path(str(resources.files("wukong.backbones.embedded"))) / EMBEDDED_NAME
     if not (folder / "model.safetensors").exists():
@@ -140,33 +169,42 @@ def rebuild_backbone(source: dict[str, Any], data_config: dict[str, Any]) -> Ima
             "this model was trained on a user-supplied nn.Module; pass the same module: "
             "wukong.load(path, backbone=module)"
         )
-    spec = ArchSpec.from_dict(source["spec"])
+    spec = ArchSpec.from_dict(source.get("spec"))
     network = build_network(spec, num_classes=0)
-    return ImageBackbone(network, dict(data_config), dict(source), source.get("name", spec.timm_name))
+    name = str(source.get("name") or spec.timm_name)
+    return ImageBackbone(network, check_data_config(data_config, "data_config"), dict(source), name)
 
 
 # --- the ways in -------------------------------------------------------------------------------
 
 
 def _from_pretrain_folder(folder: Path, *, kind: str, name: str) -> ImageBackbone:
-    from safetensors.torch import load_file
-
     config = read_json(folder / "config.json")
-    if config.get("format") != "wukong-backbone/1":
+    if not isinstance(config, dict) or config.get("format") != "wukong-backbone/1":
         raise BackboneNotAvailable(f"{folder}: not a backbone folder written by 'wukong pretrain'")
-    spec = ArchSpec.from_dict(config["spec"])
+    try:
+        spec = ArchSpec.from_dict(config.get("spec"))
+    except ParameterError as exc:
+        raise BackboneNotAvailable(f"{folder / 'config.json'}: {exc}") from None
+    data_config = check_data_config(config.get("data_config"), str(folder / "config.json"))
     network = build_network(spec, num_classes=0)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(folder / "model.safetensors").items()}
+    weights = read_safetensors(folder / "model.safetensors")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
     head_prefix = config.get("classifier")
     pretrain_head = None
     if head_prefix:
         head = {k[len(head_prefix) + 1 :]: state.pop(k) for k in list(state) if k.startswith(head_prefix + ".")}
         pretrain_head = {"weight": head.get("weight"), "bias": head.get("bias"), "classes": config.get("classes")}
-    network.load_state_dict(state, strict=True)
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise BackboneNotAvailable(
+            f"{folder / 'model.safetensors'}: does not match config.json ({_first_line(exc)})"
+        ) from None
     source = {"kind": kind, "name": name, "spec": spec.to_dict()}
     if kind == "folder":
         source["path"] = str(folder.resolve())
-    return ImageBackbone(network, dict(config["data_config"]), source, name, pretrain_head)
+    return ImageBackbone(network, data_config, source, name, pretrain_head)
 
 
 def _from_weights_file(path: Path, arch: str, data_config: dict[str, Any] | None) -> ImageBackbone:
@@ -274,9 +312,7 @@ def _hf_cached_weights(name: str) -> Path | None:
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(path)
+        return read_safetensors(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
@@ -303,3 +339,25 @@ def _strip_prefixes(state: dict[str, torch.Tensor], network: nn.Module) -> dict[
         if key in wanted:
             out[key] = value
     return out
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file; a missing, truncated or non-safetensors file (a pickle, say) is one
+    line naming it. Nothing is ever unpickled."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise BackboneNotAvailable(f"{path}: missing")
+    try:
+        return load_file(path)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types, and OSError
+        raise BackboneNotAvailable(
+            f"{path}: not a readable safetensors file ({_first_line(exc)}); it is damaged, truncated or "
+            "another format (Wukong never unpickles)"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

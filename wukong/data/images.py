@@ -8,13 +8,16 @@ never silently dropped and never fatal on their own.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
+import os
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -25,6 +28,9 @@ from wukong.errors import DataError
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 # PIL's own default (about 89 megapixels); larger images are refused, not decoded.
 MAX_PIXELS = 89_478_485
+# Bytes read from one image file at most: far above any photo (a 100-megapixel TIFF is ~300 MB);
+# a larger file is skipped with its size rather than read into memory whole.
+MAX_IMAGE_BYTES = 512 * 1024**2
 
 _INTERPOLATION = {
     "nearest": Image.Resampling.NEAREST,
@@ -36,13 +42,14 @@ _INTERPOLATION = {
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file that was not used, and why."""
+    """An input that was not used, and why; with ``kept``, one that was used despite a problem."""
 
     path: str
     reason: str
+    kept: bool = False
 
-    def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "reason": self.reason}
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "reason": self.reason, **({"kept": True} if self.kept else {})}
 
 
 @dataclass
@@ -131,8 +138,14 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
         item = Path(item)
-        if item.is_dir():
-            files.extend(sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
+        if item.is_dir():  # broken links are kept: reading them reports why they cannot be used
+            files.extend(
+                sorted(
+                    p
+                    for p in item.rglob("*")
+                    if (p.is_file() or p.is_symlink()) and p.suffix.lower() in IMAGE_EXTENSIONS
+                )
+            )
         elif item.is_file():
             files.append(item)
         else:
@@ -141,6 +154,8 @@ def list_images(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def _scan_class_folders(root: Path) -> tuple[list[tuple[Path, str]], list[Skipped]]:
+    """Image files per class folder. Stops, naming the folder, on a class folder with no image file
+    and on one that links back to the data folder (it would make a class of every image)."""
     pairs: list[tuple[Path, str]] = []
     skipped: list[Skipped] = []
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -149,26 +164,59 @@ def _scan_class_folders(root: Path) -> tuple[list[tuple[Path, str]], list[Skippe
             f"{root}: no class sub-folders; put the images of each class in their own "
             f"sub-folder, e.g. {root}/cat/*.jpg and {root}/dog/*.jpg"
         )
+    top = root.resolve()
     for class_dir in class_dirs:
-        for file in sorted(class_dir.rglob("*")):
-            if not file.is_file() or file.name.startswith("."):
-                continue
+        if class_dir.is_symlink() and top.is_relative_to(class_dir.resolve()):
+            raise DataError(f"{class_dir}: a link to the data folder itself (or above it), not a class; remove it")
+        found = 0
+        for file in _walk_files(class_dir, skipped):
             if file.suffix.lower() in IMAGE_EXTENSIONS:
                 pairs.append((file, class_dir.name))
+                found += 1
             else:
                 skipped.append(Skipped(str(file), f"not an image file (extension '{file.suffix}')"))
+        if not found:
+            raise DataError(
+                f"{class_dir}: class folder with no image file; add images of '{class_dir.name}' or remove it"
+            )
     return pairs, skipped
 
 
+def _walk_files(folder: Path, skipped: list[Skipped]) -> list[Path]:
+    """Files under ``folder`` (sub-folders included, linked folders not followed), sorted. Links that
+    lead nowhere, or in a circle, are reported in ``skipped`` rather than silently left out."""
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if path.name.startswith("."):
+            continue
+        if path.is_symlink() and not path.exists():
+            try:
+                path.stat()
+                problem = "broken symbolic link"
+            except OSError as exc:
+                problem = "symbolic link loop" if exc.errno == errno.ELOOP else "broken symbolic link (target missing)"
+            skipped.append(Skipped(str(path), problem))
+        elif path.is_file():
+            files.append(path)
+    return files
+
+
 def _read_csv(path: Path) -> tuple[list[tuple[Path, str]], list[Skipped]]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
+    from wukong.data.encoding import read_table_text
+
+    decoded = read_table_text(path)
+    try:
+        reader = csv.DictReader(io.StringIO(decoded.text, newline=""))
         fields = [f.strip().lower() for f in (reader.fieldnames or [])]
         if "path" not in fields or "label" not in fields:
             raise DataError(f"{path}: needs a header with 'path' and 'label' columns, found {fields}")
         rows = list(reader)
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc}); give 'path,label' rows") from None
     pairs: list[tuple[Path, str]] = []
-    skipped: list[Skipped] = []
+    skipped = [
+        Skipped(f"{path}:{n}", f"not UTF-8: read as {decoded.encoding}", kept=True) for n in decoded.fallback_lines
+    ]
     for line, row in enumerate(rows, start=2):
         row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
         if not row["path"] or not row["label"]:
@@ -179,6 +227,21 @@ def _read_csv(path: Path) -> tuple[list[tuple[Path, str]], list[Skipped]]:
             file = path.parent / file
         pairs.append((file, row["label"]))
     return pairs, skipped
+
+
+def read_image_bytes(path: Path, limit: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of an image file, at most ``limit`` of them; ``BadImage`` says why a file cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > limit:
+                raise BadImage(f"file of {size / 1e6:,.0f} MB: over the {limit / 1e6:,.0f} MB limit for one image")
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise BadImage(f"cannot read file ({exc.strerror or exc})") from None
+    if len(data) > limit:  # grew while being read
+        raise BadImage(f"over the {limit / 1e6:,.0f} MB limit for one image")
+    return data
 
 
 def load_image(data: bytes, *, min_size: int | None = None) -> Image.Image:
@@ -272,9 +335,9 @@ def decode_images(
 
     def work(path: str | Path) -> tuple[np.ndarray, str] | Skipped:
         try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            return Skipped(str(path), f"cannot read file ({exc.strerror or exc})")
+            data = read_image_bytes(Path(path))
+        except BadImage as exc:
+            return Skipped(str(path), str(exc))
         try:
             image = load_image(data, min_size=size)
             pixels = resize_square(image, size, interpolation)
@@ -303,3 +366,22 @@ def decode_images(
         paths=[str(paths[i]) for i in kept],
         skipped=skipped,
     )
+
+
+def conflicting_labels(store: ImageStore, classes: Sequence[str]) -> tuple[list[int], list[Skipped]]:
+    """Identical files under different classes contradict each other: the indices to keep (all the
+    others) and a report of the left-out copies, each naming where its twin is."""
+    seen: dict[str, dict[int, str]] = {}
+    for path, digest, label in zip(store.paths, store.hashes, store.labels.tolist(), strict=True):
+        seen.setdefault(digest, {}).setdefault(label, path)
+    clashes = {digest: where for digest, where in seen.items() if len(where) > 1}
+    keep, skipped = [], []
+    for i, (path, digest, label) in enumerate(zip(store.paths, store.hashes, store.labels.tolist(), strict=True)):
+        if digest not in clashes:
+            keep.append(i)
+            continue
+        others = ", ".join(f"'{classes[c]}' ({p})" for c, p in clashes[digest].items() if c != label)
+        skipped.append(
+            Skipped(path, f"the same image is under class '{classes[label]}' and {others}: contradictory, left out")
+        )
+    return keep, skipped

@@ -22,14 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from wukong.data.encoding import DecodedText, read_table_text
 from wukong.data.images import IMAGE_EXTENSIONS, Skipped, is_image_source
 from wukong.errors import DataError
 
 TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".jsonl", ".json", ".txt"})
 TEXT_COLUMN_NAMES = ("text", "sentence", "utterance", "query", "content", "review", "document")
 LABEL_COLUMN_NAMES = ("label", "category", "intent", "class", "target", "sentiment", "y")
-# Tried in order after UTF-8: cp1252 is what spreadsheets on Windows write; latin-1 decodes any byte.
-FALLBACK_ENCODINGS = ("cp1252", "latin-1")
+# The key under which a parsed CSV record carries the last line of a record that spans several lines.
+MERGED = "\x00merged_to_line"
 _FORMAT_HINT = "give a CSV, TSV or JSONL file with a text column and a label column"
 
 
@@ -115,8 +116,9 @@ def read_text_table(
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "no such file"
         raise DataError(f"{path}: {what}; {_FORMAT_HINT}")
-    content, encoding = decode_text_file(path)
-    columns, rows, skipped = _parse_table(path, content)
+    decoded = read_table_text(path)
+    columns, rows, skipped = _parse_table(path, decoded.text)
+    skipped.extend(_encoding_notes(path, decoded))
     if not columns:
         problem = "the file is empty"
         if skipped:
@@ -136,25 +138,20 @@ def read_text_table(
         classes=_resolve_classes(path, labels, classes),
         skipped=skipped,
         origin=str(path),
-        encoding=encoding,
+        encoding=decoded.encoding,
         text_col=tcol,
         label_col=lcol,
     )
 
 
-def decode_text_file(path: Path) -> tuple[str, str]:
-    """The file's text and the encoding that read it: UTF-8 (BOM or not), else cp1252, else latin-1."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    for encoding in FALLBACK_ENCODINGS:
-        try:
-            return data.decode(encoding), encoding
-        except UnicodeDecodeError:
-            continue
-    raise AssertionError("latin-1 decodes any byte string")  # pragma: no cover
+def _encoding_notes(path: Path, decoded: DecodedText) -> list[Skipped]:
+    """Rows that were read with a fallback encoding: used, and reported."""
+    if not decoded.fallback_lines:
+        return []
+    if not decoded.encoding.startswith("utf-8"):  # the whole file is in another encoding
+        return [Skipped(str(path), f"not UTF-8: the file was read as {decoded.encoding}", kept=True)]
+    reason = "not valid UTF-8 (the rest of the file is): this line was read as cp1252; check its characters"
+    return [Skipped(f"{path}:{n}", reason, kept=True) for n in decoded.fallback_lines]
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -237,9 +234,14 @@ def _parse_delimited(content: str) -> tuple[list[str], list[Row]]:
     if any(_looks_like_data(cell) for cell in columns):
         columns = [f"column_{i}" for i in range(1, len(header) + 1)]
         rows.append((1, dict(zip(columns, header, strict=True))))
+    start = reader.line_num + 1
     for values in reader:
         if values:  # a blank line is no row at all
-            rows.append((reader.line_num, dict(zip(columns, values, strict=False))))
+            record = dict(zip(columns, values, strict=False))
+            if reader.line_num > start and quoting != csv.QUOTE_NONE:
+                record[MERGED] = reader.line_num  # one record over several lines: a quote left open?
+            rows.append((start, record))
+        start = reader.line_num + 1
     return columns, rows
 
 
@@ -330,6 +332,12 @@ def _extract(path: Path, rows: list[Row], tcol: str, lcol: str) -> tuple[list[st
     for number, record in rows:
         text, label = record.get(tcol), record.get(lcol)
         reason = _row_problem(text, label)
+        merged = record.get(MERGED)
+        if merged is not None:
+            spans = f"lines {number}-{merged} were read as one row: a quoted field never closes, or holds line breaks"
+            reason = f"{reason} ({spans})" if reason else None
+            if reason is None:
+                skipped.append(Skipped(f"{path}:{number}", f"{spans}; used as one text, check the quotes", kept=True))
         if reason:
             skipped.append(Skipped(f"{path}:{number}", reason))
             continue
