@@ -134,9 +134,7 @@ def test_a_full_disk_during_save_is_one_line_and_replaces_nothing(tmp_path: Path
         "sys.argv = ['wukong'] + sys.argv[1:]; from wukong.cli import main; main()"
     )
     args = ["train", CAT_DOG / "train", "--out", out, "--overwrite", "--seed", "2", *FAST]
-    result = subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=300
-    )
+    result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=300)
     one_line_error(result, "could not be written")
     assert files_of(out) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model.")]
@@ -246,3 +244,258 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# --- 4. hidden problems in image folders are reported or stop with a line --------------------------------
+
+
+def test_an_empty_class_folder_stops_with_its_name(data: Path) -> None:
+    from wukong.data.images import read_image_source
+
+    (data / "train" / "bird").mkdir()
+    with pytest.raises(DataError, match="bird: class folder with no image file"):
+        read_image_source(data / "train")
+
+
+def test_a_class_folder_linking_to_the_data_root_stops(data: Path) -> None:
+    from wukong.data.images import read_image_source
+
+    (data / "train" / "everything").symlink_to(data / "train")
+    with pytest.raises(DataError, match="a link to the data folder itself"):
+        read_image_source(data / "train")
+
+
+def test_broken_and_looping_links_are_reported(data: Path) -> None:
+    from wukong.data.images import read_image_source
+
+    cat = data / "train" / "cat"
+    (cat / "gone.jpg").symlink_to(data / "no-such.jpg")
+    (cat / "a.jpg").symlink_to(cat / "b.jpg")
+    (cat / "b.jpg").symlink_to(cat / "a.jpg")
+    reasons = {Path(s.path).name: s.reason for s in read_image_source(data / "train").skipped}
+    assert reasons == {
+        "gone.jpg": "broken symbolic link (target missing)",
+        "a.jpg": "symbolic link loop",
+        "b.jpg": "symbolic link loop",
+    }
+
+
+def test_the_same_image_under_two_classes_is_left_out_and_reported(data: Path) -> None:
+    import wukong
+
+    twin = next((data / "train" / "cat").glob("*.jpg"))
+    shutil.copy(twin, data / "train" / "dog" / "twin.jpg")
+    model = wukong.ImageClassifier("wukong_resnet18_s_tiny", strategy="features", progress=False)
+    model.fit(data / "train")
+    clashes = {Path(s["path"]).name: s["reason"] for s in model.skipped_ if "contradictory" in s["reason"]}
+    assert set(clashes) == {twin.name, "twin.jpg"}
+    assert "'dog'" in clashes[twin.name] and "'cat'" in clashes["twin.jpg"]
+    assert sum(model.metrics_["train_examples"].values()) + model.metrics_["val_examples"] == 40 - 1
+
+
+def test_a_huge_file_is_skipped_without_being_read(tmp_path: Path) -> None:
+    from wukong.data.images import decode_images
+
+    huge = tmp_path / "huge.jpg"
+    with open(huge, "wb") as fh:  # sparse: 1 GB on paper, nothing on disk
+        fh.truncate(1024**3)
+    store = decode_images([huge, CAT_DOG / "test" / "cat" / "cat.983.jpg"], 64)
+    assert len(store) == 1 and "over the 537 MB limit for one image" in store.skipped[0].reason
+
+
+# --- 5. text: per-row decoding, merged rows, image CSVs in other encodings -------------------------------
+
+
+def test_one_bad_byte_run_costs_one_row_not_the_file(tmp_path: Path) -> None:
+    from wukong.data.text import read_text_table
+
+    table = tmp_path / "t.csv"
+    table.write_bytes(
+        "text,label\ncafé au lait,drink\nna\xefve question,other\nthé vert,drink\n".encode().replace(
+            "na\xefve".encode(), b"na\xefve"
+        )
+    )
+    source = read_text_table(table)
+    assert source.texts == ["café au lait", "naïve question", "thé vert"]
+    assert source.encoding == "utf-8 (1 line cp1252)"
+    assert [(s.path, s.kept) for s in source.skipped] == [(f"{table}:3", True)]
+
+
+def test_a_quote_left_open_is_reported_not_silently_merged(tmp_path: Path) -> None:
+    from wukong.data.text import read_text_table
+
+    table = tmp_path / "t.csv"
+    table.write_text('text,label\ngood film,pos\nbad film,neg\n"unclosed start,neg\nfine film,pos\nawful,neg\n')
+    source = read_text_table(table)
+    assert source.texts == ["good film", "bad film"]
+    [merged] = source.skipped
+    assert merged.path == f"{table}:4" and "lines 4-6 were read as one row" in merged.reason and not merged.kept
+
+
+def test_an_image_csv_in_latin1_is_read(tmp_path: Path) -> None:
+    from wukong.data.images import read_image_source
+
+    rows = ["path,label"] + [f"{p},{p.parent.name}" for p in sorted((CAT_DOG / "train").rglob("*.jpg"))]
+    rows[1] = rows[1].replace(",cat", ",chat\xe9")  # one label in latin-1
+    table = tmp_path / "images.csv"
+    table.write_bytes("\n".join(rows).encode("latin-1"))
+    source = read_image_source(table)
+    assert "chaté" in source.classes and len(source) == 40
+
+
+# --- 6. predict fails when nothing could be predicted -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("m") / "model"
+    result = run("train", CAT_DOG / "train", "--out", out, "--quiet", *FAST)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_predict_with_no_usable_input_exits_non_zero(model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(b"junk")
+    (tmp_path / "b.png").write_bytes(b"")
+    result = run("predict", model_dir, tmp_path / "a.jpg", tmp_path / "b.png")
+    one_line_error(result, "none of the 2 input(s) could be predicted")
+    assert "a.jpg\tskipped" in result.stdout
+
+
+# --- 8-9. damaged or tampered model folders: one line naming the file -------------------------------------
+
+
+def tamper(model_dir: Path, tmp_path: Path, change) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    change(copy)
+    return copy
+
+
+def set_config(key_path: list[str], value) -> callable:
+    def change(folder: Path) -> None:
+        config = json.loads((folder / "config.json").read_text())
+        node = config
+        for key in key_path[:-1]:
+            node = node[key]
+        node[key_path[-1]] = value
+        (folder / "config.json").write_text(json.dumps(config))
+
+    return change
+
+
+PICKLE = b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94."
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "fragment"),
+    [
+        (
+            "config truncated",
+            lambda f: (f / "config.json").write_text('{"format": "wukong-mo'),
+            "config.json: not valid JSON",
+        ),
+        ("config empty", lambda f: (f / "config.json").write_text(""), "config.json: empty file"),
+        ("weights missing", lambda f: (f / "model.safetensors").unlink(), "model.safetensors: missing"),
+        (
+            "weights truncated",
+            lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:5000]),
+            "model.safetensors: not a readable safetensors file",
+        ),
+        ("pickle as weights", lambda f: (f / "model.safetensors").write_bytes(PICKLE), "never unpickles"),
+        ("metrics broken", lambda f: (f / "metrics.json").write_text("{nope"), "metrics.json: not valid JSON"),
+        (
+            "checkpoint_path in spec",
+            set_config(["backbone", "source", "spec", "kwargs", "checkpoint_path"], "/etc/passwd"),
+            "option checkpoint_path='/etc/passwd' is not allowed",
+        ),
+        (
+            "pretrained in spec",
+            set_config(["backbone", "source", "spec", "kwargs", "pretrained"], True),
+            "is not allowed",
+        ),
+        (
+            "unknown architecture",
+            set_config(["backbone", "source", "spec", "timm_name"], "os.system"),
+            "not a timm architecture",
+        ),
+        ("a class too many", set_config(["classes"], ["cat", "dog", "bird"]), "lists 3 classes but the head has 2"),
+        ("classes not names", set_config(["classes"], [1, 2]), "'classes' must be a list"),
+        ("bad mean", set_config(["backbone", "data_config", "mean"], "x"), "mean and std"),
+        ("bad tap", set_config(["tap"], "os"), "tap 'os'"),
+        ("unknown modality", set_config(["modality"], "audio"), "unknown modality 'audio'"),
+        ("wrong format", set_config(["format"], "other/1"), "not a Wukong model config"),
+    ],
+)
+def test_a_damaged_model_folder_is_one_line(model_dir: Path, tmp_path: Path, name: str, change, fragment: str) -> None:
+    import wukong
+
+    folder = tamper(model_dir, tmp_path, change)
+    with pytest.raises(DataError, match=None) as caught:
+        wukong.load(folder)
+    assert fragment in str(caught.value) and "\n" not in str(caught.value), str(caught.value)
+    assert str(folder) in str(caught.value)
+
+
+def test_a_damaged_folder_from_the_command_line(model_dir: Path, tmp_path: Path) -> None:
+    folder = tamper(model_dir, tmp_path, lambda f: (f / "model.safetensors").write_bytes(PICKLE))
+    one_line_error(run("predict", folder, CAT_DOG / "test" / "cat" / "cat.983.jpg"), "never unpickles")
+
+
+def test_a_pickle_behind_a_safetensors_name_or_in_a_backbone_folder_is_refused(tmp_path: Path) -> None:
+    weights = tmp_path / "x.safetensors"
+    weights.write_bytes(PICKLE)
+    one_line_error(
+        run("train", CAT_DOG / "train", "--out", tmp_path / "m", "--backbone", weights, "--arch", "resnet18"),
+        "never unpickles",
+    )
+    from wukong.backbones.vision import embedded_folder
+
+    backbone = tmp_path / "bb"
+    shutil.copytree(embedded_folder(), backbone)
+    (backbone / "model.safetensors").write_bytes(PICKLE)
+    one_line_error(run("train", CAT_DOG / "train", "--out", tmp_path / "m", "--backbone", backbone), "never unpickles")
+
+
+# --- 10. the server: bad headers, stalled clients, oversized bodies -------------------------------------
+
+
+def test_the_server_survives_bad_headers_stalls_and_huge_bodies(model_dir: Path, monkeypatch) -> None:
+    import socket
+    import threading
+
+    import wukong
+    import wukong.serve as serve
+
+    monkeypatch.setattr(serve, "SOCKET_TIMEOUT", 1.0)
+    monkeypatch.setattr(serve, "MAX_BODY", 1_000_000)
+    server = serve.make_server(wukong.load(model_dir), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_port
+
+    def raw(request: bytes, body: bytes = b"") -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(request + body)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    try:
+        answer = raw(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.0 400") and b"Content-Length" in answer
+        stalled = socket.create_connection(("127.0.0.1", port), timeout=30)
+        stalled.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-part")
+        assert stalled.recv(100) == b""  # the server hangs up after its socket timeout
+        stalled.close()
+        big = 5_000_000
+        answer = raw(f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {big}\r\n\r\n".encode(), b"x" * big)
+        assert answer.startswith(b"HTTP/1.0 413")
+        body = b'["a list"]'
+        answer = raw(f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode(), body)
+        assert answer.startswith(b"HTTP/1.0 400")  # an image model: not an image
+        health = raw(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b'"status": "ok"' in health
+    finally:
+        server.shutdown()
+        server.server_close()

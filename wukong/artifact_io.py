@@ -128,7 +128,9 @@ def check_output_folder(
         with tempfile.TemporaryFile(dir=out.parent):
             pass
     except OSError as exc:
-        raise OutputError(f"--out {out}: cannot write in {out.parent} ({exc.strerror or exc})") from None
+        blocking = next((p for p in [out.parent, *out.parent.parents] if p.is_file()), None)
+        problem = f"{blocking} is a file" if blocking else exc.strerror or exc
+        raise OutputError(f"--out {out}: cannot write in {out.parent} ({problem})") from None
 
 
 def check_replaceable(out: str | Path, *, fmt: str, overwrite: bool) -> None:

@@ -44,6 +44,12 @@ def make_server(
             else:
                 self._send(404, {"error": "not found: use GET /health or POST /predict"})
 
+        def do_HEAD(self) -> None:  # noqa: N802 - load balancers probe with HEAD
+            status = 200 if urlparse(self.path).path == "/health" else 404
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+
         def do_POST(self) -> None:  # noqa: N802
             url = urlparse(self.path)
             if url.path != "/predict":
@@ -66,7 +72,11 @@ def make_server(
                 self._drain(length)
                 self._send(413, {"error": f"body of {length} bytes: over the {MAX_BODY}-byte limit"})
                 return
-            body = self.rfile.read(length)
+            try:
+                body = self.rfile.read(length)
+            except OSError:  # a client that stalls past the socket timeout, or goes away
+                self.close_connection = True
+                return
             if len(body) < length:
                 return  # the client went away mid-body
             try:

@@ -198,6 +198,8 @@ def _walk_files(folder: Path, skipped: list[Skipped]) -> list[Path]:
             skipped.append(Skipped(str(path), problem))
         elif path.is_file():
             files.append(path)
+        elif not path.is_dir():  # reading a pipe would block for ever
+            skipped.append(Skipped(str(path), "not a regular file (a pipe, socket or device)"))
     return files
 
 
