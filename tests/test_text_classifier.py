@@ -288,7 +288,19 @@ def test_cli_label_names_option(sst2, tmp_path: Path) -> None:
     descriptions.write_text(json.dumps({"0": "negative", "1": "positive"}))
     for value in ("0=negative, 1=positive", str(descriptions)):
         run = subprocess.run(
-            [*CMD, "train", data, "--strategy", "features", "--label-names", value, "--out", tmp_path / "m", "--json"],
+            [
+                *CMD,
+                "train",
+                data,
+                "--strategy",
+                "features",
+                "--label-names",
+                value,
+                "--out",
+                tmp_path / "m",
+                "--json",
+                "--overwrite",
+            ],
             capture_output=True,
             text=True,
             timeout=600,
