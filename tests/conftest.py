@@ -11,6 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("WUKONG_DATA", ROOT.parent / "shared" / "data"))
 CAT_DOG = DATA / "cat_dog"
+# Tests of Wukong's mechanics use the fast 64px backbone; a few tests check the default end to end.
+FAST_BACKBONE = "wukong_resnet18_s_tiny"
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,5 +1,5 @@
-"""Backbone registry: embedded default, timm names through the (offline) hub cache, local files,
-pretrain folders and user modules all resolve to a network + its preprocessing."""
+"""Backbone registry: the packaged default, the embedded network, timm names through the (offline) hub
+cache, local files, pretrain folders and user modules all resolve to a network + its preprocessing."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from wukong.backbones.vision import load_image_backbone
 from wukong.errors import BackboneNotAvailable
 
 
-def test_embedded_default_loads_offline_with_its_preprocessing() -> None:
-    bb = load_image_backbone()
+def test_embedded_backbone_loads_offline_with_its_preprocessing() -> None:
+    bb = load_image_backbone("tiny")
     assert bb.source["kind"] == "embedded"
     assert bb.input_size == 64
     assert bb.data_config["mean"] == pytest.approx([0.485, 0.456, 0.406])

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import CAT_DOG
+from .conftest import CAT_DOG, FAST_BACKBONE
 
 CMD = [sys.executable, "-m", "wukong.cli"]
 
@@ -36,7 +36,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, Path]
     (train / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (train / "dog" / "readme.txt").write_text("hello")
     out = root / "model"
-    result = wukong("train", train, "--test", CAT_DOG / "test", "--out", out, "--json")
+    result = wukong("train", train, "--test", CAT_DOG / "test", "--out", out, "--json", "--backbone", FAST_BACKBONE)
     return out, json.loads(result.stdout), train
 
 
@@ -164,6 +164,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(cifar_small: Path, tmp
         "8",
         "--seed",
         "1",
+        "--backbone",
+        FAST_BACKBONE,
     ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     checkpoint = tmp_path / "model.partial" / "checkpoints" / "last.ckpt"

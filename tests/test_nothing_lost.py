@@ -14,10 +14,10 @@ import pytest
 from wukong.artifact_io import MODEL_FORMAT, atomic_folder, check_output_folder, recover_folder, work_folder
 from wukong.errors import DataError, OutputError
 
-from .conftest import CAT_DOG
+from .conftest import CAT_DOG, FAST_BACKBONE
 
 CMD = [sys.executable, "-m", "wukong.cli"]
-FAST = ["--backbone", "wukong_resnet18_s_tiny"]
+FAST = ["--backbone", FAST_BACKBONE]
 
 
 def run(*args: str | Path, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -103,7 +103,7 @@ def test_a_work_folder_that_is_not_wukongs_is_left_alone(tmp_path: Path) -> None
 def test_python_save_never_replaces_a_foreign_folder(tmp_path: Path) -> None:
     import wukong
 
-    model = wukong.ImageClassifier("wukong_resnet18_s_tiny", strategy="features", progress=False)
+    model = wukong.ImageClassifier(FAST_BACKBONE, strategy="features", progress=False)
     model.fit(CAT_DOG / "train")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.txt").write_text("keep me")
@@ -285,7 +285,7 @@ def test_the_same_image_under_two_classes_is_left_out_and_reported(data: Path) -
 
     twin = next((data / "train" / "cat").glob("*.jpg"))
     shutil.copy(twin, data / "train" / "dog" / "twin.jpg")
-    model = wukong.ImageClassifier("wukong_resnet18_s_tiny", strategy="features", progress=False)
+    model = wukong.ImageClassifier(FAST_BACKBONE, strategy="features", progress=False)
     model.fit(data / "train")
     clashes = {Path(s["path"]).name: s["reason"] for s in model.skipped_ if "contradictory" in s["reason"]}
     assert set(clashes) == {twin.name, "twin.jpg"}

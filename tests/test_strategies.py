@@ -1,4 +1,6 @@
-"""Each way of transferring learns, on the real cat/dog samples and on a small CIFAR-10 subset."""
+"""Each way of transferring learns, on the real cat/dog samples and on a small CIFAR-10 subset.
+
+The mechanics are tested with the fast 64px backbone; test_default_backbone.py checks the default."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from wukong import ImageClassifier
 from wukong.backbones.vision import load_image_backbone
 from wukong.network import FeatureExtractor, TransferNet, later_blocks, set_trainable
 
-from .conftest import CAT_DOG
+from .conftest import CAT_DOG, FAST_BACKBONE
 
 # chance is 0.5 on cat/dog and 0.1 on CIFAR-10; these bars need real transfer, not luck.
 CAT_DOG_BAR = {"features": 0.7, "head": 0.6, "finetune": 0.6}
@@ -21,7 +23,7 @@ CIFAR_BAR = {"features": 0.3, "head": 0.25, "finetune": 0.25}
 
 @pytest.mark.parametrize("strategy", ["features", "head", "finetune"])
 def test_strategy_learns_cat_dog(strategy: str, tmp_path: Path) -> None:
-    clf = ImageClassifier(strategy=strategy, epochs=12, progress=False, seed=0)
+    clf = ImageClassifier(FAST_BACKBONE, strategy=strategy, epochs=12, progress=False, seed=0)
     clf.fit(CAT_DOG / "train", work_dir=tmp_path)
     assert clf.strategy_ == strategy
     accuracy = clf.evaluate(CAT_DOG / "test")["accuracy"]
@@ -30,14 +32,14 @@ def test_strategy_learns_cat_dog(strategy: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("strategy", ["features", "head", "finetune"])
 def test_strategy_learns_cifar_subset(strategy: str, cifar_small: Path, tmp_path: Path) -> None:
-    clf = ImageClassifier(strategy=strategy, epochs=12, progress=False, seed=0)
+    clf = ImageClassifier(FAST_BACKBONE, strategy=strategy, epochs=12, progress=False, seed=0)
     clf.fit(cifar_small / "train", work_dir=tmp_path)
     accuracy = clf.evaluate(cifar_small / "test")["accuracy"]
     assert accuracy >= CIFAR_BAR[strategy], (strategy, accuracy)
 
 
 def test_auto_explains_its_choice_and_measures_similarity() -> None:
-    clf = ImageClassifier(progress=False).fit(CAT_DOG / "train")
+    clf = ImageClassifier(FAST_BACKBONE, progress=False).fit(CAT_DOG / "train")
     assert clf.strategy_ == "features"  # 20 per class: small data
     assert "small data" in clf.strategy_reason_ and "cross-validated" in clf.strategy_reason_
     assert set(clf.metrics_["taps_tried"]) == {"final@64px", "stage3@64px", "final@80px", "stage3@80px"}
@@ -62,7 +64,7 @@ def test_one_standard_error_rule_keeps_the_default_unless_clearly_beaten() -> No
 
 def test_features_cache_reuses_by_content_not_name(cat_dog_copy: Path, private_cache: Path) -> None:
     def fit() -> None:  # a fixed validation set: the training files are the same every time
-        clf = ImageClassifier(strategy="features", tap="final", input_size="native", progress=False)
+        clf = ImageClassifier(FAST_BACKBONE, strategy="features", tap="final", input_size="native", progress=False)
         clf.fit(cat_dog_copy, val=CAT_DOG / "test")
 
     fit()
@@ -83,7 +85,7 @@ def test_features_cache_reuses_by_content_not_name(cat_dog_copy: Path, private_c
 
 
 def test_frozen_batchnorm_stays_in_inference_mode() -> None:
-    bb = load_image_backbone()
+    bb = load_image_backbone(FAST_BACKBONE)
     net = TransferNet(FeatureExtractor(bb.network), torch.nn.Linear(256, 2), [0.5] * 3, [0.25] * 3)
     set_trainable(net.features, False)
     last = later_blocks(bb.network, 1)
@@ -101,7 +103,7 @@ def test_frozen_batchnorm_stays_in_inference_mode() -> None:
 
 
 def test_finetune_uses_smaller_rates_for_pretrained_blocks(tmp_path: Path) -> None:
-    clf = ImageClassifier(strategy="finetune", epochs=4, head_epochs=2, lr=1e-3, progress=False)
+    clf = ImageClassifier(FAST_BACKBONE, strategy="finetune", epochs=4, head_epochs=2, lr=1e-3, progress=False)
     clf.fit(CAT_DOG / "train", work_dir=tmp_path)
     rates = [row["lr"] for row in clf.metrics_["history"]["epochs"]]
     assert [len(r) for r in rates] == [1, 1, 2, 2]  # the pretrained blocks join at epoch 2
@@ -114,9 +116,9 @@ def test_transfer_beats_training_from_scratch(cifar_small: Path) -> None:
     """20 labels per class of CIFAR-10 (not in the pretraining data): transfer must win clearly."""
     from wukong.backbones.vision import scratch_twin
 
-    transfer = ImageClassifier(progress=False).fit(cifar_small / "train")
+    transfer = ImageClassifier(FAST_BACKBONE, progress=False).fit(cifar_small / "train")
     scratch = ImageClassifier(
-        scratch_twin(load_image_backbone()),
+        scratch_twin(load_image_backbone(FAST_BACKBONE)),
         strategy="finetune",
         unfreeze="all",
         epochs=20,
@@ -130,7 +132,7 @@ def test_transfer_beats_training_from_scratch(cifar_small: Path) -> None:
 
 
 def test_features_with_a_linear_svm_learns_and_is_chosen_by_cv_error(cifar_small: Path) -> None:
-    clf = ImageClassifier(strategy="features", linear_model="svm", tap="final", progress=False, seed=0)
+    clf = ImageClassifier(FAST_BACKBONE, strategy="features", linear_model="svm", tap="final", progress=False, seed=0)
     clf.fit(cifar_small / "train")
     assert clf.metrics_["classifier"]["classifier"] == "linear_svm"
     assert clf.metrics_["classifier"]["cv_metric"] == "error" and "cross-validated error" in clf.strategy_reason_

