@@ -110,6 +110,12 @@ def train(
         bool | None,
         typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: on where the CPU/GPU runs it fast)."),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Frozen passes (image features, prediction): auto (onnxruntime where it agrees) | onnxruntime | torch."
+        ),
+    ] = "auto",
     resume: Annotated[
         bool, typer.Option(help="Continue a killed run from its last checkpoint (OUT.partial/).")
     ] = False,
@@ -157,10 +163,12 @@ def train(
     if modality == "image":
         from wukong.image_classifier import ImageClassifier
 
-        clf = ImageClassifier(backbone, arch=arch, **common)
+        clf = ImageClassifier(backbone, arch=arch, engine=engine, **common)
     else:
         from wukong.text_classifier import TextClassifier
 
+        if engine == "onnxruntime":
+            raise WukongError("--engine onnxruntime applies to image data; text models run in PyTorch")
         descriptions = _label_descriptions(label_names) if label_names is not None else None
         clf = TextClassifier(backbone, text_col=text_col, label_col=label_col, label_names=descriptions, **common)
     clf.check_data(data, val, test)  # every input's classes, before any training
@@ -254,12 +262,16 @@ def predict(
     ] = None,
     text: Annotated[list[str] | None, typer.Option("--text", help="A text to classify (repeatable).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Show the K most probable classes.")] = 1,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Frozen passes (image features, prediction): auto (onnxruntime where it agrees) | onnxruntime | torch."
+        ),
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input.")] = False,
 ) -> None:
     """Predict the class of images or texts with a trained model."""
-    import wukong
-
-    clf = wukong.load(model)
+    clf = _load(model, engine)
     if clf.modality == "image":
         if text:
             raise WukongError(f"{model}: an image model; give image files, not --text")
@@ -293,13 +305,18 @@ def predict(
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Model folder written by 'wukong train'.")],
     data: Annotated[Path, typer.Argument(help="Labelled data in the same form as for training.")],
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Frozen passes (image features, prediction): auto (onnxruntime where it agrees) | onnxruntime | torch."
+        ),
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix on labelled data."""
-    import wukong
     from wukong.report import format_metrics
 
-    clf = wukong.load(model)
+    clf = _load(model, engine)
     metrics = clf.evaluate(data)
     text = format_metrics(metrics, clf.classes_)
     for item in metrics["skipped"]:
@@ -337,12 +354,31 @@ def serve(
             "WUKONG_SERVE_TOKEN: a --token value is visible to every user in 'ps'.",
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Frozen passes (image features, prediction): auto (onnxruntime where it agrees) | onnxruntime | torch."
+        ),
+    ] = "auto",
 ) -> None:
-    """Serve predictions over HTTP: POST /predict (image bytes, or JSON {"text": ...}); GET /health."""
-    import wukong
+    """Serve predictions over HTTP: POST /predict (image bytes, or JSON {"text": ...}); GET|HEAD /health."""
     from wukong.serve import serve as run_server
 
-    run_server(wukong.load(model), host=host, port=port, token=token)
+    run_server(_load(model, engine), host=host, port=port, token=token)
+
+
+def _load(model: Path, engine: str) -> object:
+    """A model folder, its frozen passes on ``engine`` (image models; text models run in PyTorch)."""
+    import wukong
+    from wukong.engine import check_engine
+
+    check_engine(engine)
+    clf = wukong.load(model)
+    if hasattr(clf, "engine"):
+        clf.engine = engine
+    elif engine == "onnxruntime":
+        raise WukongError(f"{model}: a text model; --engine onnxruntime applies to image models")
+    return clf
 
 
 @app.command()

@@ -22,13 +22,14 @@ from wukong.data.images import (
     list_images,
     read_image_source,
 )
+from wukong.engine import FrozenPass, check_engine, frozen_pass
 from wukong.errors import DataError, ParameterError
 from wukong.estimator import TransferClassifier, check_every_class_present
-from wukong.features_cache import FeatureCache
+from wukong.features_cache import FeatureCache, namespace_key
 from wukong.heads import build_head, final_linear, head_from_spec
-from wukong.network import FeatureExtractor, TransferNet, later_blocks
+from wukong.network import Embedding, FeatureExtractor, TransferNet, later_blocks
 from wukong.report import classification_metrics
-from wukong.runtime import default_device, inference, resolve_bf16
+from wukong.runtime import default_device, resolve_bf16
 from wukong.strategies.auto import Choice
 from wukong.strategies.features import fit_linear_classifier, one_standard_error_choice, write_linear
 from wukong.training.engine import TrainPlan, train_network
@@ -62,6 +63,8 @@ class ImageClassifier(TransferClassifier):
             least ``MIN_STEPS_PER_EPOCH`` optimiser steps; a given ``epochs`` counts plain passes.
         lr, backbone_lr_ratio: the head's learning rate; pretrained blocks get ``lr * ratio``.
         bf16: bf16 autocast (``None``: on where the hardware runs it fast).
+        engine: what runs frozen passes (features, prediction): ``"auto"`` (onnxruntime where it is
+            installed and agrees with PyTorch, see ``wukong.engine``), ``"onnxruntime"`` or ``"torch"``.
         warm_start: a second ``fit`` continues from the fitted network (same classes) instead of
             starting again from the pretrained backbone.
 
@@ -93,6 +96,7 @@ class ImageClassifier(TransferClassifier):
         val_fraction: float = 0.2,
         augment: bool = True,
         bf16: bool | None = None,
+        engine: str = "auto",
         seed: int = 0,
         warm_start: bool = False,
         progress: bool = True,
@@ -113,6 +117,7 @@ class ImageClassifier(TransferClassifier):
         self.val_fraction = val_fraction
         self.augment = augment
         self.bf16 = bf16
+        self.engine = engine
         self.seed = seed
         self.warm_start = warm_start
         self.progress = progress
@@ -134,6 +139,7 @@ class ImageClassifier(TransferClassifier):
         ``work_dir`` keeps checkpoints and logs; ``resume=True`` continues a killed run there.
         """
         self._check_params()
+        check_engine(self.engine)
         started = time.time()
         torch.manual_seed(self.seed)
         warm = self.warm_start and getattr(self, "net_", None) is not None
@@ -228,6 +234,7 @@ class ImageClassifier(TransferClassifier):
         val_metrics = classification_metrics(val.labels, self._proba_prepared(val.pixels), self.classes_)
         extra = {
             "classifier": fit.info,
+            "engine": self._frozen(self.net_).note,
             "tap": _tap_name(tap),
             "input_size": backbone.input_size,
             "taps_tried": tried,
@@ -400,27 +407,39 @@ class ImageClassifier(TransferClassifier):
         dataset = ArrayImageDataset(pixels, np.zeros(len(pixels)), backbone.input_size, train=False, crop_pct=crop)
         return DataLoader(dataset, batch_size=128, shuffle=False)
 
+    def _frozen(self, net: TransferNet) -> FrozenPass:
+        """The engine that runs ``net`` up to its features (see ``wukong.engine``), one per network state."""
+        key = {
+            "weights": _weights_fingerprint(net.features.network),
+            "tap": net.features.tap,
+            "mean": net.mean.flatten().tolist(),
+            "std": net.std.flatten().tolist(),
+            "torch": torch.__version__,
+        }
+        size = self.backbone_.input_size
+        passes = self.__dict__.setdefault("_frozen_passes", {})
+        name = f"{namespace_key(key)}@{size}:{self.engine}"
+        if name not in passes:
+            net.to(default_device()).eval()
+            passes[name] = frozen_pass(Embedding(net), size, key, engine=self.engine, bf16=self.bf16_)
+        return passes[name]
+
     def _embed_pixels(self, net: TransferNet, pixels: np.ndarray, *, mirrored: bool = False) -> np.ndarray:
+        run = self._frozen(net)
         out = []
-        device = default_device()
-        net = net.to(device).eval()
-        with inference(device, self.bf16_):
-            for images, _ in self._eval_loader(pixels):
-                x = images.to(device)
-                if mirrored:
-                    x = torch.flip(x, dims=[3])
-                out.append(net.embed(x).float().cpu().numpy())
+        for images, _ in self._eval_loader(pixels):
+            batch = images.numpy()
+            out.append(run(batch[..., ::-1] if mirrored else batch))
         return np.concatenate(out) if out else np.empty((0, 0), np.float32)
 
     def _proba_prepared(self, pixels: np.ndarray) -> np.ndarray:
-        device = default_device()
-        net = self.net_.to(device).eval()
-        out = []
-        with inference(device, self.bf16_):
-            for images, _ in self._eval_loader(pixels):
-                logits = net(images.to(device)).float()
-                out.append(torch.softmax(logits, dim=1).cpu().numpy())
-        return np.concatenate(out) if out else np.empty((0, len(self.classes_)), np.float32)
+        if not len(pixels):
+            return np.empty((0, len(self.classes_)), np.float32)
+        features = torch.from_numpy(self._embed_pixels(self.net_, pixels))
+        head = self.net_.head.eval()
+        with torch.inference_mode():
+            logits = head(features.to(next(head.parameters()).device)).float()
+        return torch.softmax(logits, dim=1).cpu().numpy()
 
     # --- prediction ------------------------------------------------------------------------------
 

@@ -73,6 +73,17 @@ class TransferNet(nn.Module):
         return self
 
 
+class Embedding(nn.Module):
+    """A ``TransferNet`` up to its features (no head): the frozen pass that engines export and run."""
+
+    def __init__(self, net: TransferNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net.embed(pixels)
+
+
 def set_trainable(module: nn.Module, trainable: bool) -> None:
     for param in module.parameters():
         param.requires_grad_(trainable)

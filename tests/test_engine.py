@@ -1,0 +1,88 @@
+"""The engine for frozen passes: onnxruntime where it agrees with PyTorch, PyTorch otherwise, cached."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from wukong import ImageClassifier
+from wukong.backbones.vision import load_image_backbone
+from wukong.engine import frozen_pass, static_same_padding
+from wukong.errors import ParameterError
+from wukong.network import Embedding, FeatureExtractor, TransferNet
+
+from .conftest import CAT_DOG, FAST_BACKBONE
+
+
+def embedding(name: str, tap: int | None = None) -> tuple[nn.Module, int]:
+    bb = load_image_backbone(name)
+    net = TransferNet(FeatureExtractor(bb.network, tap), nn.Identity(), bb.data_config["mean"], bb.data_config["std"])
+    return Embedding(net).eval(), bb.input_size
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
+
+
+@pytest.mark.parametrize(
+    ("name", "tap"), [("efficientnet_lite0", None), ("efficientnet_lite0", 3), (FAST_BACKBONE, None)]
+)
+def test_onnxruntime_features_agree_with_pytorch_fp32(name: str, tap: int | None) -> None:
+    module, size = embedding(name, tap)
+    run = frozen_pass(module, size, {"test": name, "tap": tap})
+    assert run.engine == "onnxruntime", run.note
+    pixels = np.random.default_rng(1).integers(0, 256, (6, 3, size, size), dtype=np.uint8)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(pixels)).numpy()
+    assert cosine(run(pixels), expected) >= 0.9999
+
+
+def test_static_padding_is_exact_at_its_size() -> None:
+    import copy
+
+    module, size = embedding("efficientnet_lite0")
+    static = static_same_padding(copy.deepcopy(module), size)
+    pixels = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(static(pixels), module(pixels))
+
+
+def test_the_exported_graph_is_cached_by_its_key(private_cache) -> None:
+    module, size = embedding(FAST_BACKBONE)
+    frozen_pass(module, size, {"test": "cache"})
+    graphs = {p: p.stat().st_mtime_ns for p in (private_cache / "engines").glob("*.onnx")}
+    frozen_pass(module, size, {"test": "cache"})
+    assert {p: p.stat().st_mtime_ns for p in (private_cache / "engines").glob("*.onnx")} == graphs
+    frozen_pass(module, size, {"test": "cache", "weights": "changed"})
+    assert len(list((private_cache / "engines").glob("*.onnx"))) == len(graphs) + 1
+
+
+class NotExportable(nn.Module):
+    """A real network op that ONNX (opset 17) cannot express: singular values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 4)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.linear(torch.linalg.svdvals(pixels.float().mean(3)))
+
+
+def test_a_network_that_does_not_export_runs_in_pytorch_and_says_why() -> None:
+    run = frozen_pass(NotExportable(), 8, {"test": "svd"})
+    assert run.engine == "torch" and "linalg_svdvals" in run.note
+    assert run(np.zeros((2, 3, 8, 8), np.uint8)).shape == (2, 4)
+    with pytest.raises(ParameterError, match="cannot run there"):
+        frozen_pass(NotExportable(), 8, {"test": "svd"}, engine="onnxruntime")
+    with pytest.raises(ParameterError, match="engine='jax'"):
+        frozen_pass(NotExportable(), 8, {}, engine="jax")
+
+
+def test_both_engines_give_the_same_model() -> None:
+    fast = ImageClassifier(FAST_BACKBONE, strategy="features", progress=False).fit(CAT_DOG / "train")
+    plain = ImageClassifier(FAST_BACKBONE, strategy="features", engine="torch", bf16=False, progress=False)
+    plain.fit(CAT_DOG / "train")
+    assert fast.metrics_["engine"].startswith("onnxruntime") and plain.metrics_["engine"].startswith("torch")
+    np.testing.assert_allclose(fast.predict_proba(CAT_DOG / "test"), plain.predict_proba(CAT_DOG / "test"), atol=2e-3)

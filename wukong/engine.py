@@ -1,0 +1,204 @@
+"""Frozen passes at the hardware's pace: the part of a network that does not train, run by the fastest
+engine that is installed and agrees with PyTorch.
+
+Most of what Wukong computes on a CPU is a frozen network going forward: features for ``features``
+and ``auto``, prediction, evaluation, the server. PyTorch's eager CPU kernels leave much of a small
+machine unused on such a network; onnxruntime runs the same graph several times faster (measured in
+``benchmarks/throughput.py``). So the frozen part is exported once to ONNX at its fixed input size,
+cached on disk by the weights' fingerprint, checked against PyTorch fp32 on a probe batch, and run
+by onnxruntime from then on; where that is not possible (no onnxruntime, a GPU, a network that does
+not export, outputs that disagree) PyTorch runs it, with bf16 where the CPU has it natively.
+
+TensorFlow-style "same" padding (timm's ``tf_*`` networks, such as the EfficientNet-Lite default)
+pads each stride-2 convolution by an amount computed from the input at run time. At a fixed input
+size that amount is a constant, so the exported copy pads statically, which onnxruntime fuses
+into the convolution: measured, 233 img/s against 134 with run-time padding.
+
+Example:
+    >>> run = frozen_pass(net_embedding, size=224, key={"weights": "..."})   # doctest: +SKIP
+    >>> run(uint8_batch).shape, run.engine                                   # doctest: +SKIP
+    ((64, 1280), 'onnxruntime')
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from wukong.cache import cache_dir
+from wukong.errors import ParameterError
+from wukong.features_cache import namespace_key
+from wukong.runtime import inference
+
+ENGINES = ("auto", "torch", "onnxruntime")
+# The exported graph must agree with PyTorch fp32 on the probe batch at least this well.
+MIN_COSINE = 0.9999
+OPSET = 17
+
+
+class FrozenPass:
+    """``run(uint8 NCHW batch) -> float32 (N, features)`` on the engine named in ``engine``; ``note`` says why."""
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], engine: str, note: str) -> None:
+        self._fn = fn
+        self.engine = engine
+        self.note = note
+
+    def __call__(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
+        if isinstance(batch, torch.Tensor):
+            batch = batch.numpy()
+        return self._fn(np.ascontiguousarray(batch, dtype=np.uint8))
+
+
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise ParameterError(f"engine={engine!r}: choose one of {', '.join(ENGINES)}")
+
+
+def frozen_pass(
+    module: nn.Module, size: int, key: dict[str, Any], *, engine: str = "auto", bf16: bool = False
+) -> FrozenPass:
+    """The fastest agreeing way to run ``module`` (uint8 ``(N, 3, size, size)`` -> features) frozen.
+
+    ``key`` names what determines the outputs (weights fingerprint, tap, preprocessing): the exported
+    graph is cached under it. ``engine="torch"`` never exports; ``"onnxruntime"`` insists (an error
+    when it cannot); ``"auto"`` uses onnxruntime where it agrees with PyTorch, else PyTorch.
+    """
+    check_engine(engine)
+    module = module.eval()
+    device = next(module.parameters(), torch.zeros(0)).device
+    if engine == "torch" or (engine == "auto" and (device.type != "cpu" or not _onnxruntime_installed())):
+        why = "asked for" if engine == "torch" else "onnxruntime is not installed or the network is on a GPU"
+        return _torch_pass(module, device, bf16, f"torch ({why})")
+    try:
+        return _onnx_pass(module, size, key)
+    except Exception as exc:  # noqa: BLE001 - any export or runtime failure means: run it in PyTorch
+        if engine == "onnxruntime":
+            raise ParameterError(f"engine='onnxruntime': this network cannot run there ({_first_line(exc)})") from exc
+        return _torch_pass(module, device, bf16, f"torch (onnxruntime could not take it: {_first_line(exc)})")
+
+
+def _torch_pass(module: nn.Module, device: torch.device, bf16: bool, note: str) -> FrozenPass:
+    def run(batch: np.ndarray) -> np.ndarray:
+        with inference(device, bf16):
+            return module(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+
+    return FrozenPass(run, "torch", note + (", bf16" if bf16 else ""))
+
+
+def _onnx_pass(module: nn.Module, size: int, key: dict[str, Any]) -> FrozenPass:
+    import onnxruntime as ort
+
+    path = cache_dir("engines") / f"{namespace_key({**key, 'size': size, 'opset': OPSET})}.onnx"
+    verdict_file = path.with_suffix(".json")
+    if not path.exists() or not verdict_file.exists():
+        _export(module, size, path)
+        verdict = None
+    else:
+        verdict = json.loads(verdict_file.read_text())
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return session.run(None, {"pixels": batch})[0]
+
+    if verdict is None:
+        verdict = {"min_cosine": _agreement(module, run, size)}
+        verdict_file.write_text(json.dumps(verdict))
+    if verdict["min_cosine"] < MIN_COSINE:
+        raise RuntimeError(f"outputs differ from PyTorch (min cosine {verdict['min_cosine']:.5f})")
+    return FrozenPass(run, "onnxruntime", f"onnxruntime (agrees with PyTorch fp32: min cosine {verdict['min_cosine']})")
+
+
+def _export(module: nn.Module, size: int, path: Path) -> None:
+    exported = static_same_padding(copy.deepcopy(module).float().cpu().eval(), size)
+    exported = exported.to(memory_format=torch.contiguous_format)
+    example = torch.zeros(1, 3, size, size, dtype=torch.uint8)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            exported,
+            (example,),
+            str(tmp),
+            input_names=["pixels"],
+            output_names=["features"],
+            dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    os.replace(tmp, path)
+
+
+def _agreement(module: nn.Module, run: Callable[[np.ndarray], np.ndarray], size: int) -> float:
+    """Minimum cosine similarity between PyTorch fp32 and the engine on a seeded random batch."""
+    probe = np.random.default_rng(0).integers(0, 256, (4, 3, size, size), dtype=np.uint8)
+    with torch.no_grad():
+        expected = module.float()(torch.from_numpy(probe)).float().numpy()
+    got = run(probe)
+    cosine = (expected * got).sum(1) / (np.linalg.norm(expected, axis=1) * np.linalg.norm(got, axis=1) + 1e-12)
+    return round(float(cosine.min()), 6)
+
+
+def static_same_padding(module: nn.Module, size: int) -> nn.Module:
+    """Replace timm's run-time "same" padding convolutions with constant padding for ``size`` inputs.
+
+    Changes ``module`` in place (pass a copy) and returns it; its outputs are unchanged at that size.
+    """
+    from timm.layers.conv2d_same import Conv2dSame
+    from timm.layers.padding import pad_same_arg
+
+    convs = {name: m for name, m in module.named_modules() if isinstance(m, Conv2dSame)}
+    if not convs:
+        return module
+    seen: dict[str, tuple[int, int]] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda _m, args, n=name: seen.__setitem__(n, tuple(args[0].shape[-2:])))
+        for name, m in convs.items()
+    ]
+    with torch.no_grad():
+        module(torch.zeros(1, 3, size, size, dtype=torch.uint8))
+    for hook in hooks:
+        hook.remove()
+    for name, conv in convs.items():
+        if name not in seen:  # not on the path to the output (an earlier tap stops before it)
+            continue
+        pad = pad_same_arg(list(seen[name]), list(conv.weight.shape[-2:]), conv.stride, conv.dilation)
+        plain = nn.Conv2d(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            0,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+        )
+        plain.load_state_dict(conv.state_dict())
+        parent, _, leaf = name.rpartition(".")
+        setattr(module.get_submodule(parent) if parent else module, leaf, nn.Sequential(nn.ZeroPad2d(pad), plain))
+    return module
+
+
+def _onnxruntime_installed() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
