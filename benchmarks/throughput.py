@@ -1,0 +1,270 @@
+"""Throughput of frozen passes, side by side in one run: Wukong's path vs the loop a user writes by hand.
+
+1. Files to features, end to end (JPEG files on disk in, feature vectors out), for the default
+   backbone (EfficientNet-Lite0, 224px) and the fast one (64px Tiny ImageNet ResNet), on the cat/dog
+   photos (large JPEGs), CIFAR-10 test files (32px) and Tiny ImageNet val files (64px):
+   Wukong (parallel draft-mode decoding + the engine of ``wukong.engine``) against the naive loop
+   (``ImageFolder`` + torchvision ``Resize``/``CenterCrop``/``ToTensor``/``Normalize``, PyTorch fp32,
+   batch 32) on the same weights. Wukong's first use (its one-time ONNX export) is timed apart.
+2. The network alone (random uint8 batches of 64): PyTorch fp32, channels_last, bf16 autocast and
+   both, and onnxruntime, with the agreement of each with PyTorch fp32 (minimum cosine) and the
+   share of the CPU's peak it reaches (model FLOPs x img/s over 1.36 TFLOP/s bf16 or 0.2 fp32).
+3. Re-training on cached features: ``ImageClassifier(strategy="features").fit`` twice on CIFAR-10
+   with 100 labels per class, the second time with the features in the cache.
+4. Text: sentences/s of Wukong's encoder against ``SentenceTransformer.encode`` (fp32), BANKING77.
+
+    .venv/bin/python benchmarks/throughput.py            # writes benchmarks/results/throughput.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+DATA = Path(os.environ.get("WUKONG_DATA", ROOT.parent / "shared" / "data"))
+PEAK = {"bf16": 1.36e12, "fp32": 0.2e12}  # this CPU's measured matrix peak (see the developers' brief)
+BACKBONES = ("efficientnet_lite0", "wukong_resnet18_s_tiny")
+
+
+def embedding(name: str):  # noqa: ANN201 - (module, backbone)
+    from wukong.backbones.vision import load_image_backbone
+    from wukong.network import Embedding, FeatureExtractor, TransferNet
+
+    bb = load_image_backbone(name)
+    net = TransferNet(FeatureExtractor(bb.network), torch.nn.Identity(), bb.data_config["mean"], bb.data_config["std"])
+    return Embedding(net).eval(), bb
+
+
+def wukong_files_to_features(name: str, paths: list[Path]) -> tuple[float, np.ndarray]:
+    """Seconds for Wukong's own path: ImageClassifier's decoding and frozen pass (no feature cache)."""
+    from wukong import ImageClassifier
+
+    module, bb = embedding(name)
+    clf = ImageClassifier(name, progress=False)
+    clf.backbone_, clf.bf16_ = bb, True
+    started = time.perf_counter()
+    store = clf._decode(paths, None, bb, "")
+    features = clf._embed_pixels(module.net, store.pixels)
+    return time.perf_counter() - started, features
+
+
+def naive_files_to_features(name: str, folder: Path, limit: int) -> tuple[float, int]:
+    """The loop a user writes: ImageFolder + torchvision transforms + PyTorch fp32, batch 32."""
+    import torchvision
+    from torchvision import transforms
+
+    module, bb = embedding(name)
+    size, config = bb.input_size, bb.data_config
+    transform = transforms.Compose(
+        [
+            transforms.Resize(bb.resize_size, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+            transforms.Normalize(config["mean"], config["std"]),
+        ]
+    )
+    dataset = torchvision.datasets.ImageFolder(str(folder), transform=transform)
+    subset = torch.utils.data.Subset(dataset, list(range(min(limit, len(dataset)))))
+    network = bb.network.eval()
+    started = time.perf_counter()
+    with torch.no_grad():
+        for images, _ in torch.utils.data.DataLoader(subset, batch_size=32):
+            network(images)
+    return time.perf_counter() - started, len(subset)
+
+
+def files_to_features(sets: dict[str, Path], limit: int) -> dict:
+    from wukong.data.images import list_images
+
+    out = {}
+    for set_name, folder in sets.items():
+        paths = list_images([folder])[:limit]
+        for name in BACKBONES:
+            first, _ = wukong_files_to_features(name, paths)  # includes the one-time export
+            steady, _ = wukong_files_to_features(name, paths)
+            naive, count = naive_files_to_features(name, folder, limit)
+            row = {
+                "images": count,
+                "wukong_img_per_s": round(count / steady, 1),
+                "wukong_first_use_img_per_s": round(count / first, 1),
+                "naive_img_per_s": round(count / naive, 1),
+                "speedup": round(naive / steady, 2),
+            }
+            out[f"{set_name}/{name}"] = row
+            print("files->features", set_name, name, row, flush=True)
+    return out
+
+
+def network_alone(batch: int = 64, reps: int = 5) -> dict:
+    import onnxruntime  # noqa: F401 - the engine needs it
+
+    from wukong.engine import frozen_pass
+
+    out = {}
+    for name in BACKBONES:
+        module, bb = embedding(name)
+        size = bb.input_size
+        pixels = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)
+        flops = model_flops(module, size)
+        with torch.no_grad():
+            reference = module(pixels).numpy()
+        variants = {}
+        cl_module = copy_channels_last(module)
+        for label, net, bf16 in (
+            ("torch_fp32", module, False),
+            ("torch_fp32_channels_last", cl_module, False),
+            ("torch_bf16", module, True),
+            ("torch_bf16_channels_last", cl_module, True),
+        ):
+            run = frozen_pass(net, size, {}, engine="torch", bf16=bf16)
+            variants[label] = measure(run, pixels.numpy(), reference, reps, flops, "bf16" if bf16 else "fp32")
+        run = frozen_pass(module, size, {"benchmark": name, "size": size})
+        variants["onnxruntime_fp32"] = measure(run, pixels.numpy(), reference, reps, flops, "fp32")
+        out[name] = {"input_size": size, "gflops_per_image": round(flops / 1e9, 3), "engines": variants}
+        print("network", name, json.dumps(out[name]), flush=True)
+    return out
+
+
+def measure(run, pixels: np.ndarray, reference: np.ndarray, reps: int, flops: float, precision: str) -> dict:  # noqa: ANN001
+    got = run(pixels)
+    seconds = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        run(pixels)
+        seconds.append(time.perf_counter() - started)
+    rate = len(pixels) / statistics.median(seconds)
+    cosine = (got * reference).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(reference, axis=1))
+    return {
+        "img_per_s": round(rate, 1),
+        "min_cosine_vs_fp32": round(float(cosine.min()), 6),
+        "share_of_peak": round(flops * rate / PEAK[precision], 4),
+    }
+
+
+def copy_channels_last(module: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(module).to(memory_format=torch.channels_last)
+
+
+def model_flops(module: torch.nn.Module, size: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(torch.zeros(1, 3, size, size, dtype=torch.uint8))
+    return float(counter.get_total_flops())
+
+
+def retrain_on_cached_features(train: Path) -> dict:
+    from wukong import ImageClassifier
+
+    times = []
+    for _ in range(2):
+        started = time.perf_counter()
+        ImageClassifier(strategy="features", progress=False).fit(train)
+        times.append(time.perf_counter() - started)
+    return {
+        "first_fit_seconds": round(times[0], 1),
+        "second_fit_seconds": round(times[1], 1),
+        "speedup": round(times[0] / times[1], 1),
+    }
+
+
+def text_speed(limit: int = 3000) -> dict:
+    from sentence_transformers import SentenceTransformer
+
+    from wukong.backbones.text import TextEncoder, default_model_path
+
+    with open(DATA / "banking77" / "train.csv", newline="", encoding="utf-8") as fh:
+        texts = [row["text"] for row in csv.DictReader(fh)][:limit]
+    encoder = TextEncoder()
+    encoder.encode(texts[:64])
+    started = time.perf_counter()
+    ours = encoder.encode(texts)
+    wukong_seconds = time.perf_counter() - started
+    plain = SentenceTransformer(str(default_model_path()), device="cpu")
+    plain.encode(texts[:64])
+    started = time.perf_counter()
+    theirs = plain.encode(texts, batch_size=32)
+    plain_seconds = time.perf_counter() - started
+    cosine = (ours * theirs).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
+    return {
+        "sentences": len(texts),
+        "wukong_sentences_per_s": round(len(texts) / wukong_seconds, 1),
+        "sentence_transformers_fp32_sentences_per_s": round(len(texts) / plain_seconds, 1),
+        "speedup": round(plain_seconds / wukong_seconds, 2),
+        "min_cosine": round(float(cosine.min()), 5),
+    }
+
+
+def tiny_imagenet_val(target: Path, limit: int) -> Path:
+    """The first ``limit`` files of Tiny ImageNet's val split, as a class-per-folder tree."""
+    count = 0
+    with tarfile.open(DATA / "tiny-imagenet.tar.gz") as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if member.isfile() and len(parts) == 4 and parts[1] == "val" and count < limit:
+                out = target / parts[2] / parts[3]
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(tar.extractfile(member).read())
+                count += 1
+            if count >= limit:
+                break
+    return target
+
+
+def main() -> None:
+    from conftest import cifar_subset
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "throughput.json")
+    parser.add_argument("--limit", type=int, default=1000, help="files per set")
+    args = parser.parse_args()
+    cache = Path(tempfile.mkdtemp(prefix="wukong-bench-cache-"))
+    os.environ["WUKONG_CACHE"] = str(cache)
+    report: dict = {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+        "started": time.strftime("%F %T"),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        cifar = cifar_subset(Path(tmp) / "cifar", train_per_class=100, test_per_class=100)
+        sets = {
+            "cat_dog_photos": DATA / "cat_dog",
+            "cifar10_test": cifar / "test",
+            "tiny_imagenet_val": tiny_imagenet_val(Path(tmp) / "tiny", args.limit),
+        }
+        report["network_alone"] = network_alone()
+        report["files_to_features"] = files_to_features(sets, args.limit)
+        report["retrain_on_cached_features_cifar10_100_per_class"] = retrain_on_cached_features(cifar / "train")
+        print("retrain", report["retrain_on_cached_features_cifar10_100_per_class"], flush=True)
+    report["text_encoding_banking77"] = text_speed()
+    print("text", report["text_encoding_banking77"], flush=True)
+    report["finished"] = time.strftime("%F %T")
+    shutil.rmtree(cache, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
