@@ -218,3 +218,20 @@ def test_mpnet_is_listed_with_how_to_install_it() -> None:
     mpnet = entry("all-mpnet-base-v2")
     assert mpnet.install == "wukong models install all-mpnet-base-v2"
     assert all(dist in WHEELS and len(WHEELS[dist][1]) == 64 for dist in mpnet.distributions)
+
+
+def _mpnet_installed() -> bool:
+    from wukong.backbones.catalog import entry
+
+    return entry("all-mpnet-base-v2").installed()
+
+
+@pytest.mark.skipif(not _mpnet_installed(), reason="all-mpnet-base-v2 is not installed (wukong models install ...)")
+def test_mpnet_by_its_store_name_encodes_normalised_sentences() -> None:
+    from wukong.backbones.text import TextEncoder
+
+    encoder = TextEncoder("all-mpnet-base-v2")
+    vectors = encoder.encode(["my card has not arrived", "where is my card", "I want a refund"])
+    assert encoder.dim == 768 and encoder.max_length == 384
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)  # its Normalize module is back
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]

@@ -124,21 +124,25 @@ def _onnx_pass(module: nn.Module, size: int, key: dict[str, Any]) -> FrozenPass:
 def _export(module: nn.Module, size: int, path: Path) -> None:
     exported = static_same_padding(copy.deepcopy(module).float().cpu().eval(), size)
     exported = exported.to(memory_format=torch.contiguous_format)
-    example = torch.zeros(1, 3, size, size, dtype=torch.uint8)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    export_graph(exported, torch.zeros(1, 3, size, size, dtype=torch.uint8), tmp, output="features")
+    os.replace(tmp, path)
+
+
+def export_graph(module: nn.Module, example: torch.Tensor, path: Path, *, output: str, opset: int = OPSET) -> None:
+    """``module`` as an ONNX graph: input ``pixels`` (batch dimension free), one output named ``output``."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # tracer chatter about constants: the input size is fixed on purpose
         torch.onnx.export(
-            exported,
+            module,
             (example,),
-            str(tmp),
+            str(path),
             input_names=["pixels"],
-            output_names=["features"],
-            dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}},
-            opset_version=OPSET,
+            output_names=[output],
+            dynamic_axes={"pixels": {0: "batch"}, output: {0: "batch"}},
+            opset_version=opset,
             dynamo=False,
         )
-    os.replace(tmp, path)
 
 
 def _agreement(module: nn.Module, run: Callable[[np.ndarray], np.ndarray], size: int) -> float:

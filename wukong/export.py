@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from wukong.engine import export_graph
 from wukong.errors import WukongError
 
 
@@ -34,15 +35,5 @@ def export_onnx(model: Any, out: str | Path, *, opset: int = 17) -> dict[str, An
     out.parent.mkdir(parents=True, exist_ok=True)
     size = model.backbone_.input_size
     wrapper = _Probabilities(model.net_.float().eval().to(memory_format=torch.contiguous_format)).eval()
-    example = torch.rand(1, 3, size, size)
-    torch.onnx.export(
-        wrapper,
-        (example,),
-        str(out),
-        input_names=["pixels"],
-        output_names=["probabilities"],
-        dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}},
-        opset_version=opset,
-        dynamo=False,
-    )
+    export_graph(wrapper, torch.rand(1, 3, size, size), out, output="probabilities", opset=opset)
     return {"path": str(out), "bytes": out.stat().st_size, "input_size": size, "classes": list(model.classes_)}
