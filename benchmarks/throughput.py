@@ -11,7 +11,9 @@
    share of the CPU's peak it reaches (model FLOPs x img/s over 1.36 TFLOP/s bf16 or 0.2 fp32).
 3. Re-training on cached features: ``ImageClassifier(strategy="features").fit`` twice on CIFAR-10
    with 100 labels per class, the second time with the features in the cache.
-4. Text: sentences/s of Wukong's encoder against ``SentenceTransformer.encode`` (fp32), BANKING77.
+4. Serving: p50/p90 milliseconds of one cat/dog photo POSTed to a real ``wukong serve`` on
+   127.0.0.1 (the default backbone), with the engine and with ``--engine torch``.
+5. Text: sentences/s of Wukong's encoder against ``SentenceTransformer.encode`` (fp32), BANKING77.
 
     .venv/bin/python benchmarks/throughput.py            # writes benchmarks/results/throughput.json
 """
@@ -19,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import os
@@ -135,8 +138,65 @@ def network_alone(batch: int = 64, reps: int = 5) -> dict:
             variants[label] = measure(run, pixels.numpy(), reference, reps, flops, "bf16" if bf16 else "fp32")
         run = frozen_pass(module, size, {"benchmark": name, "size": size})
         variants["onnxruntime_fp32"] = measure(run, pixels.numpy(), reference, reps, flops, "fp32")
+        if name == "efficientnet_lite0":  # what the engine's static 'same' padding gains
+            run = onnx_as_exported(module, size)
+            variants["onnxruntime_fp32_runtime_padding"] = measure(run, pixels.numpy(), reference, reps, flops, "fp32")
         out[name] = {"input_size": size, "gflops_per_image": round(flops / 1e9, 3), "engines": variants}
         print("network", name, json.dumps(out[name]), flush=True)
+    return out
+
+
+def onnx_as_exported(module: torch.nn.Module, size: int):  # noqa: ANN201 - a batch -> features function
+    """The network exported as it is, timm's 'same' padding computed in the graph at run time."""
+    import onnxruntime as ort
+
+    from wukong.engine import export_graph
+
+    path = Path(tempfile.mkdtemp(prefix="wukong-bench-onnx-")) / "runtime_padding.onnx"
+    net = copy.deepcopy(module).float().eval().to(memory_format=torch.contiguous_format)
+    export_graph(net, torch.zeros(1, 3, size, size, dtype=torch.uint8), path, output="features")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda batch: session.run(None, {"pixels": batch})[0]
+
+
+def serve_latency(model: Path, image: Path, requests: int = 50) -> dict:
+    """p50/p90 milliseconds of one image POSTed to a real ``wukong serve`` on 127.0.0.1, per engine."""
+    import socket
+    import subprocess
+    import urllib.request
+
+    out = {}
+    for engine in ("auto", "torch"):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        command = [str(ROOT / ".venv" / "bin" / "wukong"), "serve", str(model), "--port", str(port)]
+        server = subprocess.Popen([*command, "--engine", engine], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(600):  # until it listens
+                try:
+                    urllib.request.urlopen(f"{base}/health", timeout=5)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            body, millis = image.read_bytes(), []
+            for i in range(requests + 3):  # the first three warm it up
+                started = time.perf_counter()
+                urllib.request.urlopen(urllib.request.Request(f"{base}/predict", data=body), timeout=60).read()
+                if i >= 3:
+                    millis.append(1000 * (time.perf_counter() - started))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        out[engine] = {
+            "p50_ms": round(statistics.median(millis), 1),
+            "p90_ms": round(float(np.percentile(millis, 90)), 1),
+            "requests": requests,
+        }
+        print("serve", engine, out[engine], flush=True)
     return out
 
 
@@ -157,8 +217,6 @@ def measure(run, pixels: np.ndarray, reference: np.ndarray, reps: int, flops: fl
 
 
 def copy_channels_last(module: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
     return copy.deepcopy(module).to(memory_format=torch.channels_last)
 
 
@@ -257,6 +315,12 @@ def main() -> None:
         report["files_to_features"] = files_to_features(sets, args.limit)
         report["retrain_on_cached_features_cifar10_100_per_class"] = retrain_on_cached_features(cifar / "train")
         print("retrain", report["retrain_on_cached_features_cifar10_100_per_class"], flush=True)
+        from wukong import ImageClassifier
+
+        model = Path(tmp) / "cat_dog_model"
+        ImageClassifier(progress=False).fit(DATA / "cat_dog" / "train").save(model)
+        photo = DATA / "cat_dog" / "test" / "cat" / "cat.983.jpg"
+        report["serve_one_image_cat_dog_default"] = serve_latency(model, photo)
     report["text_encoding_banking77"] = text_speed()
     print("text", report["text_encoding_banking77"], flush=True)
     report["finished"] = time.strftime("%F %T")

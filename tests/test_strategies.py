@@ -112,6 +112,25 @@ def test_finetune_uses_smaller_rates_for_pretrained_blocks(tmp_path: Path) -> No
     assert rates[3][0] < rates[2][0]  # and every rate decays
 
 
+def test_the_default_finetune_is_short_one_head_epoch_then_the_later_blocks(tmp_path: Path) -> None:
+    from wukong.image_classifier import DEFAULT_PLANS
+
+    epochs, head_epochs, min_steps = DEFAULT_PLANS["finetune"]
+    clf = ImageClassifier(FAST_BACKBONE, strategy="finetune", progress=False).fit(CAT_DOG / "train", work_dir=tmp_path)
+    groups = [len(row["lr"]) for row in clf.metrics_["history"]["epochs"]]
+    assert len(groups) <= epochs and groups[:head_epochs] == [1] * head_epochs  # early stopping may end it sooner
+    assert set(groups[head_epochs:]) == {2}  # then the head and the later blocks, at their own rates
+
+
+def test_auto_draws_the_line_between_a_linear_classifier_and_a_finetune_by_size() -> None:
+    from wukong.strategies.auto import LARGE, SMALL, choose
+
+    assert choose(SMALL - 1, 200, stages=5).strategy == "features"  # the smallest class decides
+    medium = choose(SMALL, SMALL, stages=5)
+    assert (medium.strategy, medium.unfreeze) == ("finetune", 2) and "medium data" in medium.reason
+    assert (choose(LARGE, LARGE, stages=5).unfreeze, choose(SMALL, SMALL, stages=0).unfreeze) == ("all", "all")
+
+
 def test_transfer_beats_training_from_scratch(cifar_small: Path) -> None:
     """20 labels per class of CIFAR-10 (not in the pretraining data): transfer must win clearly."""
     from wukong.backbones.vision import scratch_twin

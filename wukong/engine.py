@@ -12,7 +12,7 @@ not export, outputs that disagree) PyTorch runs it, with bf16 where the CPU has 
 TensorFlow-style "same" padding (timm's ``tf_*`` networks, such as the EfficientNet-Lite default)
 pads each stride-2 convolution by an amount computed from the input at run time. At a fixed input
 size that amount is a constant, so the exported copy pads statically, which onnxruntime fuses
-into the convolution: measured, 233 img/s against 134 with run-time padding.
+into the convolution (the benchmarks' README gives the rates with and without).
 
 Example:
     >>> run = frozen_pass(net_embedding, size=224, key={"weights": "..."})   # doctest: +SKIP

@@ -4,21 +4,23 @@ The classic rule (Yosinski et al. 2014; CS231n "Transfer Learning" notes) crosse
 
 | examples per class | similar to the pretraining data      | different                             |
 |--------------------|--------------------------------------|---------------------------------------|
-| small  (< 100)     | linear classifier on top features    | linear classifier on earlier features |
-| medium (100-999)   | fine-tune the later blocks           | fine-tune the later blocks            |
+| small  (< 50)      | linear classifier on top features    | linear classifier on earlier features |
+| medium (50-999)    | fine-tune the later blocks           | fine-tune the later blocks            |
 | large  (>= 1000)   | fine-tune the later blocks           | fine-tune everything                  |
 
 Size is counted. Similarity is *measured*, where it is cheap and matters (small data): the linear
 classifier is cross-validated on the top features and on an earlier stage's, and the better one
 is kept. Fine-tuning adapts every unfrozen layer anyway, so for larger data similarity only
-decides how much to unfreeze.
+decides how much to unfreeze. The line between small and medium is where a short fine-tune of
+the later blocks overtakes the linear classifier on an ImageNet network (the image benchmark
+measures both on CIFAR-10 with 20 and 100 labels per class; 20% of them are held out).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SMALL = 100
+SMALL = 50
 LARGE = 1000
 
 
