@@ -14,12 +14,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Train on the original Wukong cat/dog samples with the embedded backbone (no network), then predict.
+# Train on the original Wukong cat/dog samples with the default backbone, EfficientNet-Lite0 (no network), then predict.
 demo: install
 	$(BIN)/wukong train $(DATA)/cat_dog/train --test $(DATA)/cat_dog/test --out runs/cat_dog
 	$(BIN)/wukong predict runs/cat_dog $(DATA)/cat_dog/test/cat/cat.983.jpg $(DATA)/cat_dog/test/dog --top-k 2
 
-# The default suite (about 4 minutes on 2 cores); `make test-all` adds the tests marked slow.
+# The default suite (about 8 minutes on 2 cores); `make test-all` adds the tests marked slow.
 test: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
@@ -31,4 +31,5 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/image_strategies.py
+	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/text.py

@@ -134,6 +134,18 @@ def test_the_store_lists_every_network_with_its_licence() -> None:
     assert bad.returncode == 2 and "not in the store" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_the_stores_measured_figures_are_the_image_benchmarks() -> None:
+    """What ``wukong models`` shows as measured is what benchmarks/results/image_strategies.json holds."""
+    from wukong.backbones.catalog import IMAGE_TASKS, entry
+
+    report = json.loads((Path(__file__).parents[1] / "benchmarks/results/image_strategies.json").read_text())
+    rows = {"efficientnet_lite0": "auto", "efficientnet_lite2": "auto_lite2", "wukong_resnet18_s_tiny": "auto_tiny"}
+    for name, row in rows.items():
+        figures = entry(name).measured
+        for task in IMAGE_TASKS.values():
+            assert figures[f"{task}_auto_accuracy"] == report["tasks"][task]["rows"][row]["test_accuracy"], (name, task)
+
+
 def test_preset_picks_the_backbone(tmp_path: Path) -> None:
     result = subprocess.run(
         [*CMD, "train", CAT_DOG / "train", "--preset", "fast", "--out", tmp_path / "m", "--json"],

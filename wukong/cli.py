@@ -469,11 +469,15 @@ def models(
         unit = "px" if row["modality"] == "image" else " tokens"
         state = "installed" if row["installed"] else f"not installed: {row['install']}"
         tags = f" (preset: {', '.join(presets[row['name']])})" if row["name"] in presets else ""
-        figures = ", ".join(f"{k} {v}" for k, v in {**row["published"], **row["measured"]}.items())
+        figures = [
+            f"\n  {label}: " + ", ".join(f"{k} {v}" for k, v in row[key].items())
+            for key, label in (("published", "published"), ("measured", "measured by Wukong (benchmarks/)"))
+            if row[key]
+        ]
         typer.echo(
             f"{row['name']}{tags}\n  {row['modality']}, {row['input_size']}{unit}, {row['params_millions']}M "
             f"parameters, {size} on disk; {state}\n  {row['summary']}\n  licence: {row['licence']}\n"
-            f"  source: {row['source']}" + (f"\n  figures: {figures}" if figures else "")
+            f"  source: {row['source']}" + "".join(figures)
         )
 
 
