@@ -135,7 +135,7 @@ def test_the_store_lists_every_network_with_its_licence() -> None:
 
 
 def test_the_stores_measured_figures_are_the_image_benchmarks() -> None:
-    """What ``wukong models`` shows as measured is what benchmarks/results/image_strategies.json holds."""
+    """What ``wukong models`` shows as measured is what the benchmarks' JSON holds."""
     from wukong.backbones.catalog import IMAGE_TASKS, entry
 
     report = json.loads((Path(__file__).parents[1] / "benchmarks/results/image_strategies.json").read_text())
@@ -144,6 +144,19 @@ def test_the_stores_measured_figures_are_the_image_benchmarks() -> None:
         figures = entry(name).measured
         for task in IMAGE_TASKS.values():
             assert figures[f"{task}_auto_accuracy"] == report["tasks"][task]["rows"][row]["test_accuracy"], (name, task)
+    text = json.loads((Path(__file__).parents[1] / "benchmarks/results/text.json").read_text())["settings"]
+    minilm, mpnet = entry("all-MiniLM-L6-v2").measured, entry("all-mpnet-base-v2").measured
+    assert (
+        minilm["banking77_10_per_intent_auto_accuracy"] == text["banking77_10_per_intent"]["wukong"]["auto"]["accuracy"]
+    )
+    assert (
+        minilm["sst2_8_per_class_auto_accuracy_mean_of_5"] == text["sst2_8_per_class"]["other_samples"]["mean"]["auto"]
+    )
+    for setting, key in (
+        ("banking77_10_per_intent", "banking77_10_per_intent_auto_accuracy"),
+        ("sst2_8_per_class", "sst2_8_per_class_auto_accuracy_mean_of_5"),
+    ):
+        assert mpnet[key] == text[setting]["backbones"]["all-mpnet-base-v2"]["mean"]["auto"], setting
 
 
 def test_preset_picks_the_backbone(tmp_path: Path) -> None:

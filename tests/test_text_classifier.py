@@ -79,6 +79,12 @@ def test_auto_on_few_examples_picks_fewshot_and_says_why(fewshot_model: TextClas
     assert info["steps"] == 12 and info["pairs_seen"] > 12 * 32
     assert info["loss_last"] < info["loss_first"], "contrastive tuning must lower its loss"
     assert fewshot_model.evaluate(*banking["test"])["accuracy"] >= BANKING_BAR
+    # the default encoder is kept (same command, same model everywhere); where mpnet is installed, it says so
+    from wukong.backbones.catalog import entry
+
+    assert fewshot_model.backbone_name_ == "all-MiniLM-L6-v2"
+    mpnet_here = entry("all-mpnet-base-v2").installed()
+    assert ("--preset best" in fewshot_model.strategy_reason_) == mpnet_here
 
 
 @pytest.mark.parametrize("strategy", ["features", "head", "finetune"])

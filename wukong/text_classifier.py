@@ -49,6 +49,14 @@ MIN_EPOCHS, MAX_EPOCHS = 2, 10
 HEAD_EPOCHS = 40  # the new head alone, on cached embeddings: cheap, early stopping ends it
 HEAD_MIN_STEPS = 300  # ... but at least this many optimiser steps, however few the examples
 HEAD_BATCH = 64
+# The default encoder stays all-MiniLM-L6-v2 even where all-mpnet-base-v2 is installed: the same command
+# must give the same model on every machine. Few-shot data gains the most from the larger encoder
+# (benchmarks/text.py, mpnet rows), so there ``auto`` says it is there.
+BETTER_FEWSHOT_ENCODER = "all-mpnet-base-v2"
+MPNET_HINT = (
+    f"; {BETTER_FEWSHOT_ENCODER} is installed: --preset best (backbone='{BETTER_FEWSHOT_ENCODER}') is usually "
+    "more accurate on few examples, at several times the fit time"
+)
 
 
 def choose_text_strategy(per_class_min: int, per_class_median: float) -> Choice:
@@ -387,6 +395,8 @@ class TextClassifier(TransferClassifier):
         self.encoder_tuned_ = False  # until a strategy changes its weights: embeddings may be cached
         train_y, val_y = train.label_ids(self.classes_), val_source.label_ids(self.classes_)
         choice = self._choose(train_y, len(self.classes_))
+        if choice.strategy == "fewshot" and self.backbone is None and entry(BETTER_FEWSHOT_ENCODER).installed():
+            choice = Choice(choice.strategy, choice.unfreeze, choice.reason + MPNET_HINT)
         train_texts = list(train.texts) + (names or [])
         fit_y = np.concatenate([train_y, np.arange(len(self.classes_))]) if names else train_y
         self.net_ = self._assemble()
