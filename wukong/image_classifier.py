@@ -50,8 +50,9 @@ class ImageClassifier(TransferClassifier):
     build a new top, train it, fine-tune.
 
     Parameters:
-        backbone: ``None`` (the embedded default, offline), a timm name, a weights file (with
-            ``arch``), a folder from ``wukong pretrain``, or an ``nn.Module``.
+        backbone: ``None`` (EfficientNet-Lite0, offline), a store name (``wukong models``), a timm
+            name, a weights file (with ``arch``), a folder from ``wukong pretrain``, or an
+            ``nn.Module``.
         strategy: ``"auto"`` (chosen from the data, see ``wukong.strategies.auto``), ``"features"``
             (cached features + cross-validated logistic regression), ``"head"`` (train the new top
             on the frozen network) or ``"finetune"`` (then unfreeze later blocks).

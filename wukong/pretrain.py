@@ -1,7 +1,8 @@
 """Supervised pre-training of a backbone on a large labelled image dataset.
 
 When no suitable pretrained network exists, Wukong trains one (``wukong pretrain``) and writes a
-backbone folder that ``--backbone DIR`` accepts. The embedded default backbone was made this way.
+backbone folder that ``--backbone DIR`` accepts.
+Wukong's own 64px backbone (``wukong_resnet18_s_tiny``, the fast option) was made this way.
 
 Recipe (short-schedule ImageNet practice): images decoded once into memory at the target size;
 random resized crop + flip done a batch at a time on the training device (the GPU when there is

@@ -11,9 +11,10 @@ The classic rule (Yosinski et al. 2014; CS231n "Transfer Learning" notes) crosse
 Size is counted. Similarity is *measured*, where it is cheap and matters (small data): the linear
 classifier is cross-validated on the top features and on an earlier stage's, and the better one
 is kept. Fine-tuning adapts every unfrozen layer anyway, so for larger data similarity only
-decides how much to unfreeze. The line between small and medium is where a short fine-tune of
-the later blocks overtakes the linear classifier on an ImageNet network (the image benchmark
-measures both on CIFAR-10 with 20 and 100 labels per class; 20% of them are held out).
+decides how much to unfreeze. The line between small and medium: from there on, a short fine-tune
+of the later blocks clearly beats the linear classifier on an ImageNet network; below it, the gain
+is small for many times the time (the image benchmark measures both on CIFAR-10 with 20 and 100
+labels per class, of which 20% are held out).
 """
 
 from __future__ import annotations
