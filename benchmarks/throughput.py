@@ -148,16 +148,12 @@ def network_alone(batch: int = 64, reps: int = 5) -> dict:
 
 def onnx_as_exported(module: torch.nn.Module, size: int):  # noqa: ANN201 - a batch -> features function
     """The network exported as it is, timm's 'same' padding computed in the graph at run time."""
-    import onnxruntime as ort
-
-    from wukong.engine import export_graph
+    from wukong.engine import export_graph, onnx_session
 
     path = Path(tempfile.mkdtemp(prefix="wukong-bench-onnx-")) / "runtime_padding.onnx"
     net = copy.deepcopy(module).float().eval().to(memory_format=torch.contiguous_format)
     export_graph(net, torch.zeros(1, 3, size, size, dtype=torch.uint8), path, output="features")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = onnx_session(path)
     return lambda batch: session.run(None, {"pixels": batch})[0]
 
 

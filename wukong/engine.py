@@ -96,7 +96,7 @@ def _torch_pass(module: nn.Module, device: torch.device, bf16: bool, note: str) 
 
 
 def _onnx_pass(module: nn.Module, size: int, key: dict[str, Any]) -> FrozenPass:
-    import onnxruntime as ort
+    import onnxruntime  # noqa: F401 - fail here, before exporting, where it is not installed
 
     path = cache_dir("engines") / f"{namespace_key({**key, 'size': size, 'opset': OPSET})}.onnx"
     verdict_file = path.with_suffix(".json")
@@ -105,10 +105,7 @@ def _onnx_pass(module: nn.Module, size: int, key: dict[str, Any]) -> FrozenPass:
         verdict = None
     else:
         verdict = json.loads(verdict_file.read_text())
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = onnx_session(path)
 
     def run(batch: np.ndarray) -> np.ndarray:
         return session.run(None, {"pixels": batch})[0]
@@ -119,6 +116,16 @@ def _onnx_pass(module: nn.Module, size: int, key: dict[str, Any]) -> FrozenPass:
     if verdict["min_cosine"] < MIN_COSINE:
         raise RuntimeError(f"outputs differ from PyTorch (min cosine {verdict['min_cosine']:.5f})")
     return FrozenPass(run, "onnxruntime", f"onnxruntime (agrees with PyTorch fp32: min cosine {verdict['min_cosine']})")
+
+
+def onnx_session(path: Path) -> Any:  # onnxruntime.InferenceSession (imported only where it is used)
+    """An onnxruntime CPU session for ``path`` with as many threads as PyTorch uses, warnings off."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _export(module: nn.Module, size: int, path: Path) -> None:
