@@ -132,6 +132,8 @@ def test_the_store_lists_every_network_with_its_licence() -> None:
     assert rows["efficientnet_lite0"]["installed"] and rows["efficientnet_lite0"]["bytes_on_disk"] > 10_000_000
     bad = subprocess.run([*CMD, "models", "install", "resnet9000"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "not in the store" in bad.stderr and "Traceback" not in bad.stderr
+    odd = subprocess.run([*CMD, "models", "--modality", "audio"], capture_output=True, text=True, timeout=120)
+    assert odd.returncode == 2 and "choose one of image, text" in odd.stderr and "Traceback" not in odd.stderr
 
 
 def test_the_stores_measured_figures_are_the_image_benchmarks() -> None:

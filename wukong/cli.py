@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from wukong.errors import WukongError
+from wukong.errors import ParameterError, WukongError
 
 app = typer.Typer(
     help="Wukong: transfer learning in one command. Train, predict, evaluate, export, pretrain, serve.",
@@ -455,6 +455,9 @@ def models(
 
     if ctx.invoked_subcommand is not None:
         return
+    modalities = sorted({e.modality for e in ENTRIES})
+    if modality is not None and modality not in modalities:
+        raise ParameterError(f"--modality {modality!r}: choose one of {', '.join(modalities)}")
     rows = [e.row() for e in ENTRIES if modality in (None, e.modality)]
     if as_json:
         for row in rows:
