@@ -29,7 +29,7 @@ from wukong.features_cache import FeatureCache, namespace_key
 from wukong.heads import build_head, final_linear, head_from_spec
 from wukong.network import Embedding, FeatureExtractor, TransferNet, later_blocks
 from wukong.report import classification_metrics
-from wukong.runtime import default_device, resolve_bf16
+from wukong.runtime import bf16_measured_faster, default_device
 from wukong.strategies.auto import Choice
 from wukong.strategies.features import fit_linear_classifier, one_standard_error_choice, write_linear
 from wukong.training.engine import TrainPlan, train_network
@@ -70,7 +70,7 @@ class ImageClassifier(TransferClassifier):
             ``head``, 12 for ``finetune``: see ``DEFAULT_PLANS``); a given ``epochs`` counts plain
             passes.
         lr, backbone_lr_ratio: the head's learning rate; pretrained blocks get ``lr * ratio``.
-        bf16: bf16 autocast (``None``: on where the hardware runs it fast).
+        bf16: bf16 autocast (``None``: where it is measured faster, once per network and machine).
         engine: what runs frozen passes (features, prediction): ``"auto"`` (onnxruntime where it is
             installed and agrees with PyTorch, see ``wukong.engine``), ``"onnxruntime"`` or ``"torch"``.
         warm_start: a second ``fit`` continues from the fitted network (same classes) instead of
@@ -155,7 +155,7 @@ class ImageClassifier(TransferClassifier):
         backbone = self.backbone_ if warm else load_image_backbone(self.backbone, arch=self.arch)
         self.backbone_name_ = backbone.name
         self.classes_ = list(source.classes)
-        self.bf16_ = resolve_bf16(self.bf16)
+        self.bf16_ = self._bf16_for(backbone)
         store = self._decode(source.paths, source.labels, backbone, "Reading training images")
         skipped = [s.to_dict() for s in source.skipped + store.skipped]
         keep, clashes = conflicting_labels(store, self.classes_)
@@ -239,7 +239,8 @@ class ImageClassifier(TransferClassifier):
             metric = fit.info["cv_metric"].replace("_", " ")
             reason += f"; measured by cross-validated {metric} ({scores}): {verdict}, at {backbone.input_size}px"
         final = Choice("features", 0, reason)
-        val_metrics = classification_metrics(val.labels, self._proba_prepared(val.pixels), self.classes_)
+        val_feats, _, _ = self._features(extractor, backbone, val, tap, flip=False)  # cached: no second pass
+        val_metrics = classification_metrics(val.labels, self._proba_from_features(val_feats), self.classes_)
         extra = {
             "classifier": fit.info,
             "engine": self._frozen(self.net_).note,
@@ -386,7 +387,7 @@ class ImageClassifier(TransferClassifier):
         stages = len(model.backbone_.stage_names())
         if model.tap_ is not None and not (isinstance(model.tap_, int) and 0 <= model.tap_ < max(stages, 1)):
             raise ParameterError(f"tap {model.tap_!r} must be null or a stage index below {stages}")
-        model.bf16_ = resolve_bf16(model.bf16)
+        model.bf16_ = model._bf16_for(model.backbone_)
         model.strategy_, model.strategy_reason_ = config["strategy"], config["strategy_reason"]
         model.head_spec_ = config["head"]
         head_module = head if head is not None else head_from_spec(config["head"])
@@ -396,6 +397,18 @@ class ImageClassifier(TransferClassifier):
         return model
 
     # --- building blocks ---------------------------------------------------------------------
+
+    def _bf16_for(self, backbone: ImageBackbone) -> bool:
+        """``bf16`` as given, or (``None``) whether bf16 autocast runs this network measurably faster."""
+        if self.bf16 is not None:
+            return bool(self.bf16)
+        network = backbone.network.eval()
+        device = next(network.parameters()).device
+        generator = torch.Generator().manual_seed(0)
+        size = backbone.input_size
+        batch = torch.randn(16, 3, size, size, generator=generator).to(device, memory_format=torch.channels_last)
+        key = {"image_backbone": backbone.name, "weights": _weights_fingerprint(network), "size": size}
+        return bf16_measured_faster(lambda: network(batch), device, key)
 
     def _assemble(self, backbone: ImageBackbone, extractor: FeatureExtractor, tap: int | None) -> TransferNet:
         num_features = _probe_features(extractor, backbone.input_size)
@@ -445,7 +458,10 @@ class ImageClassifier(TransferClassifier):
     def _proba_prepared(self, pixels: np.ndarray) -> np.ndarray:
         if not len(pixels):
             return np.empty((0, len(self.classes_)), np.float32)
-        features = torch.from_numpy(self._embed_pixels(self.net_, pixels))
+        return self._proba_from_features(self._embed_pixels(self.net_, pixels))
+
+    def _proba_from_features(self, features_np: np.ndarray) -> np.ndarray:
+        features = torch.from_numpy(np.ascontiguousarray(features_np, dtype=np.float32))
         head = self.net_.head.eval()
         with torch.inference_mode():
             logits = head(features.to(next(head.parameters()).device)).float()

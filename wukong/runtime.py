@@ -1,14 +1,23 @@
-"""Where and how tensors are computed: device choice, bf16 autocast on capable CPUs."""
+"""Where and how tensors are computed: device choice, bf16 autocast where it is measured faster."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import os
+import platform
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
+
+# bf16 must beat fp32 by this factor to be used: a margin against timing noise, so that the choice
+# (part of the feature cache's namespace) does not flip from one run to the next.
+BF16_MARGIN = 1.15
 
 
 @functools.cache
@@ -44,3 +53,54 @@ def inference(device: torch.device, bf16: bool) -> Iterator[None]:
     """No-grad, and bf16 autocast when asked: the context for every frozen forward pass."""
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         yield
+
+
+def bf16_measured_faster(run: Callable[[], Any], device: torch.device, key: dict[str, Any]) -> bool:
+    """Whether bf16 autocast makes ``run`` (a forward pass on a typical batch) clearly faster than fp32.
+
+    Native bf16 instructions do not make every network faster: on this project's AMX CPU with
+    PyTorch 2.14, convolutional networks gain while small transformers lose (see
+    ``benchmarks/README.md``). So on a CPU with native bf16 the two are timed once per network
+    (``key``: what identifies it), PyTorch version and CPU, and the verdict is kept in the cache
+    folder. On CUDA the device's bf16 support decides; elsewhere bf16 is off.
+    """
+    if not resolve_bf16(None, device):
+        return False
+    if device.type != "cpu":
+        return True
+    from wukong.cache import cache_dir
+    from wukong.features_cache import namespace_key
+
+    where = {**key, "torch": torch.__version__, "cpu": _cpu_name(), "threads": torch.get_num_threads()}
+    path = cache_dir("precision") / f"{namespace_key(where)}.json"
+    try:
+        return bool(json.loads(path.read_text())["bf16"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    seconds = {False: float("inf"), True: float("inf")}
+    with torch.inference_mode():
+        for bf16 in (False, True):  # warm-up: kernel selection, first allocations
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                run()
+        for bf16 in (False, True) * 3:  # interleaved, best of three: both see the same machine load
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                started = time.perf_counter()
+                run()
+                seconds[bf16] = min(seconds[bf16], time.perf_counter() - started)
+    verdict = seconds[False] >= BF16_MARGIN * seconds[True]
+    record = {"bf16": verdict, "fp32_seconds": seconds[False], "bf16_seconds": seconds[True], **where}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(temporary, path)
+    return verdict
+
+
+@functools.cache
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -2,7 +2,7 @@
 
 The same estimator, strategies, training engine and model folder as ``ImageClassifier``; what is
 text-specific lives here: reading tables (``wukong.data.text``), the encoder
-(``wukong.backbones.text.TextEncoder``: length-bucketed, bf16, cached by content), the tokenised
+(``wukong.backbones.text.TextEncoder``: length-bucketed, bf16 where faster, cached by content), the tokenised
 network ``TextNet``, the text ``auto`` rule, and the few-shot strategy (``wukong.strategies.fewshot``).
 """
 
@@ -31,7 +31,7 @@ from wukong.features_cache import FeatureCache
 from wukong.heads import build_head, final_linear, head_from_spec
 from wukong.network import set_trainable
 from wukong.report import classification_metrics
-from wukong.runtime import default_device, resolve_bf16
+from wukong.runtime import default_device
 from wukong.strategies.auto import Choice
 from wukong.strategies.features import fit_linear_classifier, write_linear
 from wukong.strategies.fewshot import ContrastivePlan, contrastive_tune
@@ -292,7 +292,7 @@ class TextClassifier(TransferClassifier):
             "negative", "1": "positive"}``): those descriptions, the names for classes it leaves out.
             BANKING77, 10 per intent: +0.6 points; SST-2, 8 per class, described as above: 65.4%
             against 60.0% (``auto``, mean of 5 samples; ``benchmarks/text.py``).
-        bf16: bf16 autocast (``None``: on where the hardware runs it fast).
+        bf16: bf16 autocast (``None``: where it is measured faster, once per model and machine).
 
     Example:
         >>> from wukong import TextClassifier
@@ -375,7 +375,6 @@ class TextClassifier(TransferClassifier):
         torch.manual_seed(self.seed)
         source = self._source(data, labels)
         self.classes_ = list(source.classes)
-        self.bf16_ = resolve_bf16(self.bf16)
         skipped = [s.to_dict() for s in source.skipped]
         check_every_class_present(source.label_ids(), self.classes_, source.origin)
         names = self._label_texts(source.origin)  # checked before the encoder loads
@@ -389,7 +388,8 @@ class TextClassifier(TransferClassifier):
         if len(val_source) == 0:
             raise DataError(f"{val_source.origin}: no usable validation text")
 
-        self.encoder_ = self._load_encoder(self.backbone, self.max_length, self.bf16_)
+        self.encoder_ = self._load_encoder(self.backbone, self.max_length, self.bf16)
+        self.bf16_ = self.encoder_.bf16  # None: bf16 where it is measured faster, for training too
         self.backbone_name_ = self.encoder_.name
         self._feature_cache: FeatureCache | None = None
         self.encoder_tuned_ = False  # until a strategy changes its weights: embeddings may be cached
@@ -711,8 +711,8 @@ class TextClassifier(TransferClassifier):
             raise ParameterError("backbone: 'name' must be a string and 'max_length' a whole number or null")
         if not isinstance(config.get("encoder_tuned"), bool):
             raise ParameterError("'encoder_tuned' must be true or false")
-        model.bf16_ = resolve_bf16(model.bf16)
-        model.encoder_ = cls._load_encoder(info["name"], info["max_length"], model.bf16_)
+        model.encoder_ = cls._load_encoder(info["name"], info["max_length"], model.bf16)
+        model.bf16_ = model.encoder_.bf16
         model.backbone_name_ = info["name"]
         model.classes_ = list(config["classes"])
         model.strategy_, model.strategy_reason_ = config["strategy"], config["strategy_reason"]
