@@ -39,7 +39,7 @@ def save_model(model: Any, out: Path, *, overwrite: bool = True) -> Path:
         "strategy": model.strategy_,
         "strategy_reason": model.strategy_reason_,
         "head": model.head_spec_,
-        "params": _jsonable_params(model.get_params()),
+        "params": _jsonable_params(model.get_params(deep=False)),
         "bf16": model.bf16_,
         **model._config_extra(),
         "versions": {

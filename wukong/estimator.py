@@ -14,40 +14,68 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from wukong.data.split import stratified_split
 from wukong.errors import DataError, NotFittedError, ParameterError
 from wukong.report import classification_metrics
+from wukong.runtime import private_random_state
 from wukong.strategies.auto import Choice, choose
+from wukong.training.quiet import quiet_lightning
 
 STRATEGIES = ("auto", "features", "head", "finetune")
 
 
-class TransferClassifier(ABC):
-    """Base of ``ImageClassifier`` and ``TextClassifier``; not used directly."""
+class TransferClassifier(ClassifierMixin, BaseEstimator, ABC):
+    """Base of ``ImageClassifier`` and ``TextClassifier``; not used directly.
+
+    A scikit-learn classifier: ``get_params``/``set_params`` (from ``BaseEstimator``), ``clone``,
+    ``score`` (accuracy, from ``ClassifierMixin``), so ``cross_val_score`` and ``GridSearchCV`` work
+    on lists or arrays of inputs (paths, texts) with their labels.
+    """
 
     modality: str = ""
     strategies: tuple[str, ...] = STRATEGIES
 
-    # --- parameters ------------------------------------------------------------------------
-
-    def get_params(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def _param_names(self) -> list[str]:
-        import inspect
-
-        return [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if not hasattr(v, "parameters"))
-        return f"{type(self).__name__}({params})"
+    def __sklearn_is_fitted__(self) -> bool:
+        return getattr(self, "net_", None) is not None
 
     # --- fitting -------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        data: Any,
+        labels: Sequence[Any] | None = None,
+        *,
+        val: Any = None,
+        work_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> Self:
+        """Train on labelled data; returns ``self``.
+
+        ``data``: a folder or table file whose labels it holds (image class folders, a CSV of
+        ``path,label``, a CSV/TSV/JSONL of texts), or a list or array of inputs (image paths, texts)
+        with ``labels``. ``val``: a validation set in the same forms (a path or an ``(inputs, labels)``
+        pair); without it a seeded stratified ``val_fraction`` is held out. ``work_dir`` keeps
+        checkpoints and logs; ``resume=True`` continues a killed run there. The run is seeded by
+        ``seed``; the caller's random generators, warning filters and log levels are left as they were.
+
+        Example:
+            >>> model = ImageClassifier().fit("cat_dog/train")                 # doctest: +SKIP
+            >>> model.score(["cat_dog/test/cat/1.jpg"], ["cat"])              # doctest: +SKIP
+            1.0
+        """
+        self._check_params()
+        with private_random_state(self.seed), quiet_lightning():
+            return self._fit(data, labels, val=val, work_dir=work_dir, resume=resume)
+
+    @abstractmethod
+    def _fit(self, data: Any, labels: Sequence[Any] | None, *, val: Any, work_dir: Any, resume: bool) -> Self:
+        """The modality's training: read, split, choose, run the strategy, record."""
 
     def _check_params(self) -> None:
         from wukong.strategies.features import LINEAR_MODELS

@@ -132,24 +132,18 @@ class ImageClassifier(TransferClassifier):
 
     # --- fit -----------------------------------------------------------------------------------
 
-    def fit(
+    def _fit(
         self,
         data: str | Path | Sequence[str | Path],
-        labels: Sequence[str] | None = None,
+        labels: Sequence[str] | None,
         *,
-        val: str | Path | None = None,
-        work_dir: str | Path | None = None,
-        resume: bool = False,
+        val: str | Path | tuple[Sequence[str | Path], Sequence[str]] | None,
+        work_dir: str | Path | None,
+        resume: bool,
     ) -> ImageClassifier:
-        """Train on a class-per-folder tree, a CSV of ``path,label``, or ``paths`` + ``labels``.
-
-        Without ``val``, a seeded stratified ``val_fraction`` of the data is held out.
-        ``work_dir`` keeps checkpoints and logs; ``resume=True`` continues a killed run there.
-        """
-        self._check_params()
+        """Images: a class-per-folder tree, an archive of one, a CSV of ``path,label``, or paths + labels."""
         check_engine(self.engine)
         started = time.time()
-        torch.manual_seed(self.seed)
         warm = self.warm_start and getattr(self, "net_", None) is not None
         source = _source(data, labels, classes=self.classes_ if warm else None)
         backbone = self.backbone_ if warm else load_image_backbone(self.backbone, arch=self.arch)
@@ -165,7 +159,7 @@ class ImageClassifier(TransferClassifier):
         check_every_class_present(store.labels, self.classes_, source.origin)
 
         if val is not None:
-            val_source = read_image_source(val, classes=self.classes_)
+            val_source = _source(*(val if isinstance(val, tuple) else (val, None)), classes=self.classes_)
             val_store = self._decode(val_source.paths, val_source.labels, backbone, "Reading validation images")
             skipped += [s.to_dict() for s in val_source.skipped + val_store.skipped]
             train_store, split_from_train = store, False

@@ -29,6 +29,7 @@ from wukong.backbones.archs import arch_spec, build_network
 from wukong.data.augment import ArrayBatches, normalize_batch, random_resized_crop_batch
 from wukong.data.images import decode_images, read_image_source
 from wukong.errors import DataError
+from wukong.runtime import private_random_state
 from wukong.training.checkpoints import epoch_checkpoints, last_checkpoint
 from wukong.training.quiet import quiet_lightning
 
@@ -192,8 +193,19 @@ def pretrain(
         >>> pretrain("big_folder", "my_backbone", config=PretrainConfig(epochs=2))  # doctest: +SKIP
     """
     config = config or PretrainConfig()
-    quiet_lightning()
-    out = Path(out)
+    with private_random_state(config.seed), quiet_lightning():
+        return _pretrain(Path(data), Path(out), val, config, resume, progress, limit_per_class)
+
+
+def _pretrain(  # noqa: PLR0913 - pretrain's arguments, checked
+    data: Path,
+    out: Path,
+    val: str | Path | None,
+    config: PretrainConfig,
+    resume: bool,
+    progress: bool,
+    limit_per_class: int | None,
+) -> dict[str, Any]:
     started = time.time()
     L.seed_everything(config.seed, workers=True, verbose=False)
 

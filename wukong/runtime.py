@@ -7,12 +7,14 @@ import functools
 import json
 import os
 import platform
+import random
 import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 # bf16 must beat fp32 by this factor to be used: a margin against timing noise, so that the choice
@@ -104,3 +106,39 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# Environment variables that ``lightning.seed_everything`` sets: part of the state a fit gives back.
+_SEED_ENVIRONMENT = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")
+
+
+@contextlib.contextmanager
+def private_random_state(seed: int) -> Iterator[None]:
+    """Seed PyTorch, NumPy and ``random`` for a reproducible run, then give the caller's generators
+    (and Lightning's seed variables) back as they were: a fit draws no number from them.
+
+    Example:
+        >>> _ = torch.manual_seed(1); before = torch.rand(1)
+        >>> _ = torch.manual_seed(1)
+        >>> with private_random_state(0):
+        ...     _ = torch.rand(5)
+        >>> bool(torch.rand(1) == before)
+        True
+    """
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    environment = {name: os.environ.get(name) for name in _SEED_ENVIRONMENT}
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+            for name, value in environment.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value

@@ -355,24 +355,17 @@ class TextClassifier(TransferClassifier):
 
     # --- fit -----------------------------------------------------------------------------------
 
-    def fit(
+    def _fit(
         self,
         data: str | Path | Sequence[str],
-        labels: Sequence[Any] | None = None,
+        labels: Sequence[Any] | None,
         *,
-        val: str | Path | tuple[Sequence[str], Sequence[Any]] | None = None,
-        work_dir: str | Path | None = None,
-        resume: bool = False,
+        val: str | Path | tuple[Sequence[str], Sequence[Any]] | None,
+        work_dir: str | Path | None,
+        resume: bool,
     ) -> TextClassifier:
-        """Train on a CSV/TSV/JSONL file (text and label columns) or on ``texts`` + ``labels``.
-
-        ``val`` is a file or a ``(texts, labels)`` pair; without it, a seeded stratified
-        ``val_fraction`` of the data is held out. ``work_dir`` keeps checkpoints and logs;
-        ``resume=True`` continues a killed fine-tuning run there.
-        """
-        self._check_params()
+        """Texts: a CSV/TSV/JSONL file (text and label columns), or texts + labels."""
         started = time.time()
-        torch.manual_seed(self.seed)
         source = self._source(data, labels)
         self.classes_ = list(source.classes)
         skipped = [s.to_dict() for s in source.skipped]

@@ -80,7 +80,6 @@ def train_network(
     a killed run continues from there. TensorBoard logs go to ``work_dir/logs``.
     """
     L.seed_everything(plan.seed, workers=True, verbose=False)
-    quiet_lightning()
     module = TransferModule(net, lr=plan.lr)
     checkpoints = work_dir / "checkpoints"
     best, last = epoch_checkpoints(checkpoints, monitor="val_score", mode="max")
@@ -100,23 +99,24 @@ def train_network(
         FinetuneEarlyStopping(finetuning, monitor="val_score", mode="max", patience=plan.patience),
         history,
     ]
-    trainer = L.Trainer(
-        max_epochs=plan.epochs,
-        accelerator="auto",
-        devices=1,
-        precision="bf16-mixed" if plan.bf16 else "32-true",
-        callbacks=callbacks,
-        logger=TensorBoardLogger(work_dir, name="logs", version=""),
-        default_root_dir=work_dir,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-    )
-    loader_args = {"batch_size": plan.batch_size, "num_workers": 0}
-    train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > plan.batch_size, **loader_args)
-    val_loader = DataLoader(val_set, shuffle=False, **loader_args)
-    trainer.fit(module, train_loader, val_loader, ckpt_path=last_checkpoint(checkpoints, resume))
+    with quiet_lightning():  # the banner and irrelevant warnings, for this run only
+        trainer = L.Trainer(
+            max_epochs=plan.epochs,
+            accelerator="auto",
+            devices=1,
+            precision="bf16-mixed" if plan.bf16 else "32-true",
+            callbacks=callbacks,
+            logger=TensorBoardLogger(work_dir, name="logs", version=""),
+            default_root_dir=work_dir,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            log_every_n_steps=1,
+        )
+        loader_args = {"batch_size": plan.batch_size, "num_workers": 0}
+        train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > plan.batch_size, **loader_args)
+        val_loader = DataLoader(val_set, shuffle=False, **loader_args)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=last_checkpoint(checkpoints, resume))
     if best.best_model_path:
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
