@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
@@ -17,11 +18,15 @@ from wukong.data.augment import ArrayImageDataset
 from wukong.data.images import (
     ImageSource,
     ImageStore,
+    check_image_array,
     conflicting_labels,
     decode_images,
+    image_items,
+    is_in_memory,
     list_images,
     read_image_source,
 )
+from wukong.data.inputs import as_labelled, is_table
 from wukong.engine import FrozenPass, check_engine, frozen_pass
 from wukong.errors import DataError, ParameterError
 from wukong.estimator import TransferClassifier, check_every_class_present
@@ -266,7 +271,7 @@ class ImageClassifier(TransferClassifier):
 
     def _redecode(self, backbone: ImageBackbone, *stores: ImageStore) -> tuple[ImageStore, ...]:
         return tuple(
-            self._decode(s.paths, s.labels, backbone, f"Reading images at {backbone.input_size}px") for s in stores
+            self._decode(s.sources, s.labels, backbone, f"Reading images at {backbone.input_size}px") for s in stores
         )
 
     def _candidate_taps(self, backbone: ImageBackbone) -> list[int | None]:
@@ -463,10 +468,11 @@ class ImageClassifier(TransferClassifier):
 
     # --- prediction ------------------------------------------------------------------------------
 
-    def decode_for_prediction(self, inputs: str | Path | Sequence[str | Path]) -> ImageStore:
-        """Decode image files/folders for prediction; unusable files end up in ``skipped``."""
+    def decode_for_prediction(self, inputs: Any) -> ImageStore:
+        """Decode images (files, folders, PIL images, arrays) for prediction; unusable ones end up in
+        ``skipped``."""
         self._check_fitted()
-        paths = list_images([inputs] if isinstance(inputs, (str, Path)) else inputs)
+        paths = list_images(image_items(inputs))
         if not paths:
             raise DataError(f"{inputs}: no image files found")
         return self._decode(paths, None, self.backbone_, "Reading images")
@@ -508,17 +514,23 @@ class ImageClassifier(TransferClassifier):
         return store.pixels, store.labels, [s.to_dict() for s in source.skipped + store.skipped]
 
 
-def _source(
-    data: str | Path | Sequence[str | Path], labels: Sequence[str] | None, classes: Sequence[str] | None = None
-) -> ImageSource:
+def _source(data: Any, labels: Sequence[str] | None, classes: Sequence[str] | None = None) -> ImageSource:
+    """Labelled images: a folder/CSV/archive path, or inputs (paths, PIL images, uint8 arrays, in a list,
+    an array or a table with an image and a label column) with their labels."""
     if isinstance(data, (str, Path)):
         if labels is not None:
             raise ValueError("labels are read from the folder or CSV; pass labels only with a list of paths")
         return read_image_source(data, classes=classes)
-    paths = [Path(p) for p in data]
-    if labels is None or len(labels) != len(paths):
-        raise ValueError("a list of image paths needs a list of labels of the same length")
-    names = [str(label) for label in labels]
+    items, label_list = as_labelled(image_items(data) if not is_table(data) else data, labels, "image")
+    for i, item in enumerate(items):  # a wrong kind of input is a mistake in the calling code: stop at once
+        if isinstance(item, np.ndarray):
+            check_image_array(item, f"image[{i}]")
+        elif not isinstance(item, str | Path | Image.Image):
+            raise DataError(
+                f"image[{i}]: image inputs are paths, PIL images or uint8 arrays; got a {type(item).__name__}"
+            )
+    paths = [x if is_in_memory(x) else Path(x) for x in items]
+    names = [str(label) for label in label_list]
     found = sorted(set(names))
     classes = list(classes) if classes is not None else found
     unknown = sorted(set(found) - set(classes))
@@ -527,13 +539,18 @@ def _source(
     if len(classes) < 2:
         raise DataError(f"need at least two classes, got {classes}")
     index = {c: i for i, c in enumerate(classes)}
-    return ImageSource(paths, [index[n] for n in names], classes, [], "the given paths")
+    return ImageSource(paths, [index[n] for n in names], classes, [], "the given images")
 
 
 def _take(store: ImageStore, indices: Sequence[int]) -> ImageStore:
     idx = list(indices)
     return ImageStore(
-        store.pixels[idx], [store.hashes[i] for i in idx], store.labels[idx], [store.paths[i] for i in idx], []
+        store.pixels[idx],
+        [store.hashes[i] for i in idx],
+        store.labels[idx],
+        [store.paths[i] for i in idx],
+        [],
+        [store.sources[i] for i in idx],
     )
 
 
@@ -544,6 +561,7 @@ def _concat(a: ImageStore, b: ImageStore) -> ImageStore:
         np.concatenate([a.labels, b.labels]),
         a.paths + b.paths,
         [],
+        a.sources + b.sources,
     )
 
 

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset, TensorDataset
 from wukong.backbones.catalog import entry
 from wukong.backbones.text import DEFAULT_TEXT_BACKBONE, TextEncoder
 from wukong.data.images import Skipped
+from wukong.data.inputs import as_items, as_labelled, is_table
 from wukong.data.text import TextSource, read_text_table, sort_labels
 from wukong.errors import DataError, ParameterError
 from wukong.estimator import TransferClassifier, check_every_class_present
@@ -643,10 +644,12 @@ class TextClassifier(TransferClassifier):
             if labels is not None:
                 raise ValueError("labels are read from the file; pass labels only with a list of texts")
             return read_text_table(data, self.text_col, self.label_col, classes=classes)
+        if is_table(data) or labels is not None:  # a DataFrame / Dataset, or texts with labels
+            data, labels = as_labelled(data, labels, "text", input_col=self.text_col, label_col=self.label_col)
         return texts_source(data, labels, classes)
 
     def _prepare(self, inputs: str | Sequence[str]) -> _Texts:
-        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        texts = [inputs] if isinstance(inputs, str) else as_items(inputs)
         bad = next((t for t in texts if not isinstance(t, str)), None)
         if bad is not None:
             raise DataError(f"texts must be strings, got {type(bad).__name__}: {bad!r}")

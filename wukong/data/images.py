@@ -1,4 +1,4 @@
-"""Image sources: a folder with one sub-folder per class, or a CSV of ``path,label``.
+"""Image sources: a folder with one sub-folder per class, a CSV of ``path,label``, or images in memory.
 
 Every file is decoded once, checked and resized into an in-memory ``ImageStore`` (uint8, square,
 the backbone's resize size). Files that cannot be used are skipped and reported with a reason,
@@ -133,10 +133,67 @@ def read_image_source(path: str | Path, classes: Sequence[str] | None = None) ->
     )
 
 
-def list_images(inputs: Iterable[str | Path]) -> list[Path]:
-    """Expand files and folders (recursively) into the image files to predict on, sorted."""
-    files: list[Path] = []
+def is_in_memory(item: Any) -> bool:
+    """A PIL image or a NumPy array, as opposed to a path."""
+    return isinstance(item, Image.Image | np.ndarray)
+
+
+def image_items(inputs: Any) -> list[Any]:
+    """One image (a path, a PIL image, an HxW[xC] array) or many (a list, an NxHxWxC array, a Series)
+    as a list; paths stay as given (``list_images`` expands folders)."""
+    if isinstance(inputs, str | Path) or isinstance(inputs, Image.Image):
+        return [inputs]
+    if isinstance(inputs, np.ndarray) and inputs.dtype.kind not in "US":
+        if inputs.ndim in (2, 3) and (inputs.ndim == 2 or inputs.shape[-1] in (1, 3, 4)):
+            return [inputs]  # one image
+        if inputs.ndim == 4:
+            return list(inputs)
+        raise DataError(f"an image array must be HxW, HxWxC or NxHxWxC with C in 1, 3, 4 (got shape {inputs.shape})")
+    from wukong.data.inputs import as_items
+
+    return as_items(inputs)
+
+
+def check_image_array(array: np.ndarray, name: str) -> None:
+    """``DataError`` naming ``name`` unless ``array`` is a uint8 HxW, HxWx1, HxWx3 or HxWx4 image."""
+    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4))):
+        raise DataError(
+            f"{name}: an image array must be uint8 HxW, HxWx3 or HxWx4 (got {array.dtype}, shape {array.shape}); "
+            "convert with (x * 255).round().astype('uint8') for floats in 0..1"
+        )
+
+
+def in_memory_rgb(item: Image.Image | np.ndarray) -> tuple[Image.Image, bytes]:
+    """An in-memory image as RGB, with the bytes that identify its content (for the feature cache)."""
+    if isinstance(item, np.ndarray):
+        try:
+            check_image_array(item, "this array")
+        except DataError as exc:
+            raise BadImage(str(exc)) from None
+        item = Image.fromarray(np.ascontiguousarray(item[..., 0] if item.ndim == 3 and item.shape[2] == 1 else item))
+    if item.width * item.height > MAX_PIXELS:
+        raise BadImage(f"refused: {item.width}x{item.height} pixels is over the {MAX_PIXELS:,}-pixel limit")
+    image = _to_rgb(item)
+    return image, f"{image.size}".encode() + image.tobytes()
+
+
+def item_name(item: Any, index: int) -> str:
+    """How an input is named in predictions and reports: its path, or ``image[i]`` for one in memory."""
+    return f"image[{index}]" if is_in_memory(item) else str(item)
+
+
+def list_images(inputs: Iterable[Any]) -> list[Any]:
+    """Expand files and folders (recursively) into the image files to predict on, sorted; images in
+    memory (PIL, arrays) are kept, in their place."""
+    files: list[Any] = []
     for item in inputs:
+        if is_in_memory(item):
+            files.append(item)
+            continue
+        if not isinstance(item, str | Path):
+            raise DataError(
+                f"image inputs are paths, PIL images or uint8 arrays; got a {type(item).__name__}: {item!r:.60}"
+            )
         item = Path(item)
         if item.is_dir():  # broken links are kept: reading them reports why they cannot be used
             files.extend(
@@ -315,15 +372,16 @@ class ImageStore:
     pixels: np.ndarray  # (N, size, size, 3) uint8
     hashes: list[str]
     labels: np.ndarray  # (N,) int64; -1 when unlabelled
-    paths: list[str]
+    paths: list[str]  # how each image is named (its path, or image[i] for one given in memory)
     skipped: list[Skipped]
+    sources: list[Any] = field(default_factory=list)  # what each was decoded from: a path or an image
 
     def __len__(self) -> int:
         return len(self.paths)
 
 
 def decode_images(
-    paths: Sequence[str | Path],
+    paths: Sequence[Any],
     size: int,
     *,
     labels: Sequence[int] | None = None,
@@ -332,19 +390,21 @@ def decode_images(
     progress: bool = False,
     desc: str = "Reading images",
 ) -> ImageStore:
-    """Decode, check and resize every file once. Unusable files go to ``skipped`` with a reason."""
+    """Decode, check and resize every file (or in-memory image) once. Unusable ones go to ``skipped``
+    with a reason."""
     from tqdm.auto import tqdm
 
-    def work(path: str | Path) -> tuple[np.ndarray, str] | Skipped:
+    def work(numbered: tuple[int, Any]) -> tuple[np.ndarray, str] | Skipped:
+        index, item = numbered
         try:
-            data = read_image_bytes(Path(path))
-        except BadImage as exc:
-            return Skipped(str(path), str(exc))
-        try:
-            image = load_image(data, min_size=size)
+            if is_in_memory(item):
+                image, data = in_memory_rgb(item)
+            else:
+                data = read_image_bytes(Path(item))
+                image = load_image(data, min_size=size)
             pixels = resize_square(image, size, interpolation)
         except BadImage as exc:
-            return Skipped(str(path), str(exc))
+            return Skipped(item_name(item, index), str(exc))
         return pixels, hashlib.blake2b(data, digest_size=16).hexdigest()
 
     label_list = list(labels) if labels is not None else [-1] * len(paths)
@@ -353,7 +413,7 @@ def decode_images(
     hashes: list[str] = []
     skipped: list[Skipped] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(work, paths, chunksize=64)
+        results = pool.map(work, enumerate(paths), chunksize=64)
         for i, result in enumerate(tqdm(results, total=len(paths), desc=desc, disable=not progress, unit="img")):
             if isinstance(result, Skipped):
                 skipped.append(result)
@@ -365,8 +425,9 @@ def decode_images(
         pixels=pixels[: len(kept)],
         hashes=hashes,
         labels=np.asarray([label_list[i] for i in kept], dtype=np.int64),
-        paths=[str(paths[i]) for i in kept],
+        paths=[item_name(paths[i], i) for i in kept],
         skipped=skipped,
+        sources=[paths[i] for i in kept],
     )
 
 
