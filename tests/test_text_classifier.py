@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from wukong import TextClassifier, load
+from wukong import ImageClassifier, TextClassifier, load
 from wukong.backbones.text import load_sentence_transformer
 from wukong.data.text import read_text_table
 from wukong.errors import DataError, ParameterError
@@ -209,6 +209,10 @@ def test_head_only_model_folder_leaves_the_pretrained_encoder_out(banking, tmp_p
     assert (folder / "model.safetensors").stat().st_size < 100_000  # the head alone; MiniLM is 90 MB
     assert sum(f.stat().st_size for f in folder.rglob("*")) < 1_000_000, sorted(folder.iterdir())
     np.testing.assert_allclose(load(folder).predict_proba(banking["test"][0]), clf.predict_proba(banking["test"][0]))
+    with pytest.raises(ParameterError, match="takes head= when loaded, not backbone="):
+        load(folder, backbone=torch.nn.Linear(2, 2))  # the encoder is named in the folder
+    with pytest.raises(DataError, match="holds a TextClassifier; load it with TextClassifier.load"):
+        ImageClassifier.load(folder)
 
 
 def test_cli_trains_on_a_csv_and_predicts_text(banking, tmp_path: Path) -> None:

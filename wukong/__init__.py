@@ -21,9 +21,9 @@ def load(path: str | Path, **modules: Any) -> Any:
 
     ``backbone=`` / ``head=`` pass the user modules a model was trained with, when it was.
     """
-    from wukong.artifact import load_model
+    from wukong.estimator import TransferClassifier
 
-    return load_model(Path(path), **modules)
+    return TransferClassifier.load(Path(path), **modules)
 
 
 def __getattr__(name: str) -> Any:

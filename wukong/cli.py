@@ -277,7 +277,7 @@ def predict(
             raise WukongError(f"{model}: an image model; give image files, not --text")
         if not inputs:
             raise WukongError("give image files or folders to predict on")
-        rows = clf.predict_files(inputs, top_k)
+        rows = clf.predict_records(inputs, top_k)
     else:
         texts = list(text or [])
         for file in inputs or []:
@@ -288,7 +288,7 @@ def predict(
             ]
         if not texts:
             raise WukongError('give --text "..." or a file with one text per line')
-        rows = clf.predict_texts(texts, top_k)
+        rows = clf.predict_records(texts, top_k)
     for row in rows:
         if as_json:
             typer.echo(json.dumps(row))

@@ -21,7 +21,8 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from wukong.data.split import stratified_split
-from wukong.errors import DataError, NotFittedError, ParameterError
+from wukong.errors import DataError, NotFittedError, ParameterError, WukongError
+from wukong.heads import final_linear
 from wukong.report import classification_metrics
 from wukong.runtime import private_random_state
 from wukong.strategies.auto import Choice, choose
@@ -40,6 +41,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator, ABC):
 
     modality: str = ""
     strategies: tuple[str, ...] = STRATEGIES
+    load_modules: tuple[str, ...] = ("backbone", "head")  # user modules that ``load`` accepts
 
     def __sklearn_is_fitted__(self) -> bool:
         return getattr(self, "net_", None) is not None
@@ -178,8 +180,32 @@ class TransferClassifier(ClassifierMixin, BaseEstimator, ABC):
             )
 
     @abstractmethod
+    def _read_unlabelled(self, inputs: Any) -> tuple[list[str], Any, list[tuple[str, str]]]:
+        """Inputs to predict on -> (their names, what ``_proba_prepared`` takes, (name, problem) of
+        each input that cannot be used)."""
+
     def _prepare(self, inputs: Any) -> Any:
-        """Raw inputs (paths, texts) -> what ``_proba_prepared`` takes (decoded pixels, texts)."""
+        _, prepared, problems = self._read_unlabelled(inputs)
+        if problems:
+            bad = "; ".join(f"{name}: {reason}" for name, reason in problems)
+            raise DataError(f"cannot predict on unusable input(s): {bad}")
+        return prepared
+
+    def predict_records(self, inputs: Any, top_k: int = 1) -> list[dict[str, Any]]:
+        """One record per input, as the CLI and the server give them: ``{"input", "label", "score",
+        "top_k"}``, or ``{"input", "error"}`` for an input that cannot be used (the others are still
+        predicted).
+
+        Example:
+            >>> model.predict_records(["cat_dog/test"], top_k=2)[0]["top_k"]   # doctest: +SKIP
+            [['cat', 0.97], ['dog', 0.03]]
+        """
+        self._check_fitted()
+        names, prepared, problems = self._read_unlabelled(inputs)
+        rows: list[dict[str, Any]] = [{"input": name, "error": reason} for name, reason in problems]
+        if names:
+            rows += self._rows(names, self._proba_prepared(prepared), top_k)
+        return rows
 
     @abstractmethod
     def _proba_prepared(self, prepared: Any) -> np.ndarray:
@@ -243,20 +269,92 @@ class TransferClassifier(ClassifierMixin, BaseEstimator, ABC):
         Only a new or empty folder, or a Wukong model folder (when ``overwrite``), is written: a folder
         holding anything else is refused, never replaced.
         """
-        from wukong.artifact import save_model
+        from wukong.artifact import jsonable_params, write_model_folder
 
         self._check_fitted()
-        return save_model(self, Path(path), overwrite=overwrite)
+        config = {
+            "modality": self.modality,
+            "classes": list(self.classes_),
+            "strategy": self.strategy_,
+            "strategy_reason": self.strategy_reason_,
+            "head": self.head_spec_,
+            "params": jsonable_params(self.get_params(deep=False)),
+            "bf16": self.bf16_,
+            **self._config_extra(),
+        }
+        logs = (self.metrics_.get("history") or {}).get("logs")  # only trained networks have logs
+        return write_model_folder(
+            Path(path),
+            state=self._state_to_save(),
+            config=config,
+            metrics=self.metrics_,
+            skipped=self.skipped_,
+            logs=Path(logs) if logs else None,
+            overwrite=overwrite,
+        )
 
     @classmethod
-    def load(cls, path: str | Path, **modules: torch.nn.Module) -> TransferClassifier:
-        """Load a model folder written by ``save`` (never unpickles)."""
-        from wukong.artifact import load_model
+    def load(cls, path: str | Path, **modules: torch.nn.Module) -> Self:
+        """Load a model folder written by ``save`` (never unpickles). ``backbone=`` / ``head=``: the
+        user modules a model was trained with, when it was.
 
-        model = load_model(Path(path), **modules)
-        if not isinstance(model, cls):
-            raise DataError(f"{path}: holds a {type(model).__name__}, not a {cls.__name__}")
+        Example:
+            >>> model = ImageClassifier.load("my_model")                        # doctest: +SKIP
+        """
+        from wukong.artifact import read_model_folder
+
+        saved = read_model_folder(Path(path))
+        klass = modality_class(saved.config.get("modality"), saved.config_file)
+        if not issubclass(klass, cls):
+            raise DataError(f"{path}: holds a {klass.__name__}; load it with {klass.__name__}.load or wukong.load")
+        unknown = sorted(set(modules) - set(klass.load_modules))
+        if unknown:
+            raise ParameterError(
+                f"{path}: a {klass.__name__} takes {', '.join(m + '=' for m in klass.load_modules)} when loaded, "
+                f"not {', '.join(unknown)}= (its backbone is named in the folder)"
+            )
+        try:
+            model = klass._from_config(saved.config, **modules)
+        except WukongError as exc:
+            raise DataError(f"{saved.config_file}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            problem = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+            raise DataError(f"{saved.config_file}: damaged or not written by this Wukong ({problem})") from None
+        weights = saved.folder / "model.safetensors"
+        try:
+            model._load_saved_state(saved.weights())
+        except RuntimeError as exc:
+            raise DataError(f"{weights}: does not match config.json ({str(exc).strip().splitlines()[0]})") from None
+        outputs = final_linear(model.net_.head)
+        if outputs is not None and outputs.out_features != len(model.classes_):
+            raise DataError(
+                f"{saved.config_file}: lists {len(model.classes_)} classes but the head has "
+                f"{outputs.out_features} outputs"
+            )
+        model.net_.eval()
+        model.metrics_, model.skipped_ = saved.metrics, saved.skipped
         return model
+
+    @classmethod
+    def _saved_params(cls, config: dict[str, Any], *given: str) -> dict[str, Any]:
+        """The constructor parameters recorded in ``config``, less those ``given`` as modules."""
+        allowed = set(cls._get_param_names()) - set(given)
+        return {k: v for k, v in config["params"].items() if k in allowed}
+
+
+# The modality registry: a model folder's "modality" -> its estimator class, imported when needed
+# (``import wukong`` stays light). A new modality adds its line here and its adapter module.
+MODALITIES = {"image": "wukong.image_classifier:ImageClassifier", "text": "wukong.text_classifier:TextClassifier"}
+
+
+def modality_class(modality: Any, config_file: Path | str = "config.json") -> type[TransferClassifier]:
+    """The estimator class registered for ``modality``; ``DataError`` naming ``config_file`` otherwise."""
+    import importlib
+
+    if not isinstance(modality, str) or modality not in MODALITIES:
+        raise DataError(f"{config_file}: unknown modality {modality!r}")
+    module, name = MODALITIES[modality].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _is_linear(head: Any) -> bool:

@@ -370,10 +370,7 @@ class ImageClassifier(TransferClassifier):
     def _from_config(
         cls, config: dict[str, Any], backbone: nn.Module | None = None, head: nn.Module | None = None
     ) -> ImageClassifier:
-        import inspect
-
-        allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "backbone", "head"}
-        params = {k: v for k, v in config["params"].items() if k in allowed}
+        params = cls._saved_params(config, "backbone", "head")
         model = cls(backbone=backbone, head=head or config["head"]["kind"], **params)
         info = config["backbone"]
         if backbone is not None:
@@ -469,41 +466,17 @@ class ImageClassifier(TransferClassifier):
     # --- prediction ------------------------------------------------------------------------------
 
     def decode_for_prediction(self, inputs: Any) -> ImageStore:
-        """Decode images (files, folders, PIL images, arrays) for prediction; unusable ones end up in
-        ``skipped``."""
+        """Decode images (files, folders, PIL images, arrays, encoded bytes) for prediction; unusable
+        ones end up in ``skipped``."""
         self._check_fitted()
         paths = list_images(image_items(inputs))
         if not paths:
             raise DataError(f"{inputs}: no image files found")
         return self._decode(paths, None, self.backbone_, "Reading images")
 
-    def predict_files(self, inputs: str | Path | Sequence[str | Path], top_k: int = 1) -> list[dict[str, Any]]:
-        """One record per image file: ``{"input", "label", "score", "top_k"}``, or
-        ``{"input", "error"}`` for a file that cannot be read (the others are still predicted)."""
+    def _read_unlabelled(self, inputs: Any) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
         store = self.decode_for_prediction(inputs)
-        rows = [{"input": s.path, "error": s.reason} for s in store.skipped]
-        if len(store):
-            rows += self._rows(store.paths, self._proba_prepared(store.pixels), top_k)
-        return rows
-
-    def predict_bytes(self, data: bytes, *, top_k: int = 1, name: str = "upload") -> dict[str, Any]:
-        """Predict one encoded image (the server's path); unusable bytes raise ``DataError``."""
-        from wukong.data.images import BadImage, load_image, resize_square
-
-        self._check_fitted()
-        size = self.backbone_.resize_size
-        try:
-            pixels = resize_square(load_image(data, min_size=size), size, self.backbone_.data_config["interpolation"])
-        except BadImage as exc:
-            raise DataError(f"{name}: {exc}") from exc
-        return self._rows([name], self._proba_prepared(pixels[None]), top_k)[0]
-
-    def _prepare(self, inputs: str | Path | Sequence[str | Path]) -> np.ndarray:
-        store = self.decode_for_prediction(inputs)
-        if store.skipped:
-            bad = "; ".join(f"{s.path}: {s.reason}" for s in store.skipped)
-            raise DataError(f"cannot predict on unusable image(s): {bad}")
-        return store.pixels
+        return store.paths, store.pixels, [(s.path, s.reason) for s in store.skipped]
 
     def _source(self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None = None) -> ImageSource:
         return _source(data, labels, classes)

@@ -121,8 +121,11 @@ def _top_k(value: str) -> int:
 
 
 def _predict(model: Any, body: bytes, content_type: str, top_k: int) -> Any:
-    if model.modality == "image":
-        return model.predict_bytes(body, top_k=top_k)
+    if model.modality == "image":  # the body is one encoded image
+        row = model.predict_records([body], top_k)[0]
+        if "error" in row:
+            raise ValueError(f"the uploaded image: {row['error']}")
+        return {**row, "input": "upload"}
     try:
         payload = json.loads(body)
     except json.JSONDecodeError as exc:
@@ -132,7 +135,7 @@ def _predict(model: Any, body: bytes, content_type: str, top_k: int) -> Any:
     texts = payload.get("texts") or ([payload["text"]] if "text" in payload else None)
     if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
         raise ValueError('send JSON {"text": "..."} or {"texts": ["...", ...]}')
-    rows = model.predict_texts(texts, top_k)
+    rows = model.predict_records(texts, top_k)
     return rows[0] if "text" in payload and "texts" not in payload else rows
 
 

@@ -305,6 +305,7 @@ class TextClassifier(TransferClassifier):
     """
 
     modality = "text"
+    load_modules = ("head",)  # the encoder is named in the folder
     strategies = ("auto", "features", "head", "finetune", "fewshot")
 
     def __init__(
@@ -648,22 +649,16 @@ class TextClassifier(TransferClassifier):
             data, labels = as_labelled(data, labels, "text", input_col=self.text_col, label_col=self.label_col)
         return texts_source(data, labels, classes)
 
-    def _prepare(self, inputs: str | Sequence[str]) -> _Texts:
+    def _read_unlabelled(self, inputs: str | Sequence[str]) -> tuple[list[str], _Texts, list[tuple[str, str]]]:
         texts = [inputs] if isinstance(inputs, str) else as_items(inputs)
         bad = next((t for t in texts if not isinstance(t, str)), None)
         if bad is not None:
             raise DataError(f"texts must be strings, got {type(bad).__name__}: {bad!r}")
-        return _Texts(texts, cache=False)
+        return texts, _Texts(texts, cache=False), []
 
     def _labelled(self, data: Any, labels: Sequence[Any] | None) -> tuple[_Texts, np.ndarray, list[dict]]:
         source = self._source(data, labels, classes=self.classes_)
         return _Texts(source.texts, cache=True), source.label_ids(self.classes_), [s.to_dict() for s in source.skipped]
-
-    def predict_texts(self, texts: Sequence[str], top_k: int = 1) -> list[dict[str, Any]]:
-        """One record per text: ``{"input", "label", "score", "top_k"}`` (the CLI's and server's path)."""
-        self._check_fitted()
-        prepared = self._prepare(texts)
-        return self._rows(prepared.texts, self._proba_prepared(prepared), top_k)
 
     # --- persistence (see wukong.artifact) -----------------------------------------------------
 
@@ -693,10 +688,7 @@ class TextClassifier(TransferClassifier):
 
     @classmethod
     def _from_config(cls, config: dict[str, Any], head: nn.Module | None = None) -> TextClassifier:
-        import inspect
-
-        allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "head"}
-        params = {k: v for k, v in config["params"].items() if k in allowed}
+        params = cls._saved_params(config, "head")
         if not isinstance(params.get("backbone"), str | type(None)):
             params["backbone"] = None
         model = cls(head=head or config["head"]["kind"], **params)

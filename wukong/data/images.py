@@ -134,14 +134,14 @@ def read_image_source(path: str | Path, classes: Sequence[str] | None = None) ->
 
 
 def is_in_memory(item: Any) -> bool:
-    """A PIL image or a NumPy array, as opposed to a path."""
-    return isinstance(item, Image.Image | np.ndarray)
+    """A PIL image, a NumPy array or encoded bytes (a JPEG, a PNG...), as opposed to a path."""
+    return isinstance(item, Image.Image | np.ndarray | bytes)
 
 
 def image_items(inputs: Any) -> list[Any]:
     """One image (a path, a PIL image, an HxW[xC] array) or many (a list, an NxHxWxC array, a Series)
     as a list; paths stay as given (``list_images`` expands folders)."""
-    if isinstance(inputs, str | Path) or isinstance(inputs, Image.Image):
+    if isinstance(inputs, str | Path | bytes) or isinstance(inputs, Image.Image):
         return [inputs]
     if isinstance(inputs, np.ndarray) and inputs.dtype.kind not in "US":
         if inputs.ndim in (2, 3) and (inputs.ndim == 2 or inputs.shape[-1] in (1, 3, 4)):
@@ -397,7 +397,9 @@ def decode_images(
     def work(numbered: tuple[int, Any]) -> tuple[np.ndarray, str] | Skipped:
         index, item = numbered
         try:
-            if is_in_memory(item):
+            if isinstance(item, bytes):
+                data, image = item, load_image(item, min_size=size)
+            elif is_in_memory(item):
                 image, data = in_memory_rgb(item)
             else:
                 data = read_image_bytes(Path(item))
