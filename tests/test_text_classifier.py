@@ -18,7 +18,8 @@ from wukong.backbones.text import load_sentence_transformer
 from wukong.data.text import read_text_table
 from wukong.errors import DataError, ParameterError
 from wukong.heads import final_linear
-from wukong.text_classifier import FEWSHOT_BELOW, TokenBatches, choose_text_strategy
+from wukong.strategies.auto import FEWSHOT_BELOW, choose_text_strategy
+from wukong.text_network import TokenBatches
 
 from .conftest import DATA
 

@@ -75,7 +75,7 @@ def test_a_resumed_run_keeps_the_history_of_the_epochs_before_it(tmp_path: Path)
 
 
 def test_training_keeps_the_most_accurate_epoch(tmp_path: Path) -> None:
-    from wukong.text_classifier import HeadOnly
+    from wukong.text_network import HeadOnly
     from wukong.training.engine import TrainPlan, train_network
 
     torch.manual_seed(0)

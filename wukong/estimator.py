@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from wukong.data.labelled import Labelled, check_every_class_present, origin_of, per_class_counts
 from wukong.data.split import stratified_split
-from wukong.errors import DataError, NotFittedError, ParameterError, WukongError
-from wukong.heads import final_linear
+from wukong.errors import DataError, NotFittedError, ParameterError
+from wukong.persistence import Persistence
 from wukong.report import classification_metrics
 from wukong.runtime import private_random_state
 from wukong.strategies.auto import Choice, choose
@@ -31,7 +31,7 @@ from wukong.training.quiet import quiet_lightning
 STRATEGIES = ("auto", "features", "head", "finetune")
 
 
-class TransferClassifier(ClassifierMixin, BaseEstimator, ABC):
+class TransferClassifier(Persistence, ClassifierMixin, BaseEstimator, ABC):
     """Base of ``ImageClassifier`` and ``TextClassifier``; not used directly.
 
     A scikit-learn classifier: ``get_params``/``set_params`` (from ``BaseEstimator``), ``clone``,
@@ -41,7 +41,6 @@ class TransferClassifier(ClassifierMixin, BaseEstimator, ABC):
 
     modality: str = ""
     strategies: tuple[str, ...] = STRATEGIES
-    load_modules: tuple[str, ...] = ("backbone", "head")  # user modules that ``load`` accepts
 
     def __sklearn_is_fitted__(self) -> bool:
         return getattr(self, "net_", None) is not None
@@ -75,9 +74,64 @@ class TransferClassifier(ClassifierMixin, BaseEstimator, ABC):
         with private_random_state(self.seed), quiet_lightning():
             return self._fit(data, labels, val=val, work_dir=work_dir, resume=resume)
 
-    @abstractmethod
     def _fit(self, data: Any, labels: Sequence[Any] | None, *, val: Any, work_dir: Any, resume: bool) -> Self:
-        """The modality's training: read, split, choose, run the strategy, record."""
+        """One way for every modality: read -> split -> choose -> run the strategy -> record."""
+        started = time.time()
+        self._start_fit()
+        train, skipped = self._read_labelled(data, labels, None, "training")
+        self.classes_ = list(train.classes)
+        check_every_class_present(train.labels, self.classes_, train.origin)
+        if val is not None:
+            pair = val if isinstance(val, tuple) else (val, None)
+            val_set, more = self._read_labelled(*pair, self.classes_, "validation")
+            skipped += more
+            carved = False
+        else:
+            train_idx, val_idx = self._hold_out(train.labels, train.origin)
+            train, val_set, carved = train.subset(train_idx), train.subset(val_idx), True
+        if len(val_set) == 0:
+            raise DataError(f"{val_set.origin}: no usable validation example")
+        choice = self._choose(train.labels, len(self.classes_), self._stages())
+        work = self._work_dir(work_dir)
+        choice, extra = self._run_strategy(choice, train, val_set, work=work, resume=resume, carved=carved)
+        # measured before any refit on train + val, so it is an honest held-out figure
+        val_metrics = extra.pop("val")
+        self._record_fit(
+            started,
+            choice,
+            val_metrics,
+            train_labels=train.labels,
+            val_examples=len(val_set),
+            skipped=skipped,
+            work=work,
+            extra=extra,
+        )
+        self.net_.eval()
+        return self
+
+    # The modality's part of ``fit`` (see ``wukong.image_classifier`` and ``wukong.text_classifier``).
+
+    def _start_fit(self) -> None:
+        """Set-up before any data is read (the image backbone: its input size decides the decoding)."""
+
+    @abstractmethod
+    def _read_labelled(
+        self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None, role: str
+    ) -> tuple[Labelled, list[dict[str, Any]]]:
+        """Read a labelled set (``classes``: the training classes, for a validation set) and report
+        what had to be skipped."""
+
+    def _stages(self) -> int:
+        """How many blocks the backbone has (for the auto rule's unfreezing); 0 where it does not say."""
+        return 0
+
+    @abstractmethod
+    def _run_strategy(
+        self, choice: Choice, train: Labelled, val: Labelled, *, work: Path, resume: bool, carved: bool
+    ) -> tuple[Choice, dict[str, Any]]:
+        """Build ``net_`` and train it as ``choice`` says; returns the choice (its reason may grow)
+        and what to record, including ``"val"``, the validation metrics before any refit.
+        ``carved``: the validation set was held out of the training data (so it may be added back)."""
 
     def _check_params(self) -> None:
         from wukong.strategies.features import LINEAR_MODELS
@@ -249,112 +303,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator, ABC):
         prepared, label_ids, skipped = self._labelled(data, labels)
         if len(label_ids) == 0:
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
-            raise DataError(f"{_origin(data)}: no usable example to evaluate ({len(skipped)} skipped: {reasons})")
+            raise DataError(f"{origin_of(data)}: no usable example to evaluate ({len(skipped)} skipped: {reasons})")
         metrics = classification_metrics(label_ids, self._proba_prepared(prepared), self.classes_)
         metrics["skipped"] = skipped
         return metrics
-
-    # --- persistence -------------------------------------------------------------------------------
-
-    def _state_to_save(self) -> dict[str, torch.Tensor]:
-        """The tensors written to model.safetensors (subclasses may leave out unchanged weights)."""
-        return self.net_.state_dict()
-
-    def _load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.net_.load_state_dict(state, strict=True)
-
-    def save(self, path: str | Path, *, overwrite: bool = True) -> Path:
-        """Write the model folder (safetensors + JSON), atomically. Returns its path.
-
-        Only a new or empty folder, or a Wukong model folder (when ``overwrite``), is written: a folder
-        holding anything else is refused, never replaced.
-        """
-        from wukong.artifact import jsonable_params, write_model_folder
-
-        self._check_fitted()
-        config = {
-            "modality": self.modality,
-            "classes": list(self.classes_),
-            "strategy": self.strategy_,
-            "strategy_reason": self.strategy_reason_,
-            "head": self.head_spec_,
-            "params": jsonable_params(self.get_params(deep=False)),
-            "bf16": self.bf16_,
-            **self._config_extra(),
-        }
-        logs = (self.metrics_.get("history") or {}).get("logs")  # only trained networks have logs
-        return write_model_folder(
-            Path(path),
-            state=self._state_to_save(),
-            config=config,
-            metrics=self.metrics_,
-            skipped=self.skipped_,
-            logs=Path(logs) if logs else None,
-            overwrite=overwrite,
-        )
-
-    @classmethod
-    def load(cls, path: str | Path, **modules: torch.nn.Module) -> Self:
-        """Load a model folder written by ``save`` (never unpickles). ``backbone=`` / ``head=``: the
-        user modules a model was trained with, when it was.
-
-        Example:
-            >>> model = ImageClassifier.load("my_model")                        # doctest: +SKIP
-        """
-        from wukong.artifact import read_model_folder
-
-        saved = read_model_folder(Path(path))
-        klass = modality_class(saved.config.get("modality"), saved.config_file)
-        if not issubclass(klass, cls):
-            raise DataError(f"{path}: holds a {klass.__name__}; load it with {klass.__name__}.load or wukong.load")
-        unknown = sorted(set(modules) - set(klass.load_modules))
-        if unknown:
-            raise ParameterError(
-                f"{path}: a {klass.__name__} takes {', '.join(m + '=' for m in klass.load_modules)} when loaded, "
-                f"not {', '.join(unknown)}= (its backbone is named in the folder)"
-            )
-        try:
-            model = klass._from_config(saved.config, **modules)
-        except WukongError as exc:
-            raise DataError(f"{saved.config_file}: {exc}") from None
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            problem = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
-            raise DataError(f"{saved.config_file}: damaged or not written by this Wukong ({problem})") from None
-        weights = saved.folder / "model.safetensors"
-        try:
-            model._load_saved_state(saved.weights())
-        except RuntimeError as exc:
-            raise DataError(f"{weights}: does not match config.json ({str(exc).strip().splitlines()[0]})") from None
-        outputs = final_linear(model.net_.head)
-        if outputs is not None and outputs.out_features != len(model.classes_):
-            raise DataError(
-                f"{saved.config_file}: lists {len(model.classes_)} classes but the head has "
-                f"{outputs.out_features} outputs"
-            )
-        model.net_.eval()
-        model.metrics_, model.skipped_ = saved.metrics, saved.skipped
-        return model
-
-    @classmethod
-    def _saved_params(cls, config: dict[str, Any], *given: str) -> dict[str, Any]:
-        """The constructor parameters recorded in ``config``, less those ``given`` as modules."""
-        allowed = set(cls._get_param_names()) - set(given)
-        return {k: v for k, v in config["params"].items() if k in allowed}
-
-
-# The modality registry: a model folder's "modality" -> its estimator class, imported when needed
-# (``import wukong`` stays light). A new modality adds its line here and its adapter module.
-MODALITIES = {"image": "wukong.image_classifier:ImageClassifier", "text": "wukong.text_classifier:TextClassifier"}
-
-
-def modality_class(modality: Any, config_file: Path | str = "config.json") -> type[TransferClassifier]:
-    """The estimator class registered for ``modality``; ``DataError`` naming ``config_file`` otherwise."""
-    import importlib
-
-    if not isinstance(modality, str) or modality not in MODALITIES:
-        raise DataError(f"{config_file}: unknown modality {modality!r}")
-    module, name = MODALITIES[modality].split(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def _is_linear(head: Any) -> bool:
@@ -363,22 +315,3 @@ def _is_linear(head: Any) -> bool:
 
 def _head_name(head: Any) -> str:
     return head if isinstance(head, str) else type(head).__name__
-
-
-def per_class_counts(labels: np.ndarray, classes: Sequence[str]) -> dict[str, int]:
-    counts = np.bincount(labels, minlength=len(classes))
-    return {name: int(counts[i]) for i, name in enumerate(classes)}
-
-
-def check_every_class_present(labels: np.ndarray, classes: Sequence[str], origin: str) -> None:
-    counts = np.bincount(labels, minlength=len(classes))
-    empty = [classes[i] for i in np.flatnonzero(counts == 0)]
-    if empty:
-        raise DataError(
-            f"{origin}: class(es) {empty} have no usable example after skipping bad files; "
-            "add examples or remove the class folder"
-        )
-
-
-def _origin(data: Any) -> str:
-    return str(data) if isinstance(data, str | Path) else "the given data"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from wukong.data.images import (
 from wukong.data.inputs import as_labelled, is_table
 from wukong.engine import FrozenPass, check_engine, frozen_pass
 from wukong.errors import DataError, ParameterError
-from wukong.estimator import TransferClassifier, check_every_class_present
+from wukong.estimator import Labelled, TransferClassifier
 from wukong.features_cache import FeatureCache, namespace_key
 from wukong.heads import build_head, final_linear, head_from_spec
 from wukong.network import Embedding, FeatureExtractor, TransferNet, later_blocks
@@ -137,63 +136,41 @@ class ImageClassifier(TransferClassifier):
 
     # --- fit -----------------------------------------------------------------------------------
 
-    def _fit(
-        self,
-        data: str | Path | Sequence[str | Path],
-        labels: Sequence[str] | None,
-        *,
-        val: str | Path | tuple[Sequence[str | Path], Sequence[str]] | None,
-        work_dir: str | Path | None,
-        resume: bool,
-    ) -> ImageClassifier:
-        """Images: a class-per-folder tree, an archive of one, a CSV of ``path,label``, or paths + labels."""
+    def _start_fit(self) -> None:
         check_engine(self.engine)
-        started = time.time()
-        warm = self.warm_start and getattr(self, "net_", None) is not None
-        source = _source(data, labels, classes=self.classes_ if warm else None)
-        backbone = self.backbone_ if warm else load_image_backbone(self.backbone, arch=self.arch)
-        self.backbone_name_ = backbone.name
-        self.classes_ = list(source.classes)
-        self.bf16_ = self._bf16_for(backbone)
-        store = self._decode(source.paths, source.labels, backbone, "Reading training images")
+        self._warm = self.warm_start and getattr(self, "net_", None) is not None
+        if not self._warm:
+            self.backbone_ = load_image_backbone(self.backbone, arch=self.arch)
+        self.backbone_name_ = self.backbone_.name
+        self.bf16_ = self._bf16_for(self.backbone_)
+
+    def _read_labelled(
+        self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None, role: str
+    ) -> tuple[Labelled, list[dict[str, Any]]]:
+        """Images: a class-per-folder tree, an archive of one, a CSV of ``path,label``, or images
+        (paths, PIL images, arrays) + labels; decoded once. Identical images under two classes are
+        left out and reported."""
+        if classes is None and self._warm:  # warm start: the classes stay those of the fitted model
+            classes = self.classes_
+        source = _source(data, labels, classes=classes)
+        store = self._decode(source.paths, source.labels, self.backbone_, f"Reading {role} images")
         skipped = [s.to_dict() for s in source.skipped + store.skipped]
-        keep, clashes = conflicting_labels(store, self.classes_)
+        keep, clashes = conflicting_labels(store, source.classes)
         if clashes:
-            store = _take(store, keep)
+            store = store.subset(keep)
             skipped += [s.to_dict() for s in clashes]
-        check_every_class_present(store.labels, self.classes_, source.origin)
+        return Labelled(store, store.labels, list(source.classes), source.origin), skipped
 
-        if val is not None:
-            val_source = _source(*(val if isinstance(val, tuple) else (val, None)), classes=self.classes_)
-            val_store = self._decode(val_source.paths, val_source.labels, backbone, "Reading validation images")
-            skipped += [s.to_dict() for s in val_source.skipped + val_store.skipped]
-            train_store, split_from_train = store, False
-        else:
-            train_idx, val_idx = self._hold_out(store.labels, source.origin)
-            train_store, val_store, split_from_train = _take(store, train_idx), _take(store, val_idx), True
-        if len(val_store) == 0:
-            raise DataError(f"{val}: no usable validation image")
+    def _stages(self) -> int:
+        return len(self.backbone_.stage_names())
 
-        choice = self._choose(train_store.labels, len(self.classes_), len(backbone.stage_names()))
-        work = self._work_dir(work_dir)
-        self.backbone_ = backbone
+    def _run_strategy(
+        self, choice: Choice, train: Labelled, val: Labelled, *, work: Path, resume: bool, carved: bool
+    ) -> tuple[Choice, dict[str, Any]]:
+        backbone = self.backbone_
         if choice.strategy == "features":
-            choice, extra = self._fit_features(backbone, train_store, val_store, choice, refit_on_val=split_from_train)
-        else:
-            extra = self._fit_network(backbone, train_store, val_store, choice, work, resume, warm=warm)
-        # measured before any refit on train + val, so it is an honest held-out figure
-        val_metrics = extra.pop("val")
-        self._record_fit(
-            started,
-            choice,
-            val_metrics,
-            train_labels=train_store.labels,
-            val_examples=len(val_store),
-            skipped=skipped,
-            work=work,
-            extra=extra,
-        )
-        return self
+            return self._fit_features(backbone, train.examples, val.examples, choice, refit_on_val=carved)
+        return choice, self._fit_network(backbone, train.examples, val.examples, choice, work, resume, warm=self._warm)
 
     def _fit_features(
         self, backbone: ImageBackbone, train: ImageStore, val: ImageStore, choice: Choice, *, refit_on_val: bool
@@ -249,7 +226,7 @@ class ImageClassifier(TransferClassifier):
             "val": val_metrics,
         }
         if refit_on_val:  # val was carved from the training data: measured above, now use it all
-            both = _concat(train, val)
+            both = train.concat(val)
             feats, labels, groups = self._features(extractor, backbone, both, tap, flip=self.augment)
             write_linear(
                 final_linear(self.net_.head),
@@ -513,29 +490,6 @@ def _source(data: Any, labels: Sequence[str] | None, classes: Sequence[str] | No
         raise DataError(f"need at least two classes, got {classes}")
     index = {c: i for i, c in enumerate(classes)}
     return ImageSource(paths, [index[n] for n in names], classes, [], "the given images")
-
-
-def _take(store: ImageStore, indices: Sequence[int]) -> ImageStore:
-    idx = list(indices)
-    return ImageStore(
-        store.pixels[idx],
-        [store.hashes[i] for i in idx],
-        store.labels[idx],
-        [store.paths[i] for i in idx],
-        [],
-        [store.sources[i] for i in idx],
-    )
-
-
-def _concat(a: ImageStore, b: ImageStore) -> ImageStore:
-    return ImageStore(
-        np.concatenate([a.pixels, b.pixels]),
-        a.hashes + b.hashes,
-        np.concatenate([a.labels, b.labels]),
-        a.paths + b.paths,
-        [],
-        a.sources + b.sources,
-    )
 
 
 def _probe_features(extractor: FeatureExtractor, size: int) -> int:

@@ -1,16 +1,14 @@
 """``TextClassifier``: transfer a pretrained sentence encoder to your labelled texts.
 
-The same estimator, strategies, training engine and model folder as ``ImageClassifier``; what is
-text-specific lives here: reading tables (``wukong.data.text``), the encoder
-(``wukong.backbones.text.TextEncoder``: length-bucketed, bf16 where faster, cached by content), the tokenised
-network ``TextNet``, the text ``auto`` rule, and the few-shot strategy (``wukong.strategies.fewshot``).
+The estimator's ``fit`` template (``wukong.estimator``) with the text parts: reading tables and
+in-memory texts (``wukong.data.text``), the encoder (``wukong.backbones.text.TextEncoder``:
+length-bucketed, bf16 where faster, cached by content), the network (``wukong.text_network``), the
+text ``auto`` rule (``wukong.strategies.auto``) and the few-shot strategy (``wukong.strategies.fewshot``).
 """
 
 from __future__ import annotations
 
 import math
-import re
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,210 +17,38 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import TensorDataset
 
 from wukong.backbones.catalog import entry
 from wukong.backbones.text import DEFAULT_TEXT_BACKBONE, TextEncoder
-from wukong.data.images import Skipped
 from wukong.data.inputs import as_items, as_labelled, is_table
-from wukong.data.text import TextSource, read_text_table, sort_labels
+from wukong.data.text import TextSource, label_name_texts, read_text_table, texts_source
 from wukong.errors import DataError, ParameterError
-from wukong.estimator import TransferClassifier, check_every_class_present
+from wukong.estimator import Labelled, TransferClassifier
 from wukong.features_cache import FeatureCache
 from wukong.heads import build_head, final_linear, head_from_spec
 from wukong.network import set_trainable
 from wukong.report import classification_metrics
 from wukong.runtime import default_device
-from wukong.strategies.auto import Choice
+from wukong.strategies.auto import BETTER_FEWSHOT_ENCODER, FEWSHOT_BELOW, MPNET_HINT, Choice, choose_text_strategy
 from wukong.strategies.features import fit_linear_classifier, write_linear
 from wukong.strategies.fewshot import ContrastivePlan, contrastive_tune
+from wukong.text_network import HeadOnly, TextNet, TokenBatches, encoder_blocks, input_embeddings
 from wukong.training.engine import TrainPlan, train_network
 
-# --- the text ``auto`` rule -------------------------------------------------------------------------
+# --- tuning defaults ----------------------------------------------------------------------------
 
-# Below this many examples in the median class, contrastive few-shot tuning beats fine-tuning with
-# a classification loss (few examples, but quadratically many pairs); from here on, fine-tuning the
-# whole encoder wins. Measured on BANKING77 (held-out part of train) and SST-2 dev: see the report.
-FEWSHOT_BELOW = 50
 # Fine-tuning budget: about this many example passes in all, within [MIN_EPOCHS, MAX_EPOCHS] epochs.
 FINETUNE_PASSES = 40_000
 MIN_EPOCHS, MAX_EPOCHS = 2, 10
 HEAD_EPOCHS = 40  # the new head alone, on cached embeddings: cheap, early stopping ends it
 HEAD_MIN_STEPS = 300  # ... but at least this many optimiser steps, however few the examples
 HEAD_BATCH = 64
-# The default encoder stays all-MiniLM-L6-v2 even where all-mpnet-base-v2 is installed: the same command
-# must give the same model on every machine. Few-shot data gains the most from the larger encoder
-# (benchmarks/text.py, mpnet rows), so there ``auto`` says it is there.
-BETTER_FEWSHOT_ENCODER = "all-mpnet-base-v2"
-MPNET_HINT = (
-    f"; {BETTER_FEWSHOT_ENCODER} is installed: --preset best (backbone='{BETTER_FEWSHOT_ENCODER}') is usually "
-    "more accurate on few examples, at several times the fit time"
-)
-
-
-def choose_text_strategy(per_class_min: int, per_class_median: float) -> Choice:
-    """Pick how to transfer a sentence encoder from the number of examples per class, and say why.
-
-    The typical (median) class decides between few-shot tuning and fine-tuning: a few small classes
-    do not make a data set few-shot (BANKING77's smallest class has 35 examples, its median 120,
-    and fine-tuning beats few-shot tuning there: 94.1% to 93.4% on its test set).
-    """
-    if per_class_min < 2:
-        return Choice(
-            "features",
-            0,
-            f"a class has {per_class_min} example: too few to form same-class pairs or to fine-tune; "
-            "a linear classifier on the frozen sentence embeddings",
-        )
-    if per_class_median < FEWSHOT_BELOW:
-        return Choice(
-            "fewshot",
-            0,
-            f"few examples ({per_class_min}-{int(per_class_median)} per class, median < {FEWSHOT_BELOW}): "
-            "tune the encoder contrastively on same/different-class pairs (many more pairs than examples), "
-            "then a linear classifier on its embeddings (SetFit)",
-        )
-    return Choice(
-        "finetune",
-        "all",
-        f"enough data ({per_class_min}-{int(per_class_median)} examples per class, median >= {FEWSHOT_BELOW}): "
-        "fine-tune the whole encoder with the new head, at a smaller learning rate for pretrained weights",
-    )
 
 
 def finetune_epochs(num_examples: int) -> int:
     """Epochs for a budget of ~``FINETUNE_PASSES`` example passes: more epochs on less data."""
     return int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(FINETUNE_PASSES / max(1, num_examples)))))
-
-
-# --- the network ------------------------------------------------------------------------------------
-
-
-class TextNet(nn.Module):
-    """Tokenised texts -> sentence encoder (transformer, pooling) -> embedding -> head -> logits.
-
-    Input: int64 ``(batch, 2, width)``: token ids and attention mask, padded to the batch's
-    longest text. Frozen encoder parts run in eval mode (no dropout noise) also while the rest
-    trains: ``train()`` puts back in eval every module whose parameters are all frozen.
-    """
-
-    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.features = encoder
-        self.head = head
-
-    def embed(self, batch: torch.Tensor) -> torch.Tensor:
-        inputs = {"input_ids": batch[:, 0], "attention_mask": batch[:, 1], "modality": "text"}
-        return self.features(inputs)["sentence_embedding"]
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(batch))
-
-    def train(self, mode: bool = True) -> TextNet:
-        super().train(mode)
-        if mode:
-            keep_frozen_in_eval(self.features)
-        return self
-
-
-class HeadOnly(nn.Module):
-    """The head on precomputed embeddings: trains a new top without running the encoder each epoch."""
-
-    def __init__(self, head: nn.Module) -> None:
-        super().__init__()
-        self.features = nn.Identity()
-        self.head = head
-
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.head(embeddings)
-
-
-def keep_frozen_in_eval(module: nn.Module) -> None:
-    """Eval mode for every submodule whose parameters are all frozen (their dropout stays off)."""
-    for child in module.modules():
-        params = list(child.parameters())
-        if params and not any(p.requires_grad for p in params):
-            child.eval()
-
-
-def input_embeddings(encoder: nn.Module) -> nn.Module | None:
-    """The token embedding table of a Hugging Face transformer inside ``encoder`` (None if there is none)."""
-    for module in encoder.modules():
-        getter = getattr(module, "get_input_embeddings", None)
-        if callable(getter) and module is not encoder:
-            try:
-                return getter()
-            except NotImplementedError:
-                continue
-    return None
-
-
-def transformer_layers(encoder: nn.Module) -> list[nn.Module]:
-    """The stack of transformer layers (the longest ``ModuleList``), lowest first."""
-    stacks = [m for m in encoder.modules() if isinstance(m, nn.ModuleList)]
-    if not stacks:
-        raise ParameterError("cannot find the transformer layers of this encoder; use unfreeze='all'")
-    return list(max(stacks, key=len))
-
-
-def encoder_blocks(encoder: nn.Module, count: int | str) -> list[nn.Module]:
-    """What fine-tuning unfreezes: the top ``count`` transformer layers, or ``"all"`` (the encoder)."""
-    if count == "all":
-        return [encoder]
-    layers = transformer_layers(encoder)
-    return layers[-int(count) :] if int(count) > 0 else []
-
-
-class TokenBatches(Dataset):
-    """Tokenised texts in length-bucketed batches: item ``k`` is the whole batch ``k``.
-
-    Texts of similar length go together (little padding: on CPU every padded token costs as much as
-    a real one). Batches are formed once, from a seeded shuffle sorted by length within large
-    chunks; the DataLoader, with ``batch_size=1``, shuffles their order every epoch.
-    ``__getitems__`` returns the batch's examples padded to its longest text, so PyTorch's default
-    collation stacks them into ``(batch, 2, width)`` and ``(batch,)``.
-    """
-
-    def __init__(
-        self,
-        tokens: Sequence[Sequence[int]],
-        labels: np.ndarray,
-        *,
-        batch_size: int,
-        pad_id: int,
-        seed: int = 0,
-        chunk_batches: int = 50,
-    ) -> None:
-        self.tokens = tokens
-        self.labels = torch.as_tensor(labels, dtype=torch.long)
-        self.pad_id = pad_id
-        order = np.random.default_rng(seed).permutation(len(tokens))
-        lengths = np.fromiter((len(t) for t in tokens), np.int64, len(tokens))
-        chunk = batch_size * chunk_batches
-        self.batches: list[np.ndarray] = []
-        for start in range(0, len(order), chunk):
-            part = order[start : start + chunk]
-            part = part[np.argsort(lengths[part], kind="stable")]
-            self.batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, index: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return self.__getitems__([index])
-
-    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        rows = np.concatenate([self.batches[k] for k in indices])
-        width = max(len(self.tokens[i]) for i in rows)
-        out = []
-        for i in rows:
-            ids = self.tokens[i]
-            packed = torch.zeros((2, width), dtype=torch.long)
-            packed[0].fill_(self.pad_id)
-            packed[0, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-            packed[1, : len(ids)] = 1
-            out.append((packed, self.labels[i]))
-        return out
 
 
 @dataclass
@@ -231,33 +57,6 @@ class _Texts:
 
     texts: list[str]
     cache: bool = False
-
-
-def label_name_texts(classes: Sequence[str], descriptions: Mapping[Any, str] | None = None) -> list[str] | None:
-    """A text per class that says what it is: its description in ``descriptions`` (keys: labels),
-    else its name (``card_arrival`` -> "card arrival"). ``None`` when some class has neither: a name
-    with no letter in it (``0``/``1``, ``3.5``) carries no meaning to an encoder.
-
-    Example:
-        >>> label_name_texts(["card_arrival", "lost-or-stolen card"])
-        ['card arrival', 'lost or stolen card']
-        >>> label_name_texts(["0", "1"]) is None
-        True
-        >>> label_name_texts(["0", "1"], {0: "negative review", 1: "positive review"})
-        ['negative review', 'positive review']
-    """
-    given = {str(key).strip(): str(text).strip() for key, text in (descriptions or {}).items()}
-    unknown = sorted(set(given) - set(classes))
-    if unknown:
-        raise ParameterError(f"label_names names labels {unknown} that are not among the classes {list(classes)[:10]}")
-    empty = sorted(key for key, text in given.items() if not text)
-    if empty:
-        raise ParameterError(f"label_names: empty description for {empty}")
-    texts = [given.get(name) or " ".join(re.split(r"[_\-\s]+", str(name))).strip() for name in classes]
-    return texts if all(any(ch.isalpha() for ch in text) for text in texts) else None
-
-
-# --- the estimator ----------------------------------------------------------------------------------
 
 
 class TextClassifier(TransferClassifier):
@@ -357,77 +156,50 @@ class TextClassifier(TransferClassifier):
 
     # --- fit -----------------------------------------------------------------------------------
 
-    def _fit(
-        self,
-        data: str | Path | Sequence[str],
-        labels: Sequence[Any] | None,
-        *,
-        val: str | Path | tuple[Sequence[str], Sequence[Any]] | None,
-        work_dir: str | Path | None,
-        resume: bool,
-    ) -> TextClassifier:
-        """Texts: a CSV/TSV/JSONL file (text and label columns), or texts + labels."""
-        started = time.time()
-        source = self._source(data, labels)
-        self.classes_ = list(source.classes)
-        skipped = [s.to_dict() for s in source.skipped]
-        check_every_class_present(source.label_ids(), self.classes_, source.origin)
-        names = self._label_texts(source.origin)  # checked before the encoder loads
-        if val is not None:
-            val_source = self._source(*(val if isinstance(val, tuple) else (val, None)), classes=self.classes_)
-            skipped += [s.to_dict() for s in val_source.skipped]
-            train, carved = source, False
-        else:
-            train_idx, val_idx = self._hold_out(source.label_ids(), source.origin)
-            train, val_source, carved = source.subset(train_idx), source.subset(val_idx), True
-        if len(val_source) == 0:
-            raise DataError(f"{val_source.origin}: no usable validation text")
+    def _read_labelled(
+        self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None, role: str
+    ) -> tuple[Labelled, list[dict[str, Any]]]:
+        """Texts: a CSV/TSV/JSONL file (text and label columns), a DataFrame or Dataset, or texts + labels."""
+        source = self._source(data, labels, classes=classes)
+        labelled = Labelled(source, source.label_ids(classes), list(source.classes), source.origin)
+        return labelled, [s.to_dict() for s in source.skipped]
 
+    def _run_strategy(
+        self, choice: Choice, train: Labelled, val: Labelled, *, work: Path, resume: bool, carved: bool
+    ) -> tuple[Choice, dict[str, Any]]:
+        names = self._label_texts(train.origin)  # checked before the encoder loads
         self.encoder_ = self._load_encoder(self.backbone, self.max_length, self.bf16)
         self.bf16_ = self.encoder_.bf16  # None: bf16 where it is measured faster, for training too
         self.backbone_name_ = self.encoder_.name
         self._feature_cache: FeatureCache | None = None
         self.encoder_tuned_ = False  # until a strategy changes its weights: embeddings may be cached
-        train_y, val_y = train.label_ids(self.classes_), val_source.label_ids(self.classes_)
-        choice = self._choose(train_y, len(self.classes_))
         if choice.strategy == "fewshot" and self.backbone is None and entry(BETTER_FEWSHOT_ENCODER).installed():
             choice = Choice(choice.strategy, choice.unfreeze, choice.reason + MPNET_HINT)
-        train_texts = list(train.texts) + (names or [])
-        fit_y = np.concatenate([train_y, np.arange(len(self.classes_))]) if names else train_y
+        train_texts = list(train.examples.texts) + (names or [])
+        fit_y = np.concatenate([train.labels, np.arange(len(self.classes_))]) if names else train.labels
         self.net_ = self._assemble()
-        work = self._work_dir(work_dir)
         fit_step = {
             "features": self._fit_features,
             "head": self._fit_head,
             "finetune": self._fit_finetune,
             "fewshot": self._fit_fewshot,
         }[choice.strategy]
+        val_texts = val.examples.texts
         extra = fit_step(
-            train_texts, fit_y, val_source.texts, val_y, choice=choice, work=work, resume=resume, carved=carved
+            train_texts, fit_y, val_texts, val.labels, choice=choice, work=work, resume=resume, carved=carved
         )
         extra["label_name_examples"] = len(names or [])
-        extra["data_encoding"] = getattr(source, "encoding", "utf-8")
+        extra["data_encoding"] = train.examples.encoding
         if names:
             extra["label_texts"] = dict(zip(self.classes_, names, strict=True))
-        # Strategies without epochs have no logs: name the (absent) folder, since save_model copies
+        # Strategies without epochs have no logs: name the (absent) folder, since save copies
         # history["logs"] when it is a folder and an empty name would mean the current directory.
         extra.setdefault("history", {"epochs": [], "logs": str(work / "logs")})
-        val_metrics = extra.pop("val_before_refit", None) or classification_metrics(
-            val_y, self._proba_prepared(_Texts(val_source.texts, cache=True)), self.classes_
+        extra["val"] = extra.pop("val_before_refit", None) or classification_metrics(
+            val.labels, self._proba_prepared(_Texts(val_texts, cache=True)), self.classes_
         )
         extra["refit_on_train_and_val"] = bool(carved and extra.get("refit"))
-        self._record_fit(
-            started,
-            choice,
-            val_metrics,
-            train_labels=train_y,
-            val_examples=len(val_source),
-            skipped=skipped,
-            work=work,
-            extra=extra,
-        )
-        self.net_.eval()
-        return self
+        return choice, extra
 
     def _choose(self, labels: np.ndarray, num_classes: int, stages: int = 0) -> Choice:
         counts = np.bincount(labels, minlength=num_classes)
@@ -710,34 +482,3 @@ class TextClassifier(TransferClassifier):
         head_module = head if head is not None else head_from_spec(config["head"])
         model.net_ = TextNet(model.encoder_.model, head_module).eval()
         return model
-
-
-def texts_source(texts: Sequence[Any], labels: Sequence[Any] | None, classes: Sequence[str] | None) -> TextSource:
-    """``texts`` + ``labels`` lists as a ``TextSource``; unusable rows are skipped with their index."""
-    if isinstance(texts, str) or labels is None or len(labels) != len(texts):
-        raise ValueError("give a data file, or a list of texts and a list of labels of the same length")
-    kept_texts: list[str] = []
-    kept_labels: list[str] = []
-    skipped: list[Skipped] = []
-    for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
-        if not isinstance(text, str) or not text.strip():
-            skipped.append(
-                Skipped(
-                    f"texts[{i}]",
-                    "empty text" if isinstance(text, str) or text is None else f"not a string ({type(text).__name__})",
-                )
-            )
-        elif label is None or (isinstance(label, float) and math.isnan(label)) or not str(label).strip():
-            skipped.append(Skipped(f"texts[{i}]", "missing label"))
-        else:
-            kept_texts.append(text.strip())
-            kept_labels.append(str(label).strip())
-    found = sort_labels(set(kept_labels))
-    if classes is None:
-        if len(found) < 2:
-            raise DataError(f"the given texts: found {len(found)} class(es) {found}; need at least two labels")
-        classes = found
-    unknown = sorted(set(found) - set(classes))
-    if unknown:
-        raise DataError(f"the given texts: labels {unknown} are not among the training classes {list(classes)}")
-    return TextSource(kept_texts, kept_labels, list(classes), skipped, origin="the given texts")

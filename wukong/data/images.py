@@ -379,6 +379,28 @@ class ImageStore:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def subset(self, indices: Sequence[int]) -> ImageStore:
+        """The images at ``indices`` (the skipped ones stay with the full store)."""
+        idx = list(indices)
+        return ImageStore(
+            self.pixels[idx],
+            [self.hashes[i] for i in idx],
+            self.labels[idx],
+            [self.paths[i] for i in idx],
+            [],
+            [self.sources[i] for i in idx],
+        )
+
+    def concat(self, other: ImageStore) -> ImageStore:
+        return ImageStore(
+            np.concatenate([self.pixels, other.pixels]),
+            self.hashes + other.hashes,
+            np.concatenate([self.labels, other.labels]),
+            self.paths + other.paths,
+            [],
+            self.sources + other.sources,
+        )
+
 
 def decode_images(
     paths: Sequence[Any],

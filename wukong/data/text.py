@@ -15,7 +15,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+import math
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import numpy as np
 
 from wukong.data.encoding import DecodedText, read_table_text
 from wukong.data.images import IMAGE_EXTENSIONS, Skipped, is_image_source
-from wukong.errors import DataError
+from wukong.errors import DataError, ParameterError
 
 TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".jsonl", ".json", ".txt"})
 TEXT_COLUMN_NAMES = ("text", "sentence", "utterance", "query", "content", "review", "document")
@@ -384,3 +386,61 @@ def sort_labels(labels: set[str] | Sequence[str]) -> list[str]:
         return sorted(labels, key=int)
     except ValueError:
         return sorted(labels)
+
+
+def label_name_texts(classes: Sequence[str], descriptions: Mapping[Any, str] | None = None) -> list[str] | None:
+    """A text per class that says what it is: its description in ``descriptions`` (keys: labels),
+    else its name (``card_arrival`` -> "card arrival"). ``None`` when some class has neither: a name
+    with no letter in it (``0``/``1``, ``3.5``) carries no meaning to an encoder.
+
+    Example:
+        >>> label_name_texts(["card_arrival", "lost-or-stolen card"])
+        ['card arrival', 'lost or stolen card']
+        >>> label_name_texts(["0", "1"]) is None
+        True
+        >>> label_name_texts(["0", "1"], {0: "negative review", 1: "positive review"})
+        ['negative review', 'positive review']
+    """
+    given = {str(key).strip(): str(text).strip() for key, text in (descriptions or {}).items()}
+    unknown = sorted(set(given) - set(classes))
+    if unknown:
+        raise ParameterError(f"label_names names labels {unknown} that are not among the classes {list(classes)[:10]}")
+    empty = sorted(key for key, text in given.items() if not text)
+    if empty:
+        raise ParameterError(f"label_names: empty description for {empty}")
+    texts = [given.get(name) or " ".join(re.split(r"[_\-\s]+", str(name))).strip() for name in classes]
+    return texts if all(any(ch.isalpha() for ch in text) for text in texts) else None
+
+
+# --- the estimator ----------------------------------------------------------------------------------
+
+
+def texts_source(texts: Sequence[Any], labels: Sequence[Any] | None, classes: Sequence[str] | None) -> TextSource:
+    """``texts`` + ``labels`` lists as a ``TextSource``; unusable rows are skipped with their index."""
+    if isinstance(texts, str) or labels is None or len(labels) != len(texts):
+        raise ValueError("give a data file, or a list of texts and a list of labels of the same length")
+    kept_texts: list[str] = []
+    kept_labels: list[str] = []
+    skipped: list[Skipped] = []
+    for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        if not isinstance(text, str) or not text.strip():
+            skipped.append(
+                Skipped(
+                    f"texts[{i}]",
+                    "empty text" if isinstance(text, str) or text is None else f"not a string ({type(text).__name__})",
+                )
+            )
+        elif label is None or (isinstance(label, float) and math.isnan(label)) or not str(label).strip():
+            skipped.append(Skipped(f"texts[{i}]", "missing label"))
+        else:
+            kept_texts.append(text.strip())
+            kept_labels.append(str(label).strip())
+    found = sort_labels(set(kept_labels))
+    if classes is None:
+        if len(found) < 2:
+            raise DataError(f"the given texts: found {len(found)} class(es) {found}; need at least two labels")
+        classes = found
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise DataError(f"the given texts: labels {unknown} are not among the training classes {list(classes)}")
+    return TextSource(kept_texts, kept_labels, list(classes), skipped, origin="the given texts")

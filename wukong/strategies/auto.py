@@ -55,3 +55,49 @@ def choose(per_class_min: int, per_class_median: float, *, stages: int) -> Choic
         f"large data (median {int(per_class_median)} examples per class >= {LARGE}): fine-tune the whole "
         "network from its pretrained start",
     )
+
+
+# --- text: the rule for sentence encoders ------------------------------------------------------
+
+# Below this many examples in the median class, contrastive few-shot tuning beats fine-tuning with
+# a classification loss (few examples, but quadratically many pairs); from here on, fine-tuning the
+# whole encoder wins. Measured on BANKING77 (held-out part of train) and SST-2 dev: see the report.
+FEWSHOT_BELOW = 50
+# The default encoder stays all-MiniLM-L6-v2 even where all-mpnet-base-v2 is installed: the same command
+# must give the same model on every machine. Few-shot data gains the most from the larger encoder
+# (benchmarks/text.py, mpnet rows), so there ``auto`` says it is there.
+BETTER_FEWSHOT_ENCODER = "all-mpnet-base-v2"
+MPNET_HINT = (
+    f"; {BETTER_FEWSHOT_ENCODER} is installed: --preset best (backbone='{BETTER_FEWSHOT_ENCODER}') is usually "
+    "more accurate on few examples, at several times the fit time"
+)
+
+
+def choose_text_strategy(per_class_min: int, per_class_median: float) -> Choice:
+    """Pick how to transfer a sentence encoder from the number of examples per class, and say why.
+
+    The typical (median) class decides between few-shot tuning and fine-tuning: a few small classes
+    do not make a data set few-shot (BANKING77's smallest class has 35 examples, its median 120,
+    and fine-tuning beats few-shot tuning there: 94.1% to 93.4% on its test set).
+    """
+    if per_class_min < 2:
+        return Choice(
+            "features",
+            0,
+            f"a class has {per_class_min} example: too few to form same-class pairs or to fine-tune; "
+            "a linear classifier on the frozen sentence embeddings",
+        )
+    if per_class_median < FEWSHOT_BELOW:
+        return Choice(
+            "fewshot",
+            0,
+            f"few examples ({per_class_min}-{int(per_class_median)} per class, median < {FEWSHOT_BELOW}): "
+            "tune the encoder contrastively on same/different-class pairs (many more pairs than examples), "
+            "then a linear classifier on its embeddings (SetFit)",
+        )
+    return Choice(
+        "finetune",
+        "all",
+        f"enough data ({per_class_min}-{int(per_class_median)} examples per class, median >= {FEWSHOT_BELOW}): "
+        "fine-tune the whole encoder with the new head, at a smaller learning rate for pretrained weights",
+    )

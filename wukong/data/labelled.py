@@ -1,0 +1,49 @@
+"""Labelled examples whatever the modality: what ``fit`` splits, checks and hands to a strategy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wukong.errors import DataError
+
+
+@dataclass
+class Labelled:
+    """Labelled examples as a modality keeps them (decoded images, texts), with their label ids."""
+
+    examples: Any  # an ImageStore, a TextSource: anything with ``subset(indices)``
+    labels: np.ndarray  # int64 ids into ``classes``
+    classes: list[str]
+    origin: str  # where they came from, for messages
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: Sequence[int]) -> Labelled:
+        idx = np.asarray(indices, dtype=np.int64)
+        return Labelled(self.examples.subset(idx.tolist()), self.labels[idx], self.classes, self.origin)
+
+
+def per_class_counts(labels: np.ndarray, classes: Sequence[str]) -> dict[str, int]:
+    counts = np.bincount(labels, minlength=len(classes))
+    return {name: int(counts[i]) for i, name in enumerate(classes)}
+
+
+def check_every_class_present(labels: np.ndarray, classes: Sequence[str], origin: str) -> None:
+    counts = np.bincount(labels, minlength=len(classes))
+    empty = [classes[i] for i in np.flatnonzero(counts == 0)]
+    if empty:
+        raise DataError(
+            f"{origin}: class(es) {empty} have no usable example after skipping bad files; "
+            "add examples or remove the class folder"
+        )
+
+
+def origin_of(data: Any) -> str:
+    """How messages name a data argument: its path, or "the given data"."""
+    return str(data) if isinstance(data, str | Path) else "the given data"
