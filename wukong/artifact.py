@@ -17,8 +17,15 @@ from typing import Any
 
 import torch
 
-from wukong.artifact_io import MODEL_FORMAT, atomic_folder, check_replaceable, read_json, recover_folder, write_json
-from wukong.backbones.vision import read_safetensors
+from wukong.artifact_io import (
+    MODEL_FORMAT,
+    atomic_folder,
+    check_replaceable,
+    read_json,
+    read_safetensors,
+    recover_folder,
+    write_json,
+)
 from wukong.errors import DataError, OutputError, WukongError
 from wukong.report import html_report
 

@@ -20,9 +20,12 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wukong.errors import DataError, OutputError
+from wukong.errors import BackboneNotAvailable, DataError, OutputError
+
+if TYPE_CHECKING:
+    import torch
 
 # What a folder written by Wukong says it is, in its config.json "format".
 MODEL_FORMAT = "wukong-model/1"
@@ -228,3 +231,25 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file; a missing, truncated or non-safetensors file (a pickle, say) is one
+    line naming it. Nothing is ever unpickled."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise BackboneNotAvailable(f"{path}: missing")
+    try:
+        return load_file(path)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types, and OSError
+        raise BackboneNotAvailable(
+            f"{path}: not a readable safetensors file ({first_line(exc)}); it is damaged, truncated or "
+            "another format (Wukong never unpickles)"
+        ) from None
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -18,6 +18,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+# The option of every command that runs a frozen network (train, predict, evaluate, serve).
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        help="Frozen passes (image features, prediction): auto (onnxruntime where it agrees) | onnxruntime | torch."
+    ),
+]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -110,12 +118,7 @@ def train(
         bool | None,
         typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: on where the CPU/GPU runs it fast)."),
     ] = None,
-    engine: Annotated[
-        str,
-        typer.Option(
-            help="Frozen passes (image features, prediction): auto (onnxruntime where it agrees) | onnxruntime | torch."
-        ),
-    ] = "auto",
+    engine: EngineOption = "auto",
     resume: Annotated[
         bool, typer.Option(help="Continue a killed run from its last checkpoint (OUT.partial/).")
     ] = False,
@@ -262,12 +265,7 @@ def predict(
     ] = None,
     text: Annotated[list[str] | None, typer.Option("--text", help="A text to classify (repeatable).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Show the K most probable classes.")] = 1,
-    engine: Annotated[
-        str,
-        typer.Option(
-            help="Frozen passes (image features, prediction): auto (onnxruntime where it agrees) | onnxruntime | torch."
-        ),
-    ] = "auto",
+    engine: EngineOption = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input.")] = False,
 ) -> None:
     """Predict the class of images or texts with a trained model."""
@@ -305,12 +303,7 @@ def predict(
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Model folder written by 'wukong train'.")],
     data: Annotated[Path, typer.Argument(help="Labelled data in the same form as for training.")],
-    engine: Annotated[
-        str,
-        typer.Option(
-            help="Frozen passes (image features, prediction): auto (onnxruntime where it agrees) | onnxruntime | torch."
-        ),
-    ] = "auto",
+    engine: EngineOption = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix on labelled data."""
@@ -354,12 +347,7 @@ def serve(
             "WUKONG_SERVE_TOKEN: a --token value is visible to every user in 'ps'.",
         ),
     ] = None,
-    engine: Annotated[
-        str,
-        typer.Option(
-            help="Frozen passes (image features, prediction): auto (onnxruntime where it agrees) | onnxruntime | torch."
-        ),
-    ] = "auto",
+    engine: EngineOption = "auto",
 ) -> None:
     """Serve predictions over HTTP: POST /predict (image bytes, or JSON {"text": ...}); GET|HEAD /health."""
     from wukong.serve import serve as run_server

@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from wukong.data.labelled import Labelled, check_every_class_present, origin_of, per_class_counts
 from wukong.data.split import stratified_split
 from wukong.errors import DataError, NotFittedError, ParameterError
+from wukong.heads import is_linear
 from wukong.persistence import Persistence
 from wukong.report import classification_metrics
 from wukong.runtime import private_random_state
@@ -145,7 +146,7 @@ class TransferClassifier(Persistence, ClassifierMixin, BaseEstimator, ABC):
         counts = np.bincount(labels, minlength=num_classes)
         auto = choose(int(counts.min()), float(np.median(counts)), stages=stages)
         if self.strategy == "auto":
-            if auto.strategy == "features" and not _is_linear(self.head):
+            if auto.strategy == "features" and not is_linear(self.head):
                 return Choice(
                     "head",
                     0,
@@ -307,10 +308,6 @@ class TransferClassifier(Persistence, ClassifierMixin, BaseEstimator, ABC):
         metrics = classification_metrics(label_ids, self._proba_prepared(prepared), self.classes_)
         metrics["skipped"] = skipped
         return metrics
-
-
-def _is_linear(head: Any) -> bool:
-    return isinstance(head, str) and head == "linear"
 
 
 def _head_name(head: Any) -> str:

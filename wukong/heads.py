@@ -59,3 +59,8 @@ def final_linear(head: nn.Module) -> nn.Linear | None:
     """The last ``nn.Linear`` of a head (where a linear classifier's weights are written)."""
     linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
     return linears[-1] if linears else None
+
+
+def is_linear(head: object) -> bool:
+    """Whether ``head`` names the plain linear head (the one a linear classifier can be folded into)."""
+    return isinstance(head, str) and head == "linear"

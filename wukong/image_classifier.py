@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
@@ -17,21 +16,25 @@ from wukong.data.augment import ArrayImageDataset
 from wukong.data.images import (
     ImageSource,
     ImageStore,
-    check_image_array,
     conflicting_labels,
     decode_images,
     image_items,
-    is_in_memory,
+    labelled_images,
     list_images,
-    read_image_source,
 )
-from wukong.data.inputs import as_labelled, is_table
 from wukong.engine import FrozenPass, check_engine, frozen_pass
 from wukong.errors import DataError, ParameterError
 from wukong.estimator import Labelled, TransferClassifier
 from wukong.features_cache import FeatureCache, namespace_key
-from wukong.heads import build_head, final_linear, head_from_spec
-from wukong.network import Embedding, FeatureExtractor, TransferNet, later_blocks
+from wukong.heads import build_head, final_linear, head_from_spec, is_linear
+from wukong.network import (
+    Embedding,
+    FeatureExtractor,
+    TransferNet,
+    later_blocks,
+    probe_features,
+    weights_fingerprint,
+)
 from wukong.report import classification_metrics
 from wukong.runtime import bf16_measured_faster, default_device
 from wukong.strategies.auto import Choice
@@ -152,7 +155,7 @@ class ImageClassifier(TransferClassifier):
         left out and reported."""
         if classes is None and self._warm:  # warm start: the classes stay those of the fitted model
             classes = self.classes_
-        source = _source(data, labels, classes=classes)
+        source = labelled_images(data, labels, classes=classes)
         store = self._decode(source.paths, source.labels, self.backbone_, f"Reading {role} images")
         skipped = [s.to_dict() for s in source.skipped + store.skipped]
         keep, clashes = conflicting_labels(store, source.classes)
@@ -175,7 +178,7 @@ class ImageClassifier(TransferClassifier):
     def _fit_features(
         self, backbone: ImageBackbone, train: ImageStore, val: ImageStore, choice: Choice, *, refit_on_val: bool
     ) -> tuple[Choice, dict[str, Any]]:
-        if not (isinstance(self.head, str) and self.head == "linear"):
+        if not is_linear(self.head):
             raise ParameterError("strategy 'features' fits a linear classifier; use 'head' or 'finetune' for this head")
         taps = self._candidate_taps(backbone)
         tried: dict[str, Any] = {}
@@ -268,7 +271,7 @@ class ImageClassifier(TransferClassifier):
         net = self._assemble(backbone, extractor, tap)
         description = {
             "backbone": backbone.source,
-            "weights": _weights_fingerprint(backbone.network),
+            "weights": weights_fingerprint(backbone.network),
             "tap": tap,
             "data_config": backbone.data_config,
             "bf16": self.bf16_,
@@ -380,11 +383,11 @@ class ImageClassifier(TransferClassifier):
         generator = torch.Generator().manual_seed(0)
         size = backbone.input_size
         batch = torch.randn(16, 3, size, size, generator=generator).to(device, memory_format=torch.channels_last)
-        key = {"image_backbone": backbone.name, "weights": _weights_fingerprint(network), "size": size}
+        key = {"image_backbone": backbone.name, "weights": weights_fingerprint(network), "size": size}
         return bf16_measured_faster(lambda: network(batch), device, key)
 
     def _assemble(self, backbone: ImageBackbone, extractor: FeatureExtractor, tap: int | None) -> TransferNet:
-        num_features = _probe_features(extractor, backbone.input_size)
+        num_features = probe_features(extractor, backbone.input_size)
         head, self.head_spec_ = build_head(self.head, num_features, len(self.classes_))
         cfg = backbone.data_config
         return TransferNet(extractor, head, cfg["mean"], cfg["std"]).to(memory_format=torch.channels_last).eval()
@@ -406,7 +409,7 @@ class ImageClassifier(TransferClassifier):
     def _frozen(self, net: TransferNet) -> FrozenPass:
         """The engine that runs ``net`` up to its features (see ``wukong.engine``), one per network state."""
         key = {
-            "weights": _weights_fingerprint(net.features.network),
+            "weights": weights_fingerprint(net.features.network),
             "tap": net.features.tap,
             "mean": net.mean.flatten().tolist(),
             "std": net.std.flatten().tolist(),
@@ -456,60 +459,12 @@ class ImageClassifier(TransferClassifier):
         return store.paths, store.pixels, [(s.path, s.reason) for s in store.skipped]
 
     def _source(self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None = None) -> ImageSource:
-        return _source(data, labels, classes)
+        return labelled_images(data, labels, classes)
 
     def _labelled(self, data: Any, labels: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-        source = _source(data, labels, classes=self.classes_)
+        source = labelled_images(data, labels, classes=self.classes_)
         store = self._decode(source.paths, source.labels, self.backbone_, "Reading images")
         return store.pixels, store.labels, [s.to_dict() for s in source.skipped + store.skipped]
-
-
-def _source(data: Any, labels: Sequence[str] | None, classes: Sequence[str] | None = None) -> ImageSource:
-    """Labelled images: a folder/CSV/archive path, or inputs (paths, PIL images, uint8 arrays, in a list,
-    an array or a table with an image and a label column) with their labels."""
-    if isinstance(data, (str, Path)):
-        if labels is not None:
-            raise ValueError("labels are read from the folder or CSV; pass labels only with a list of paths")
-        return read_image_source(data, classes=classes)
-    items, label_list = as_labelled(image_items(data) if not is_table(data) else data, labels, "image")
-    for i, item in enumerate(items):  # a wrong kind of input is a mistake in the calling code: stop at once
-        if isinstance(item, np.ndarray):
-            check_image_array(item, f"image[{i}]")
-        elif not isinstance(item, str | Path | Image.Image):
-            raise DataError(
-                f"image[{i}]: image inputs are paths, PIL images or uint8 arrays; got a {type(item).__name__}"
-            )
-    paths = [x if is_in_memory(x) else Path(x) for x in items]
-    names = [str(label) for label in label_list]
-    found = sorted(set(names))
-    classes = list(classes) if classes is not None else found
-    unknown = sorted(set(found) - set(classes))
-    if unknown:
-        raise DataError(f"labels {unknown} are not among the training classes {classes}")
-    if len(classes) < 2:
-        raise DataError(f"need at least two classes, got {classes}")
-    index = {c: i for i, c in enumerate(classes)}
-    return ImageSource(paths, [index[n] for n in names], classes, [], "the given images")
-
-
-def _probe_features(extractor: FeatureExtractor, size: int) -> int:
-    with torch.no_grad():
-        was_training = extractor.training
-        extractor.eval()
-        out = extractor(torch.zeros(1, 3, size, size))
-        extractor.train(was_training)
-    return int(out.shape[1])
-
-
-def _weights_fingerprint(network: nn.Module) -> str:
-    import hashlib
-
-    digest = hashlib.blake2b(digest_size=12)
-    for name, tensor in network.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).to(torch.float32).numpy().tobytes()[:4096])
-        digest.update(str(float(tensor.float().sum())).encode())
-    return digest.hexdigest()
 
 
 def _multiple_of_8(side: float) -> int:

@@ -111,3 +111,25 @@ def later_blocks(network: nn.Module, count: int | str) -> list[nn.Module]:
 
 def _contains(parent: nn.Module, child: nn.Module) -> bool:
     return any(m is child for m in parent.modules())
+
+
+def probe_features(extractor: FeatureExtractor, size: int) -> int:
+    """The width of ``extractor``'s features, from one forward pass of a blank image."""
+    with torch.no_grad():
+        was_training = extractor.training
+        extractor.eval()
+        out = extractor(torch.zeros(1, 3, size, size))
+        extractor.train(was_training)
+    return int(out.shape[1])
+
+
+def weights_fingerprint(network: nn.Module) -> str:
+    """A short key that changes when the weights do (names, a sample of each tensor, its sum)."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=12)
+    for name, tensor in network.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).to(torch.float32).numpy().tobytes()[:4096])
+        digest.update(str(float(tensor.float().sum())).encode())
+    return digest.hexdigest()

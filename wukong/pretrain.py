@@ -24,17 +24,15 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from wukong.artifact_io import atomic_folder, read_json, work_folder, write_json
+from wukong.artifact_io import work_folder
 from wukong.backbones.archs import arch_spec, build_network
+from wukong.backbones.folder import IMAGENET_MEAN, IMAGENET_STD, write_backbone_folder
 from wukong.data.augment import ArrayBatches, normalize_batch, random_resized_crop_batch
 from wukong.data.images import decode_images, read_image_source
 from wukong.errors import DataError
 from wukong.runtime import private_random_state
 from wukong.training.checkpoints import epoch_checkpoints, last_checkpoint
 from wukong.training.quiet import quiet_lightning
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -299,77 +297,3 @@ def _first_per_class(labels: list[int], limit: int) -> list[int]:
             counts[label] = counts.get(label, 0) + 1
             keep.append(i)
     return keep
-
-
-def write_backbone_folder(
-    out: Path,
-    *,
-    model: nn.Module,
-    arch: str,
-    classes: list[str],
-    input_size: int,
-    metrics: dict[str, Any],
-    recipe: dict[str, Any],
-    data: str,
-    skipped: list[dict[str, str]],
-    logs: Path | None = None,
-    half: bool = True,
-) -> None:
-    """Write a backbone folder: ``config.json``, ``model.safetensors`` (fp16), ``metrics.json``.
-
-    Weights are stored in fp16 (half the size; the loss in accuracy is nil for inference and
-    fine-tuning upcasts to fp32) together with the pretraining classifier, which the ``auto``
-    strategy uses to gauge how close a new task is to the pretraining data.
-    """
-    import shutil
-
-    from safetensors.torch import save_file
-
-    spec = arch_spec(arch)
-    state = {
-        k: v.detach().to(torch.float16 if half and v.is_floating_point() else v.dtype).contiguous()
-        for k, v in model.state_dict().items()
-    }
-    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
-    config = {
-        "format": "wukong-backbone/1",
-        "arch": arch,
-        "spec": spec.to_dict(),
-        "num_features": int(getattr(model, "num_features", 0)),
-        "classifier": _classifier_prefix(model, classifier),
-        "num_classes": len(classes),
-        "classes": classes,
-        "data_config": {
-            "input_size": [3, input_size, input_size],
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-            "interpolation": "bicubic",
-            "crop_pct": 1.0,
-        },
-        "pretrained_on": data,
-        "recipe": recipe,
-        "val_top1": metrics.get("val_top1"),
-    }
-    with atomic_folder(out) as tmp:
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        write_json(tmp / "config.json", config)
-        write_json(tmp / "metrics.json", metrics)
-        write_json(tmp / "skipped.json", skipped)
-        if logs is not None and logs.is_dir():
-            shutil.copytree(logs, tmp / "logs")
-
-
-def _classifier_prefix(model: nn.Module, classifier: nn.Module | None) -> str | None:
-    if classifier is None:
-        return None
-    for name, module in model.named_modules():
-        if module is classifier:
-            return name
-    return None
-
-
-def read_backbone_config(folder: Path) -> dict[str, Any]:
-    config = read_json(folder / "config.json")
-    if config.get("format") != "wukong-backbone/1":
-        raise DataError(f"{folder}: not a backbone folder written by 'wukong pretrain'")
-    return config

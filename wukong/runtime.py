@@ -50,10 +50,15 @@ def resolve_bf16(bf16: bool | None, device: torch.device | None = None) -> bool:
     return cpu_has_fast_bf16()
 
 
+def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on ``device`` when ``bf16``, else nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
 @contextlib.contextmanager
 def inference(device: torch.device, bf16: bool) -> Iterator[None]:
     """No-grad, and bf16 autocast when asked: the context for every frozen forward pass."""
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+    with torch.inference_mode(), autocast(device, bf16):
         yield
 
 
@@ -82,10 +87,10 @@ def bf16_measured_faster(run: Callable[[], Any], device: torch.device, key: dict
     seconds = {False: float("inf"), True: float("inf")}
     with torch.inference_mode():
         for bf16 in (False, True):  # warm-up: kernel selection, first allocations
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            with autocast(device, bf16):
                 run()
         for bf16 in (False, True) * 3:  # interleaved, best of three: both see the same machine load
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            with autocast(device, bf16):
                 started = time.perf_counter()
                 run()
                 seconds[bf16] = min(seconds[bf16], time.perf_counter() - started)

@@ -26,7 +26,7 @@ from wukong.data.text import TextSource, label_name_texts, read_text_table, text
 from wukong.errors import DataError, ParameterError
 from wukong.estimator import Labelled, TransferClassifier
 from wukong.features_cache import FeatureCache
-from wukong.heads import build_head, final_linear, head_from_spec
+from wukong.heads import build_head, final_linear, head_from_spec, is_linear
 from wukong.network import set_trainable
 from wukong.report import classification_metrics
 from wukong.runtime import default_device
@@ -204,7 +204,7 @@ class TextClassifier(TransferClassifier):
     def _choose(self, labels: np.ndarray, num_classes: int, stages: int = 0) -> Choice:
         counts = np.bincount(labels, minlength=num_classes)
         auto = choose_text_strategy(int(counts.min()), float(np.median(counts)))
-        linear = isinstance(self.head, str) and self.head == "linear"
+        linear = is_linear(self.head)
         if self.strategy == "auto":
             if auto.strategy == "features" and not linear:
                 return Choice("head", 0, auto.reason.split(";")[0] + f"; train the given {self.head} head instead")
@@ -274,7 +274,6 @@ class TextClassifier(TransferClassifier):
         self, texts, labels, val_texts, val_labels, *, work: Path, resume: bool, carved: bool, **_: Any
     ) -> dict[str, Any]:
         """Contrastive tuning of the encoder on pairs, then the classifier on its embeddings."""
-        tokenizer = self.encoder_.model.tokenizer
         # The token embeddings (a third of MiniLM's weights) stay as they are: a few examples touch a
         # few of their rows, and leaving them out of the optimiser makes each step ~15% faster.
         words = input_embeddings(self.net_.features)
@@ -293,13 +292,12 @@ class TextClassifier(TransferClassifier):
             self._tokenize(texts),
             labels,
             plan,
-            pad_id=tokenizer.pad_token_id or 0,
             progress=self.progress,
         )
         if words is not None:
             set_trainable(words, True)
         self.encoder_tuned_ = True
-        if isinstance(self.head, str) and self.head == "linear":
+        if is_linear(self.head):
             extra = self._fit_linear(texts, labels, val_texts, val_labels, refit=carved)
         else:
             history = self._train_head(texts, labels, val_texts, val_labels, self.epochs, work, resume)

@@ -28,7 +28,7 @@ import torch
 from wukong.backbones.hub import hub_reachable
 from wukong.errors import BackboneNotAvailable
 from wukong.features_cache import FeatureCache, namespace_key, text_hash
-from wukong.runtime import bf16_measured_faster
+from wukong.runtime import autocast, bf16_measured_faster
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -212,7 +212,7 @@ class TextEncoder:
         if self._tokenizer is None:
             return False
         ids = [[self._tokenizer.cls_token_id or 101] + [1000] * 30 + [self._tokenizer.sep_token_id or 102]] * 64
-        features = self._pad({"input_ids": ids}, np.arange(64), 32)
+        features = self._pad({"input_ids": ids}, np.arange(64))
         key = {"text_encoder": self.name, "weights": _weights_fingerprint(self.name), "device": self.device.type}
         return bf16_measured_faster(lambda: self.model(dict(features)), self.device, key)
 
@@ -229,33 +229,27 @@ class TextEncoder:
         order = np.argsort(lengths, kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         batches = length_batches(lengths[order], self.batch_size, self.max_batch_tokens)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), autocast(self.device, self.bf16):
             for start, stop in _progress(batches, progress):
                 batch = order[start:stop]
-                features = self._pad(encoded, batch, int(lengths[batch].max()))
+                features = self._pad(encoded, batch)
                 embeddings = self.model(features)["sentence_embedding"]
                 out[batch] = embeddings.float().cpu().numpy()
         return out
 
-    def _pad(self, encoded: Any, batch: np.ndarray, width: int) -> dict[str, Any]:
-        """Tensors for one batch, padded the way the tokenizer would pad them."""
-        tokenizer = self._tokenizer
-        pad_values = {"input_ids": tokenizer.pad_token_id or 0, "token_type_ids": tokenizer.pad_token_type_id}
-        left = tokenizer.padding_side == "left"
-        features: dict[str, Any] = {}
-        for key, pad in pad_values.items():
-            if key in encoded:
-                features[key] = _pad_rows([encoded[key][i] for i in batch], width, pad, left)
-        ones = [[1] * len(encoded["input_ids"][i]) for i in batch]
-        features["attention_mask"] = _pad_rows(ones, width, 0, left)
-        features = {k: torch.from_numpy(v).to(self.device) for k, v in features.items()}
-        features["modality"] = "text"
-        return features
+    def _pad(self, encoded: Any, batch: np.ndarray) -> dict[str, Any]:
+        """Tensors for one batch of tokenised texts (rows ``batch`` of ``encoded``)."""
+        rows = {key: [encoded[key][i] for i in batch] for key in ("input_ids", "token_type_ids") if key in encoded}
+        return pad_tokens(self._tokenizer, rows, self.device)
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if not self.bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+def pad_tokens(tokenizer: Any, rows: dict[str, list[list[int]]], device: torch.device | str) -> dict[str, Any]:
+    """Token id lists (and token type ids, where there are) -> the tensors a SentenceTransformer takes,
+    padded by the tokenizer itself (its padding side, its pad ids), with the attention mask."""
+    batch = tokenizer.pad(dict(rows), padding=True, return_attention_mask=True, return_tensors="pt")
+    features: dict[str, Any] = {key: value.to(device) for key, value in batch.items()}
+    features["modality"] = "text"
+    return features
 
 
 def length_batches(sorted_lengths: np.ndarray, max_count: int, max_tokens: int) -> list[tuple[int, int]]:
@@ -276,16 +270,6 @@ def length_batches(sorted_lengths: np.ndarray, max_count: int, max_tokens: int) 
     if start < len(sorted_lengths):
         batches.append((start, len(sorted_lengths)))
     return batches
-
-
-def _pad_rows(rows: list[list[int]], width: int, value: int, left: bool) -> np.ndarray:
-    array = np.full((len(rows), width), value, dtype=np.int64)
-    for i, row in enumerate(rows):
-        if left:
-            array[i, width - len(row) :] = row
-        else:
-            array[i, : len(row)] = row
-    return array
 
 
 def _plain_text_tokenizer(model: SentenceTransformer) -> Any | None:

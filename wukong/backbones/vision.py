@@ -25,13 +25,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from wukong.artifact_io import read_json
+from wukong.artifact_io import first_line, read_safetensors
 from wukong.backbones.archs import ArchSpec, arch_spec, build_network
 from wukong.backbones.catalog import entry
+from wukong.backbones.folder import check_data_config, read_backbone_folder
 from wukong.backbones.hub import hub_reachable
 from wukong.backbones.packaged import PACKAGED, packaged_state
 from wukong.backbones.packaged import data_config as packaged_data_config
-from wukong.errors import BackboneNotAvailable, ParameterError
+from wukong.errors import BackboneNotAvailable
 
 DEFAULT_IMAGE_BACKBONE = "efficientnet_lite0"
 EMBEDDED_NAME = "wukong_resnet18_s_tiny"
@@ -134,35 +135,6 @@ def scratch_twin(backbone: ImageBackbone) -> ImageBackbone:
     return ImageBackbone(network, dict(backbone.data_config), source, source["name"])
 
 
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
-
-
-def check_data_config(config: Any, where: str) -> dict[str, Any]:
-    """A recorded preprocessing config, checked field by field (it comes from a file: untrusted)."""
-
-    def numbers(value: Any, count: int) -> bool:
-        return (
-            isinstance(value, list)
-            and len(value) == count
-            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-        )
-
-    problem = None
-    if not isinstance(config, dict):
-        problem = "'data_config' must be an object"
-    elif not (numbers(config.get("input_size"), 3) and all(8 <= v <= 4096 for v in config["input_size"][1:])):
-        problem = f"input_size {config.get('input_size')!r} must be [3, H, W] with sides 8-4096"
-    elif not (numbers(config.get("mean"), 3) and numbers(config.get("std"), 3) and all(v > 0 for v in config["std"])):
-        problem = "mean and std must be three numbers each (std > 0)"
-    elif config.get("interpolation", "bicubic") not in INTERPOLATIONS:
-        problem = f"interpolation {config.get('interpolation')!r} must be one of {', '.join(INTERPOLATIONS)}"
-    elif not (isinstance(config.get("crop_pct", 1.0), int | float) and 0.1 <= config.get("crop_pct", 1.0) <= 1.0):
-        problem = f"crop_pct {config.get('crop_pct')!r} must be in [0.1, 1]"
-    if problem:
-        raise BackboneNotAvailable(f"{where}: {problem}")
-    return dict(config)
-
-
 def embedded_folder() -> Path:
     folder = Path(str(resources.files("wukong.backbones.embedded"))) / EMBEDDED_NAME
     if not (folder / "model.safetensors").exists():
@@ -190,34 +162,20 @@ def rebuild_backbone(source: dict[str, Any], data_config: dict[str, Any]) -> Ima
 
 
 def _from_pretrain_folder(folder: Path, *, kind: str, name: str) -> ImageBackbone:
-    config = read_json(folder / "config.json")
-    if not isinstance(config, dict) or config.get("format") != "wukong-backbone/1":
-        raise BackboneNotAvailable(f"{folder}: not a backbone folder written by 'wukong pretrain'")
+    saved = read_backbone_folder(folder)
+    network = build_network(saved.spec, num_classes=0)
     try:
-        spec = ArchSpec.from_dict(config.get("spec"))
-    except ParameterError as exc:
-        raise BackboneNotAvailable(f"{folder / 'config.json'}: {exc}") from None
-    data_config = check_data_config(config.get("data_config"), str(folder / "config.json"))
-    network = build_network(spec, num_classes=0)
-    weights = read_safetensors(folder / "model.safetensors")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
-    head_prefix = config.get("classifier")
-    pretrain_head = None
-    if head_prefix:
-        head = {k[len(head_prefix) + 1 :]: state.pop(k) for k in list(state) if k.startswith(head_prefix + ".")}
-        pretrain_head = {"weight": head.get("weight"), "bias": head.get("bias"), "classes": config.get("classes")}
-    try:
-        network.load_state_dict(state, strict=True)
+        network.load_state_dict(saved.state, strict=True)
     except RuntimeError as exc:
         raise BackboneNotAvailable(
-            f"{folder / 'model.safetensors'}: does not match config.json ({_first_line(exc)})"
+            f"{folder / 'model.safetensors'}: does not match config.json ({first_line(exc)})"
         ) from None
-    source = {"kind": kind, "name": name, "spec": spec.to_dict()}
+    source = {"kind": kind, "name": name, "spec": saved.spec.to_dict()}
     if kind == "folder":
         source["path"] = str(folder.resolve())
     else:
         source["licence"] = entry(EMBEDDED_NAME).licence
-    return ImageBackbone(network, data_config, source, name, pretrain_head)
+    return ImageBackbone(network, saved.data_config, source, name, saved.pretrain_head)
 
 
 def _from_packaged(name: str) -> ImageBackbone:
@@ -371,25 +329,3 @@ def _strip_prefixes(state: dict[str, torch.Tensor], network: nn.Module) -> dict[
         if key in wanted:
             out[key] = value
     return out
-
-
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file; a missing, truncated or non-safetensors file (a pickle, say) is one
-    line naming it. Nothing is ever unpickled."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise BackboneNotAvailable(f"{path}: missing")
-    try:
-        return load_file(path)
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types, and OSError
-        raise BackboneNotAvailable(
-            f"{path}: not a readable safetensors file ({_first_line(exc)}); it is damaged, truncated or "
-            "another format (Wukong never unpickles)"
-        ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from wukong.data.archive import extract_cached, is_archive
+from wukong.data.inputs import as_labelled, is_table
 from wukong.errors import DataError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
@@ -472,3 +473,31 @@ def conflicting_labels(store: ImageStore, classes: Sequence[str]) -> tuple[list[
             Skipped(path, f"the same image is under class '{classes[label]}' and {others}: contradictory, left out")
         )
     return keep, skipped
+
+
+def labelled_images(data: Any, labels: Sequence[str] | None, classes: Sequence[str] | None = None) -> ImageSource:
+    """Labelled images: a folder/CSV/archive path, or inputs (paths, PIL images, uint8 arrays, in a list,
+    an array or a table with an image and a label column) with their labels."""
+    if isinstance(data, (str, Path)):
+        if labels is not None:
+            raise ValueError("labels are read from the folder or CSV; pass labels only with a list of paths")
+        return read_image_source(data, classes=classes)
+    items, label_list = as_labelled(image_items(data) if not is_table(data) else data, labels, "image")
+    for i, item in enumerate(items):  # a wrong kind of input is a mistake in the calling code: stop at once
+        if isinstance(item, np.ndarray):
+            check_image_array(item, f"image[{i}]")
+        elif not isinstance(item, str | Path | Image.Image):
+            raise DataError(
+                f"image[{i}]: image inputs are paths, PIL images or uint8 arrays; got a {type(item).__name__}"
+            )
+    paths = [x if is_in_memory(x) else Path(x) for x in items]
+    names = [str(label) for label in label_list]
+    found = sorted(set(names))
+    classes = list(classes) if classes is not None else found
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise DataError(f"labels {unknown} are not among the training classes {classes}")
+    if len(classes) < 2:
+        raise DataError(f"need at least two classes, got {classes}")
+    index = {c: i for i, c in enumerate(classes)}
+    return ImageSource(paths, [index[n] for n in names], classes, [], "the given images")

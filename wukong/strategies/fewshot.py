@@ -22,7 +22,6 @@ batch). A plain torch loop (AdamW, linear warm-up and decay, bf16 autocast): no 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -33,7 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from wukong.backbones.text import length_batches
+from wukong.backbones.text import length_batches, pad_tokens
+from wukong.runtime import autocast
 
 # Text encodes per training example (the budget of the contrastive phase), and its bounds. SetFit
 # encodes each example ~80 times (20 iterations x 2 pairs x 2 texts); in-batch pairs need fewer, and
@@ -69,7 +69,6 @@ def contrastive_tune(
     labels: np.ndarray,
     plan: ContrastivePlan,
     *,
-    pad_id: int = 0,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune ``encoder`` (a SentenceTransformer) in place on same/different-class pairs.
@@ -92,8 +91,8 @@ def contrastive_tune(
     batches = balanced_batches(labels, plan.batch_size, steps, seed=plan.seed)
     for batch in _progress(batches, steps, progress):
         batch = batch[np.argsort([len(tokens[i]) for i in batch], kind="stable")]
-        with _autocast(device, plan.bf16):
-            embeddings = embed_bucketed(encoder, [tokens[i] for i in batch], pad_id, device, plan.max_batch_tokens)
+        with autocast(device, plan.bf16):
+            embeddings = embed_bucketed(encoder, [tokens[i] for i in batch], device, plan.max_batch_tokens)
         loss_fn = supcon_loss if plan.loss == "supcon" else cosine_pair_loss
         loss, count = loss_fn(embeddings.float(), torch.as_tensor(labels[batch], device=device))
         optimizer.zero_grad(set_to_none=True)
@@ -171,13 +170,13 @@ def cosine_pair_loss(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[to
 
 
 def embed_bucketed(
-    encoder: nn.Module, rows: Sequence[Sequence[int]], pad_id: int, device: torch.device, max_tokens: int
+    encoder: nn.Module, rows: Sequence[Sequence[int]], device: torch.device, max_tokens: int
 ) -> torch.Tensor:
     """Embeddings of length-sorted ``rows``, run in slices of similar length (little padding), with
     gradients: the pair loss then sees the whole batch, while no slice pads to the batch's longest text."""
     lengths = np.fromiter((len(r) for r in rows), np.int64, len(rows))
     parts = [
-        encoder(pad_batch(rows[start:stop], pad_id, device))["sentence_embedding"]
+        encoder(pad_tokens(encoder.tokenizer, {"input_ids": list(rows[start:stop])}, device))["sentence_embedding"]
         for start, stop in length_batches(lengths, len(rows), max_tokens)
     ]
     return torch.cat(parts)
@@ -197,21 +196,6 @@ def supcon_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: flo
     anchors = positive.any(dim=1)
     per_anchor = -(log_prob.masked_fill(~positive, 0.0).sum(1) / positive.sum(1).clamp(min=1))
     return per_anchor[anchors].mean(), int(n * (n - 1) // 2)
-
-
-def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Token id lists -> the tensors a SentenceTransformer takes, padded to the longest row."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-        mask[i, : len(row)] = 1
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "modality": "text"}
-
-
-def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[Any]:
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 def _progress(batches: Iterator[np.ndarray], steps: int, enabled: bool) -> Iterator[np.ndarray]:
