@@ -4,8 +4,11 @@ random generators and logging as they were."""
 
 from __future__ import annotations
 
+import json
 import logging
 import random
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -16,7 +19,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 
 from wukong import ImageClassifier, TextClassifier
 from wukong.data.images import list_images
-from wukong.errors import NotFittedError
+from wukong.errors import NotFittedError, ParameterError
 
 from .conftest import CAT_DOG, FAST_BACKBONE
 from .test_text_classifier import SST2, _per_class
@@ -92,3 +95,25 @@ def test_fit_leaves_the_callers_random_generators_and_logging_alone(cat_dog_copy
     assert [random.random() for _ in range(3)] == expected[2]
     assert warnings.filters == filters
     assert logging.getLogger("lightning.pytorch").level == level
+
+
+def test_tuning_defaults_are_overridable_per_estimator_and_checked(cat_dog_copy) -> None:  # noqa: ANN001
+    default = ImageClassifier(FAST_BACKBONE, epochs=1, **QUIET).fit(cat_dog_copy)
+    assert default.strategy_ == "features"  # 16 photos a class: small data under the measured default (50)
+    tuned = ImageClassifier(FAST_BACKBONE, epochs=1, tuning={"small": 5}, **QUIET).fit(cat_dog_copy)
+    assert tuned.strategy_ == "finetune" and "examples per class" in tuned.strategy_reason_
+    assert clone(tuned).get_params()["tuning"] == {"small": 5}
+    for bad, message in (({"smal": 5}, "unknown 'smal'; known: small"), ({"c_grid": []}, "c_grid=\\[\\] must be")):
+        with pytest.raises(ParameterError, match=message):
+            ImageClassifier(FAST_BACKBONE, tuning=bad, **QUIET).fit(cat_dog_copy)
+
+
+def test_cli_tuning_option_reaches_the_estimator(tmp_path) -> None:  # noqa: ANN001
+    cmd = [sys.executable, "-m", "wukong.cli", "train", str(CAT_DOG / "train"), "--backbone", FAST_BACKBONE]
+    bad = subprocess.run([*cmd, "--tuning", "small=x", "--out", str(tmp_path / "m")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--tuning 'small=x': 'x' is not a whole number" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "m").exists()
+    run = [*cmd, "--tuning", "small=5", "--epochs", "1", "--out", str(tmp_path / "m"), "--json", "--quiet"]
+    done = subprocess.run(run, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["strategy"] == "finetune"

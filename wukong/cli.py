@@ -125,6 +125,14 @@ def train(
     overwrite: Annotated[
         bool, typer.Option(help="Replace OUT if it holds a Wukong model (any other folder is never replaced).")
     ] = False,
+    tuning: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tuning",
+            help="Override a tuning default, NAME=VALUE (repeatable): small, large, fewshot_below, refit_below "
+            "(whole numbers), c_grid (comma-separated numbers). See wukong.tuning.",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
 ) -> None:
@@ -161,6 +169,7 @@ def train(
         unfreeze=unfreeze_value,
         seed=seed,
         bf16=bf16,
+        tuning=_tuning(tuning) if tuning else None,
         progress=progress,
     )
     if modality == "image":
@@ -227,6 +236,22 @@ def _summary(metrics: dict) -> dict:
         "skipped",
     )
     return {k: metrics[k] for k in keep if k in metrics}
+
+
+def _tuning(pairs: list[str]) -> dict[str, object]:
+    """``["small=30", "c_grid=0.1,1"]`` -> ``{"small": 30, "c_grid": [0.1, 1.0]}`` (checked by the estimator)."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not value:
+            raise WukongError(f"--tuning {pair!r}: give NAME=VALUE, e.g. small=30")
+        try:
+            out[name] = [float(v) for v in value.split(",")] if name == "c_grid" else int(value)
+        except ValueError:
+            raise WukongError(
+                f"--tuning {pair!r}: {value!r} is not a {'list of numbers' if name == 'c_grid' else 'whole number'}"
+            ) from None
+    return out
 
 
 def _label_descriptions(value: str) -> dict[str, str]:

@@ -28,6 +28,7 @@ from wukong.report import classification_metrics
 from wukong.runtime import private_random_state
 from wukong.strategies.auto import Choice, choose
 from wukong.training.quiet import quiet_lightning
+from wukong.tuning import resolve_tuning
 
 STRATEGIES = ("auto", "features", "head", "finetune")
 
@@ -72,6 +73,7 @@ class TransferClassifier(Persistence, ClassifierMixin, BaseEstimator, ABC):
             1.0
         """
         self._check_params()
+        self.tuning_ = resolve_tuning(self.tuning)
         with private_random_state(self.seed), quiet_lightning():
             return self._fit(data, labels, val=val, work_dir=work_dir, resume=resume)
 
@@ -144,7 +146,8 @@ class TransferClassifier(Persistence, ClassifierMixin, BaseEstimator, ABC):
 
     def _choose(self, labels: np.ndarray, num_classes: int, stages: int) -> Choice:
         counts = np.bincount(labels, minlength=num_classes)
-        auto = choose(int(counts.min()), float(np.median(counts)), stages=stages)
+        small, large = self.tuning_["small"], self.tuning_["large"]
+        auto = choose(int(counts.min()), float(np.median(counts)), stages=stages, small=small, large=large)
         if self.strategy == "auto":
             if auto.strategy == "features" and not is_linear(self.head):
                 return Choice(

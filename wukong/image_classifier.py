@@ -38,7 +38,12 @@ from wukong.network import (
 from wukong.report import classification_metrics
 from wukong.runtime import bf16_measured_faster, default_device
 from wukong.strategies.auto import Choice
-from wukong.strategies.features import fit_linear_classifier, one_standard_error_choice, write_linear
+from wukong.strategies.features import (
+    fit_linear_classifier,
+    one_standard_error_choice,
+    refit_with_validation,
+    write_linear,
+)
 from wukong.training.engine import TrainPlan, train_network
 
 # On small data, an epoch repeats the (randomly augmented) images until it makes this many
@@ -82,6 +87,8 @@ class ImageClassifier(TransferClassifier):
             installed and agrees with PyTorch, see ``wukong.engine``), ``"onnxruntime"`` or ``"torch"``.
         warm_start: a second ``fit`` continues from the fitted network (same classes) instead of
             starting again from the pretrained backbone.
+        tuning: thresholds and grid the strategies decide with, e.g. ``{"small": 30}`` (see
+            ``wukong.tuning.DEFAULTS``); ``None``: the measured defaults.
 
     Example:
         >>> from wukong import ImageClassifier
@@ -112,6 +119,7 @@ class ImageClassifier(TransferClassifier):
         augment: bool = True,
         bf16: bool | None = None,
         engine: str = "auto",
+        tuning: dict[str, Any] | None = None,
         seed: int = 0,
         warm_start: bool = False,
         progress: bool = True,
@@ -133,6 +141,7 @@ class ImageClassifier(TransferClassifier):
         self.augment = augment
         self.bf16 = bf16
         self.engine = engine
+        self.tuning = tuning
         self.seed = seed
         self.warm_start = warm_start
         self.progress = progress
@@ -193,7 +202,13 @@ class ImageClassifier(TransferClassifier):
                 extractor = FeatureExtractor(backbone.network, tap).eval()
                 feats, labels, groups = self._features(extractor, sized, stores[0], tap, flip=self.augment)
                 fit = fit_linear_classifier(
-                    feats, labels, len(self.classes_), model=self.linear_model, seed=self.seed, groups=groups
+                    feats,
+                    labels,
+                    len(self.classes_),
+                    model=self.linear_model,
+                    seed=self.seed,
+                    groups=groups,
+                    c_grid=self.tuning_["c_grid"],
                 )
                 tried[f"{_tap_name(tap)}@{size}px"] = fit.info
                 candidates.append({"tap": tap, "extractor": extractor, "fit": fit, "backbone": sized, "stores": stores})
@@ -228,13 +243,20 @@ class ImageClassifier(TransferClassifier):
             "taps_tried": tried,
             "val": val_metrics,
         }
-        if refit_on_val:  # val was carved from the training data: measured above, now use it all
+        # measured above; with few examples, now use them all
+        if refit_with_validation(refit_on_val, train.labels, self.tuning_["refit_below"]):
             both = train.concat(val)
             feats, labels, groups = self._features(extractor, backbone, both, tap, flip=self.augment)
             write_linear(
                 final_linear(self.net_.head),
                 fit_linear_classifier(
-                    feats, labels, len(self.classes_), model=self.linear_model, seed=self.seed, groups=groups
+                    feats,
+                    labels,
+                    len(self.classes_),
+                    model=self.linear_model,
+                    seed=self.seed,
+                    groups=groups,
+                    c_grid=self.tuning_["c_grid"],
                 ),
             )
             extra["refit_on_train_and_val"] = True

@@ -37,9 +37,9 @@ class FeatureExtractor(nn.Module):
 class TransferNet(nn.Module):
     """pixels (float in [0, 1], or uint8) -> normalise -> features -> head -> logits.
 
-    Frozen BatchNorm stays in inference mode: ``train()`` puts every BatchNorm whose parameters do
-    not require grad back into ``eval`` each time it is called (Lightning calls it after every
-    validation), so running statistics are neither used per batch nor updated.
+    Frozen layers stay in inference mode: ``train()`` puts every submodule whose parameters are all
+    frozen back into ``eval`` each time it is called (Lightning calls it after every validation), so
+    frozen BatchNorm's running statistics are neither used per batch nor updated.
     """
 
     def __init__(
@@ -65,11 +65,7 @@ class TransferNet(nn.Module):
     def train(self, mode: bool = True) -> TransferNet:
         super().train(mode)
         if mode:
-            for module in self.features.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
-                    p.requires_grad for p in module.parameters()
-                ):
-                    module.eval()
+            keep_frozen_in_eval(self.features)
         return self
 
 
@@ -133,3 +129,13 @@ def weights_fingerprint(network: nn.Module) -> str:
         digest.update(tensor.detach().cpu().contiguous().view(-1).to(torch.float32).numpy().tobytes()[:4096])
         digest.update(str(float(tensor.float().sum())).encode())
     return digest.hexdigest()
+
+
+def keep_frozen_in_eval(module: nn.Module) -> None:
+    """The one frozen-layer rule, for every network: a submodule whose parameters are all frozen stays
+    in eval mode while the rest trains (BatchNorm keeps its pretrained statistics, dropout is off)."""
+    for child in module.modules():
+        params = list(child.parameters())
+        trainable = any(p.requires_grad for p in params)
+        if (params and not trainable) or (isinstance(child, nn.modules.batchnorm._BatchNorm) and not trainable):
+            child.eval()

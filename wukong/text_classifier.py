@@ -30,8 +30,8 @@ from wukong.heads import build_head, final_linear, head_from_spec, is_linear
 from wukong.network import set_trainable
 from wukong.report import classification_metrics
 from wukong.runtime import default_device
-from wukong.strategies.auto import BETTER_FEWSHOT_ENCODER, FEWSHOT_BELOW, MPNET_HINT, Choice, choose_text_strategy
-from wukong.strategies.features import fit_linear_classifier, write_linear
+from wukong.strategies.auto import BETTER_FEWSHOT_ENCODER, MPNET_HINT, Choice, choose_text_strategy
+from wukong.strategies.features import fit_linear_classifier, refit_with_validation, write_linear
 from wukong.strategies.fewshot import ContrastivePlan, contrastive_tune
 from wukong.text_network import HeadOnly, TextNet, TokenBatches, encoder_blocks, input_embeddings
 from wukong.training.engine import TrainPlan, train_network
@@ -93,6 +93,8 @@ class TextClassifier(TransferClassifier):
             BANKING77, 10 per intent: +0.6 points; SST-2, 8 per class, described as above: 65.4%
             against 60.0% (``auto``, mean of 5 samples; ``benchmarks/text.py``).
         bf16: bf16 autocast (``None``: where it is measured faster, once per model and machine).
+        tuning: thresholds and grid the strategies decide with, e.g. ``{"small": 30}`` (see
+            ``wukong.tuning.DEFAULTS``); ``None``: the measured defaults.
 
     Example:
         >>> from wukong import TextClassifier
@@ -129,6 +131,7 @@ class TextClassifier(TransferClassifier):
         pair_loss: str = "supcon",
         label_names: bool | Mapping[str, str] | None = None,
         bf16: bool | None = None,
+        tuning: dict[str, Any] | None = None,
         seed: int = 0,
         progress: bool = True,
     ) -> None:
@@ -151,6 +154,7 @@ class TextClassifier(TransferClassifier):
         self.pair_loss = pair_loss
         self.label_names = label_names
         self.bf16 = bf16
+        self.tuning = tuning
         self.seed = seed
         self.progress = progress
 
@@ -203,7 +207,7 @@ class TextClassifier(TransferClassifier):
 
     def _choose(self, labels: np.ndarray, num_classes: int, stages: int = 0) -> Choice:
         counts = np.bincount(labels, minlength=num_classes)
-        auto = choose_text_strategy(int(counts.min()), float(np.median(counts)))
+        auto = choose_text_strategy(int(counts.min()), float(np.median(counts)), self.tuning_["fewshot_below"])
         linear = is_linear(self.head)
         if self.strategy == "auto":
             if auto.strategy == "features" and not linear:
@@ -309,21 +313,19 @@ class TextClassifier(TransferClassifier):
     def _fit_linear(self, texts, labels, val_texts, val_labels, *, refit: bool) -> dict[str, Any]:
         """Logistic regression on the embeddings, folded into the head's final linear layer.
 
-        When the validation texts were held out of the training data and the data is small, they are
-        measured first and then added back for the final fit (with few examples, every one counts;
-        with many, a second cross-validated fit costs minutes for a fraction of a point).
+        Validation texts held out of small training data are measured first, then added back for the
+        final fit (the refit policy of ``wukong.strategies.features.refit_with_validation``).
         """
         feats = self._embed(_Texts(texts, cache=True))
-        fit = fit_linear_classifier(feats, labels, len(self.classes_), model=self.linear_model, seed=self.seed)
+        how = {"model": self.linear_model, "seed": self.seed, "c_grid": self.tuning_["c_grid"]}
+        fit = fit_linear_classifier(feats, labels, len(self.classes_), **how)
         write_linear(final_linear(self.net_.head), fit)
         extra: dict[str, Any] = {"classifier": fit.info}
-        if refit and np.bincount(labels).min() < FEWSHOT_BELOW:
+        if refit_with_validation(refit, labels, self.tuning_["refit_below"]):
             val_feats = self._embed(_Texts(val_texts, cache=True))
             extra["val_before_refit"] = classification_metrics(val_labels, self._proba_of(val_feats), self.classes_)
             both = np.concatenate([feats, val_feats])
-            fit = fit_linear_classifier(
-                both, np.concatenate([labels, val_labels]), len(self.classes_), model=self.linear_model, seed=self.seed
-            )
+            fit = fit_linear_classifier(both, np.concatenate([labels, val_labels]), len(self.classes_), **how)
             write_linear(final_linear(self.net_.head), fit)
             extra["refit"] = True
         return extra

@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from wukong.errors import ParameterError
+from wukong.network import keep_frozen_in_eval
 
 
 class TextNet(nn.Module):
@@ -50,14 +51,6 @@ class HeadOnly(nn.Module):
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.head(embeddings)
-
-
-def keep_frozen_in_eval(module: nn.Module) -> None:
-    """Eval mode for every submodule whose parameters are all frozen (their dropout stays off)."""
-    for child in module.modules():
-        params = list(child.parameters())
-        if params and not any(p.requires_grad for p in params):
-            child.eval()
 
 
 def input_embeddings(encoder: nn.Module) -> nn.Module | None:

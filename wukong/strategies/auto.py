@@ -32,16 +32,18 @@ class Choice:
     reason: str
 
 
-def choose(per_class_min: int, per_class_median: float, *, stages: int) -> Choice:
+def choose(
+    per_class_min: int, per_class_median: float, *, stages: int, small: int = SMALL, large: int = LARGE
+) -> Choice:
     """The size half of the rule; ``features`` then measures similarity to pick its tap."""
-    if per_class_min < SMALL:
+    if per_class_min < small:
         return Choice(
             "features",
             0,
-            f"small data ({per_class_min} examples in the smallest class, < {SMALL}): a linear classifier "
+            f"small data ({per_class_min} examples in the smallest class, < {small}): a linear classifier "
             "on frozen features is the most accurate and does not overfit",
         )
-    if per_class_median < LARGE:
+    if per_class_median < large:
         blocks = min(2, stages) if stages else "all"
         return Choice(
             "finetune",
@@ -52,7 +54,7 @@ def choose(per_class_min: int, per_class_median: float, *, stages: int) -> Choic
     return Choice(
         "finetune",
         "all",
-        f"large data (median {int(per_class_median)} examples per class >= {LARGE}): fine-tune the whole "
+        f"large data (median {int(per_class_median)} examples per class >= {large}): fine-tune the whole "
         "network from its pretrained start",
     )
 
@@ -73,7 +75,7 @@ MPNET_HINT = (
 )
 
 
-def choose_text_strategy(per_class_min: int, per_class_median: float) -> Choice:
+def choose_text_strategy(per_class_min: int, per_class_median: float, fewshot_below: int = FEWSHOT_BELOW) -> Choice:
     """Pick how to transfer a sentence encoder from the number of examples per class, and say why.
 
     The typical (median) class decides between few-shot tuning and fine-tuning: a few small classes
@@ -87,17 +89,17 @@ def choose_text_strategy(per_class_min: int, per_class_median: float) -> Choice:
             f"a class has {per_class_min} example: too few to form same-class pairs or to fine-tune; "
             "a linear classifier on the frozen sentence embeddings",
         )
-    if per_class_median < FEWSHOT_BELOW:
+    if per_class_median < fewshot_below:
         return Choice(
             "fewshot",
             0,
-            f"few examples ({per_class_min}-{int(per_class_median)} per class, median < {FEWSHOT_BELOW}): "
+            f"few examples ({per_class_min}-{int(per_class_median)} per class, median < {fewshot_below}): "
             "tune the encoder contrastively on same/different-class pairs (many more pairs than examples), "
             "then a linear classifier on its embeddings (SetFit)",
         )
     return Choice(
         "finetune",
         "all",
-        f"enough data ({per_class_min}-{int(per_class_median)} examples per class, median >= {FEWSHOT_BELOW}): "
+        f"enough data ({per_class_min}-{int(per_class_median)} examples per class, median >= {fewshot_below}): "
         "fine-tune the whole encoder with the new head, at a smaller learning rate for pretrained weights",
     )

@@ -10,6 +10,7 @@ is one network like every other strategy's (no pickles).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,18 @@ from wukong.strategies.softmax import cross_validated_softmax
 
 # Inverse regularisation strengths tried by cross-validation (standardised features).
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+# The refit policy, for every modality: when the validation examples were held out of the training
+# data and its smallest class has fewer than this many examples, they are measured first and then
+# added back for the final fit (with few examples every one counts; with many, a second
+# cross-validated fit costs minutes for a fraction of a point).
+REFIT_BELOW = 50
+
+
+def refit_with_validation(carved: bool, labels: np.ndarray, below: int = REFIT_BELOW) -> bool:
+    """Whether the final linear fit should also use the (carved) validation examples; see ``REFIT_BELOW``."""
+    return carved and int(np.bincount(labels).min()) < below
 
 
 @dataclass
@@ -44,6 +57,7 @@ def fit_linear_classifier(
     model: str = "logistic",
     seed: int = 0,
     groups: np.ndarray | None = None,
+    c_grid: Sequence[float] = C_GRID,
 ) -> LinearFit:
     """Standardise, then a linear classifier with its C chosen by stratified k-fold CV.
 
@@ -71,12 +85,14 @@ def fit_linear_classifier(
         )
     if model == "logistic":  # softmax regression in torch: the same model as sklearn's, many times faster
         split = list(splitter.split(x, labels, groups)) if splitter is not None else []
-        search = cross_validated_softmax(x, labels, num_classes, C_GRID, folds=split)
+        search = cross_validated_softmax(x, labels, num_classes, c_grid, folds=split)
         weight, bias = search.weight.astype(np.float64), search.bias.astype(np.float64)
         present = np.unique(labels)
         best_c, cv_loss, cv_loss_se, metric = search.best_c, search.cv_loss, search.cv_loss_se, "log_loss"
     else:
-        weight, bias, present, best_c, cv_loss, cv_loss_se = _linear_svm(x, labels, num_classes, splitter, groups, seed)
+        weight, bias, present, best_c, cv_loss, cv_loss_se = _linear_svm(
+            x, labels, num_classes, splitter, groups, seed, c_grid
+        )
         metric = "error"
     missing = np.setdiff1d(np.arange(num_classes), present)
     bias[missing] = -1e4  # classes absent from training are never predicted
@@ -94,7 +110,7 @@ def fit_linear_classifier(
     return LinearFit(raw_weight.astype(np.float32), raw_bias.astype(np.float32), info)
 
 
-def _linear_svm(x, labels, num_classes, splitter, groups, seed):  # noqa: ANN001, ANN202 - internal
+def _linear_svm(x, labels, num_classes, splitter, groups, seed, c_grid):  # noqa: ANN001, ANN202 - internal
     """A linear SVM (one-vs-rest squared hinge) with C chosen by cross-validated error."""
     from sklearn.model_selection import GridSearchCV
     from sklearn.svm import LinearSVC
@@ -104,7 +120,7 @@ def _linear_svm(x, labels, num_classes, splitter, groups, seed):  # noqa: ANN001
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter on tiny folds
         if splitter is not None:
-            search = GridSearchCV(base, {"C": list(C_GRID)}, cv=splitter, scoring="accuracy", n_jobs=1)
+            search = GridSearchCV(base, {"C": list(c_grid)}, cv=splitter, scoring="accuracy", n_jobs=1)
             search.fit(x, labels, groups=groups)
             fitted, best_c = search.best_estimator_, float(search.best_params_["C"])
             score = float(search.cv_results_["mean_test_score"][search.best_index_])
