@@ -39,6 +39,7 @@ from wukong.report import classification_metrics
 from wukong.runtime import bf16_measured_faster, default_device
 from wukong.strategies.auto import Choice
 from wukong.strategies.features import (
+    LinearFit,
     fit_linear_classifier,
     one_standard_error_choice,
     refit_with_validation,
@@ -201,15 +202,7 @@ class ImageClassifier(TransferClassifier):
             for tap in taps:
                 extractor = FeatureExtractor(backbone.network, tap).eval()
                 feats, labels, groups = self._features(extractor, sized, stores[0], tap, flip=self.augment)
-                fit = fit_linear_classifier(
-                    feats,
-                    labels,
-                    len(self.classes_),
-                    model=self.linear_model,
-                    seed=self.seed,
-                    groups=groups,
-                    c_grid=self.tuning_["c_grid"],
-                )
+                fit = self._linear(feats, labels, groups)
                 tried[f"{_tap_name(tap)}@{size}px"] = fit.info
                 candidates.append({"tap": tap, "extractor": extractor, "fit": fit, "backbone": sized, "stores": stores})
         best = candidates[
@@ -247,20 +240,14 @@ class ImageClassifier(TransferClassifier):
         if refit_with_validation(refit_on_val, train.labels, self.tuning_["refit_below"]):
             both = train.concat(val)
             feats, labels, groups = self._features(extractor, backbone, both, tap, flip=self.augment)
-            write_linear(
-                final_linear(self.net_.head),
-                fit_linear_classifier(
-                    feats,
-                    labels,
-                    len(self.classes_),
-                    model=self.linear_model,
-                    seed=self.seed,
-                    groups=groups,
-                    c_grid=self.tuning_["c_grid"],
-                ),
-            )
+            write_linear(final_linear(self.net_.head), self._linear(feats, labels, groups))
             extra["refit_on_train_and_val"] = True
         return final, extra
+
+    def _linear(self, feats: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> LinearFit:
+        """The cross-validated linear classifier, as this estimator's parameters and tuning say."""
+        how = {"model": self.linear_model, "seed": self.seed, "c_grid": self.tuning_["c_grid"]}
+        return fit_linear_classifier(feats, labels, len(self.classes_), groups=groups, **how)
 
     def _candidate_sizes(self, backbone: ImageBackbone) -> list[int]:
         if self.input_size == "auto":
