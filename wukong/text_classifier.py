@@ -90,8 +90,7 @@ class TextClassifier(TransferClassifier):
             arrival") when every label has a letter (names such as ``0``/``1`` say nothing); ``True``:
             the same, required; ``False``: none; a mapping ``{label: description}`` (``{"0":
             "negative", "1": "positive"}``): those descriptions, the names for classes it leaves out.
-            BANKING77, 10 per intent: +0.6 points; SST-2, 8 per class, described as above: 65.4%
-            against 60.0% (``auto``, mean of 5 samples; ``benchmarks/text.py``).
+            What this gains is measured in ``benchmarks/text.py`` (README, Benchmarks).
         bf16: bf16 autocast (``None``: where it is measured faster, once per model and machine).
         tuning: thresholds and grid the strategies decide with, e.g. ``{"small": 30}`` (see
             ``wukong.tuning.DEFAULTS``); ``None``: the measured defaults.
