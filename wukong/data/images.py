@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from wukong.data.archive import extract_cached, is_archive
-from wukong.data.inputs import as_labelled, is_table
+from wukong.data.inputs import as_items, as_labelled, is_table
 from wukong.errors import DataError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
@@ -150,27 +150,33 @@ def image_items(inputs: Any) -> list[Any]:
         if inputs.ndim == 4:
             return list(inputs)
         raise DataError(f"an image array must be HxW, HxWxC or NxHxWxC with C in 1, 3, 4 (got shape {inputs.shape})")
-    from wukong.data.inputs import as_items
-
     return as_items(inputs)
 
 
-def check_image_array(array: np.ndarray, name: str) -> None:
-    """``DataError`` naming ``name`` unless ``array`` is a uint8 HxW, HxWx1, HxWx3 or HxWx4 image."""
+def image_array_problem(array: np.ndarray) -> str | None:
+    """What is wrong with ``array`` as an image (``None``: a uint8 HxW, HxWx1, HxWx3 or HxWx4 array)."""
     if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4))):
-        raise DataError(
-            f"{name}: an image array must be uint8 HxW, HxWx3 or HxWx4 (got {array.dtype}, shape {array.shape}); "
-            "convert with (x * 255).round().astype('uint8') for floats in 0..1"
-        )
+        return f"an image array must be uint8 HxW, HxWx3 or HxWx4 (got {array.dtype}, shape {array.shape})"
+    return None
+
+
+def check_image_input(item: Any, name: str) -> None:
+    """``DataError`` naming ``name`` unless ``item`` is a kind of image input: a path, a PIL image,
+    encoded bytes, or a well-formed uint8 array."""
+    if isinstance(item, np.ndarray):
+        problem = image_array_problem(item)
+        if problem:
+            raise DataError(f"{name}: {problem}; convert with (x * 255).round().astype('uint8') for floats in 0..1")
+    elif not (is_in_memory(item) or isinstance(item, str | Path)):
+        raise DataError(f"{name}: image inputs are paths, PIL images or uint8 arrays; got a {type(item).__name__}")
 
 
 def in_memory_rgb(item: Image.Image | np.ndarray) -> tuple[Image.Image, bytes]:
     """An in-memory image as RGB, with the bytes that identify its content (for the feature cache)."""
     if isinstance(item, np.ndarray):
-        try:
-            check_image_array(item, "this array")
-        except DataError as exc:
-            raise BadImage(str(exc)) from None
+        problem = image_array_problem(item)
+        if problem:
+            raise BadImage(problem)
         item = Image.fromarray(np.ascontiguousarray(item[..., 0] if item.ndim == 3 and item.shape[2] == 1 else item))
     if item.width * item.height > MAX_PIXELS:
         raise BadImage(f"refused: {item.width}x{item.height} pixels is over the {MAX_PIXELS:,}-pixel limit")
@@ -187,14 +193,11 @@ def list_images(inputs: Iterable[Any]) -> list[Any]:
     """Expand files and folders (recursively) into the image files to predict on, sorted; images in
     memory (PIL, arrays) are kept, in their place."""
     files: list[Any] = []
-    for item in inputs:
-        if is_in_memory(item):
+    for i, item in enumerate(inputs):
+        if is_in_memory(item):  # a malformed array is reported with its row, like an unreadable file
             files.append(item)
             continue
-        if not isinstance(item, str | Path):
-            raise DataError(
-                f"image inputs are paths, PIL images or uint8 arrays; got a {type(item).__name__}: {item!r:.60}"
-            )
+        check_image_input(item, f"image[{i}]")
         item = Path(item)
         if item.is_dir():  # broken links are kept: reading them reports why they cannot be used
             files.extend(
@@ -484,12 +487,7 @@ def labelled_images(data: Any, labels: Sequence[str] | None, classes: Sequence[s
         return read_image_source(data, classes=classes)
     items, label_list = as_labelled(image_items(data) if not is_table(data) else data, labels, "image")
     for i, item in enumerate(items):  # a wrong kind of input is a mistake in the calling code: stop at once
-        if isinstance(item, np.ndarray):
-            check_image_array(item, f"image[{i}]")
-        elif not isinstance(item, str | Path | Image.Image):
-            raise DataError(
-                f"image[{i}]: image inputs are paths, PIL images or uint8 arrays; got a {type(item).__name__}"
-            )
+        check_image_input(item, f"image[{i}]")
     paths = [x if is_in_memory(x) else Path(x) for x in items]
     names = [str(label) for label in label_list]
     found = sorted(set(names))
