@@ -310,7 +310,7 @@ def run_baseline(train: Any, test: Any, model: str | None = None) -> dict[str, A
     from sentence_transformers import SentenceTransformer
     from sklearn.linear_model import LogisticRegression
 
-    from wukong.backbones.text import default_model_path, load_sentence_transformer
+    from wukong.backbones.sentence import default_model_path, load_sentence_transformer
 
     started = time.time()
     if model is None:
@@ -374,7 +374,8 @@ def encoding_speed(limit: int | None = None) -> dict[str, Any]:
     """
     from sentence_transformers import SentenceTransformer
 
-    from wukong.backbones.text import TextEncoder, default_model_path
+    from wukong.backbones.sentence import default_model_path
+    from wukong.backbones.text import TextEncoder
     from wukong.data.text import read_text_table
 
     ours = TextEncoder()

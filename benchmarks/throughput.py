@@ -55,14 +55,13 @@ def embedding(name: str):  # noqa: ANN201 - (module, backbone)
 
 def wukong_files_to_features(name: str, paths: list[Path]) -> tuple[float, np.ndarray]:
     """Seconds for Wukong's own path: ImageClassifier's decoding and frozen pass (no feature cache)."""
-    from wukong import ImageClassifier
+    from wukong.modalities import image
 
     module, bb = embedding(name)
-    clf = ImageClassifier(name, progress=False)
-    clf.backbone_, clf.bf16_ = bb, True
+    passes = image.FrozenPasses("auto", bf16=True)
     started = time.perf_counter()
-    store = clf._decode(paths, None, bb, "")
-    features = clf._embed_pixels(module.net, store.pixels)
+    store = image.decode(paths, None, bb, progress=False, desc="")
+    features = passes.embed(module.net, bb, store.pixels)
     return time.perf_counter() - started, features
 
 
@@ -242,7 +241,8 @@ def retrain_on_cached_features(train: Path) -> dict:
 def text_speed(limit: int = 3000) -> dict:
     from sentence_transformers import SentenceTransformer
 
-    from wukong.backbones.text import TextEncoder, default_model_path
+    from wukong.backbones.sentence import default_model_path
+    from wukong.backbones.text import TextEncoder
 
     with open(DATA / "banking77" / "train.csv", newline="", encoding="utf-8") as fh:
         texts = [row["text"] for row in csv.DictReader(fh)][:limit]

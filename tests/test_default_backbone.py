@@ -185,7 +185,7 @@ def test_preset_picks_the_backbone(tmp_path: Path) -> None:
 def split_minilm(tmp_path: Path, parts: int = 3):
     """The bundled MiniLM folder zipped, less its Normalize module, and cut in ``parts`` files."""
     from wukong.backbones.install import SplitModel, sha256_file
-    from wukong.backbones.text import default_model_path
+    from wukong.backbones.sentence import default_model_path
 
     source = default_model_path()
     archive = tmp_path / "model.zip"

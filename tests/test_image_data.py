@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wukong.data.images import decode_images, load_image, read_image_source
+from wukong.data.decode import decode_images, load_image
+from wukong.data.images import read_image_source
 from wukong.errors import DataError
 
 from .conftest import CAT_DOG
@@ -79,7 +80,7 @@ def test_exif_rotation_is_applied() -> None:
 
 
 def test_decompression_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    import wukong.data.images as images
+    import wukong.data.decode as images
 
     monkeypatch.setattr(images, "MAX_PIXELS", 1000)  # a 40x40 image now counts as a bomb
     with pytest.raises(images.BadImage, match="decompression bomb"):

@@ -294,7 +294,7 @@ def test_the_same_image_under_two_classes_is_left_out_and_reported(data: Path) -
 
 
 def test_a_huge_file_is_skipped_without_being_read(tmp_path: Path) -> None:
-    from wukong.data.images import decode_images
+    from wukong.data.decode import decode_images
 
     huge = tmp_path / "huge.jpg"
     with open(huge, "wb") as fh:  # sparse: 1 GB on paper, nothing on disk

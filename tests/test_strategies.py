@@ -113,9 +113,9 @@ def test_finetune_uses_smaller_rates_for_pretrained_blocks(tmp_path: Path) -> No
 
 
 def test_the_default_finetune_is_short_one_head_epoch_then_the_later_blocks(tmp_path: Path) -> None:
-    from wukong.image_classifier import DEFAULT_PLANS
+    from wukong.strategies.finetune import AUGMENTED_PLANS
 
-    epochs, head_epochs, min_steps = DEFAULT_PLANS["finetune"]
+    epochs, head_epochs, min_steps = AUGMENTED_PLANS["finetune"]
     clf = ImageClassifier(FAST_BACKBONE, strategy="finetune", progress=False).fit(CAT_DOG / "train", work_dir=tmp_path)
     groups = [len(row["lr"]) for row in clf.metrics_["history"]["epochs"]]
     assert len(groups) <= epochs and groups[:head_epochs] == [1] * head_epochs  # early stopping may end it sooner
@@ -162,13 +162,15 @@ def test_features_with_a_linear_svm_learns_and_is_chosen_by_cv_error(cifar_small
 
 def test_small_data_epochs_repeat_the_images_as_different_views() -> None:
     from wukong.data.augment import ArrayImageDataset
-    from wukong.image_classifier import MIN_STEPS_PER_EPOCH, repeat_to_steps
+    from wukong.strategies.finetune import AUGMENTED_PLANS, repeat_to_steps
+
+    min_steps = AUGMENTED_PLANS["head"][2]
 
     pixels = np.random.default_rng(0).integers(0, 256, (36, 72, 72, 3), dtype=np.uint8)
     data = ArrayImageDataset(pixels, np.arange(36) % 2, 64, train=True)
-    repeated = repeat_to_steps(data, 64, MIN_STEPS_PER_EPOCH)
-    assert len(repeated) >= 64 * MIN_STEPS_PER_EPOCH and len(repeated) % 36 == 0
+    repeated = repeat_to_steps(data, 64, min_steps)
+    assert len(repeated) >= 64 * min_steps and len(repeated) % 36 == 0
     first, again = repeated[0], repeated[36]  # the same image, in two copies
     assert torch.equal(first[1], again[1]) and not torch.equal(first[0], again[0])  # same label, new crop
-    big = ArrayImageDataset(np.zeros((64 * MIN_STEPS_PER_EPOCH, 8, 8, 3), np.uint8), np.zeros(1280), 8, train=True)
-    assert repeat_to_steps(big, 64, MIN_STEPS_PER_EPOCH) is big
+    big = ArrayImageDataset(np.zeros((64 * min_steps, 8, 8, 3), np.uint8), np.zeros(1280), 8, train=True)
+    assert repeat_to_steps(big, 64, min_steps) is big

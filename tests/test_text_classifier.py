@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from wukong import ImageClassifier, TextClassifier, load
-from wukong.backbones.text import load_sentence_transformer
+from wukong.backbones.sentence import load_sentence_transformer
 from wukong.data.text import read_text_table
 from wukong.errors import DataError, ParameterError
 from wukong.heads import final_linear
@@ -174,13 +174,17 @@ def test_unknown_strategy_and_unfitted_use_say_what_to_do() -> None:
 def test_length_buckets_pad_little_and_keep_every_text() -> None:
     rng = np.random.default_rng(0)
     tokens = [[7] * int(n) for n in rng.integers(3, 60, size=500)]
-    batches = TokenBatches(tokens, np.zeros(500, dtype=np.int64), batch_size=32, pad_id=0, seed=0)
+    tokenizer = load_sentence_transformer().tokenizer
+    batches = TokenBatches(tokens, np.zeros(500, dtype=np.int64), tokenizer=tokenizer, batch_size=32, seed=0)
     seen = np.concatenate(batches.batches)
     assert sorted(seen.tolist()) == list(range(500))
     padded = sum(len(b) * max(len(tokens[i]) for i in b) for b in batches.batches)
     assert padded < 1.2 * sum(len(t) for t in tokens)  # random batches pad ~1.8x here
     rows = batches.__getitems__([0])
     assert rows[0][0].shape[0] == 2 and all(r[0].shape == rows[0][0].shape for r in rows)
+    shortest = min(range(len(rows)), key=lambda j: int(rows[j][0][1].sum()))  # padded by the tokenizer
+    ids, mask = rows[shortest][0]
+    assert int(mask.sum()) < len(mask) and set(ids[mask == 0].tolist()) == {tokenizer.pad_token_id}
 
 
 # --- persistence and the command line -----------------------------------------------------------

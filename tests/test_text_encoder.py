@@ -11,12 +11,8 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
-from wukong.backbones.text import (
-    TextEncoder,
-    default_model_path,
-    length_batches,
-    load_sentence_transformer,
-)
+from wukong.backbones.sentence import default_model_path, load_sentence_transformer
+from wukong.backbones.text import TextEncoder, length_batches
 from wukong.data.text import read_text_table
 from wukong.errors import BackboneNotAvailable
 from wukong.features_cache import FeatureCache

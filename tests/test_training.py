@@ -75,14 +75,14 @@ def test_a_resumed_run_keeps_the_history_of_the_epochs_before_it(tmp_path: Path)
 
 
 def test_training_keeps_the_most_accurate_epoch(tmp_path: Path) -> None:
-    from wukong.text_network import HeadOnly
+    from wukong.network import TransferNet
     from wukong.training.engine import TrainPlan, train_network
 
     torch.manual_seed(0)
     x = torch.randn(400, 8)
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
     train, val = TensorDataset(x[:300], y[:300]), TensorDataset(x[300:], y[300:])
-    net = HeadOnly(torch.nn.Linear(8, 2))
+    net = TransferNet(torch.nn.Identity(), torch.nn.Linear(8, 2))  # a head on features
     plan = TrainPlan(blocks=[], epochs=6, head_epochs=6, lr=0.05, batch_size=32, patience=10)
     result = train_network(net, train, val, plan, work_dir=tmp_path, progress=False)
     rows = result["epochs"]

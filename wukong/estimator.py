@@ -1,8 +1,11 @@
-"""The shared estimator: ``fit`` / ``predict`` / ``predict_proba`` / ``evaluate`` / ``save`` / ``load``.
+"""The one estimator, ``TransferClassifier``: the ``fit`` template and the parameters every modality
+shares; prediction (``wukong.prediction``) and ``save``/``load`` (``wukong.persistence``) are mixed in.
 
-scikit-learn conventions: ``__init__`` only stores parameters; learned state ends with ``_``;
-data is validated at the boundary with messages that say what to do. Modality-specific work
-(reading data, building the network, embedding inputs) lives in the subclasses.
+scikit-learn conventions: ``__init__`` only stores parameters (a dataclass writes it); learned
+state ends with ``_``; data is validated at the boundary with messages that say what to do. What
+differs per modality (reading data, the backbone, embedding) lives in ``wukong.modalities`` and in
+the small subclasses ``ImageClassifier`` and ``TextClassifier``; how to transfer, in
+``wukong.strategies``.
 """
 
 from __future__ import annotations
@@ -13,27 +16,32 @@ import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from torch import nn
 
-from wukong.data.labelled import Labelled, check_every_class_present, origin_of, per_class_counts
+from wukong.data.labelled import Labelled, check_every_class_present, per_class_counts
 from wukong.data.split import stratified_split
-from wukong.errors import DataError, NotFittedError, ParameterError
+from wukong.errors import DataError, ParameterError
 from wukong.heads import is_linear
 from wukong.persistence import Persistence
-from wukong.report import classification_metrics
+from wukong.prediction import Prediction
 from wukong.runtime import private_random_state
 from wukong.strategies.auto import Choice, choose
+from wukong.strategies.features import LINEAR_MODELS, LinearFit, fit_linear_classifier
+from wukong.training.engine import TrainPlan
 from wukong.training.quiet import quiet_lightning
 from wukong.tuning import resolve_tuning
 
 STRATEGIES = ("auto", "features", "head", "finetune")
 
 
-class TransferClassifier(Persistence, ClassifierMixin, BaseEstimator, ABC):
+@dataclass(eq=False, repr=False)  # scikit-learn's repr; identity for equality and hashing
+class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator, ABC):
     """Base of ``ImageClassifier`` and ``TextClassifier``; not used directly.
 
     A scikit-learn classifier: ``get_params``/``set_params`` (from ``BaseEstimator``), ``clone``,
@@ -41,8 +49,28 @@ class TransferClassifier(Persistence, ClassifierMixin, BaseEstimator, ABC):
     on lists or arrays of inputs (paths, texts) with their labels.
     """
 
-    modality: str = ""
-    strategies: tuple[str, ...] = STRATEGIES
+    modality: ClassVar[str] = ""
+    strategies: ClassVar[tuple[str, ...]] = STRATEGIES
+
+    # The parameters every modality takes (documented in each subclass); a subclass adds its own
+    # and may change a default. A dataclass writes ``__init__``, which only stores them, and its
+    # signature is what scikit-learn's ``get_params`` reads.
+    backbone: Any = None
+    _: KW_ONLY
+    strategy: str = "auto"
+    head: str | nn.Module = "linear"
+    linear_model: str = "logistic"
+    unfreeze: int | str | None = None
+    epochs: int | None = None
+    head_epochs: int | None = None
+    lr: float = 2e-3
+    backbone_lr_ratio: float = 0.1
+    batch_size: int = 64
+    val_fraction: float = 0.2
+    bf16: bool | None = None
+    tuning: dict[str, Any] | None = None
+    seed: int = 0
+    progress: bool = True
 
     def __sklearn_is_fitted__(self) -> bool:
         return getattr(self, "net_", None) is not None
@@ -137,31 +165,45 @@ class TransferClassifier(Persistence, ClassifierMixin, BaseEstimator, ABC):
         ``carved``: the validation set was held out of the training data (so it may be added back)."""
 
     def _check_params(self) -> None:
-        from wukong.strategies.features import LINEAR_MODELS
-
         if self.strategy not in self.strategies:
             raise ParameterError(f"strategy={self.strategy!r}: choose one of {', '.join(self.strategies)}")
         if self.linear_model not in LINEAR_MODELS:
             raise ParameterError(f"linear_model={self.linear_model!r}: choose one of {', '.join(LINEAR_MODELS)}")
 
-    def _choose(self, labels: np.ndarray, num_classes: int, stages: int) -> Choice:
-        counts = np.bincount(labels, minlength=num_classes)
+    def _auto_choice(self, per_class_min: int, per_class_median: float, stages: int) -> Choice:
+        """The modality's ``auto`` rule (``wukong.strategies.auto``) with this estimator's tuning."""
         small, large = self.tuning_["small"], self.tuning_["large"]
-        auto = choose(int(counts.min()), float(np.median(counts)), stages=stages, small=small, large=large)
+        return choose(per_class_min, per_class_median, stages=stages, small=small, large=large)
+
+    def _choose(self, labels: np.ndarray, num_classes: int, stages: int) -> Choice:
+        """The strategy: ``auto``'s, or the one asked for, with the blocks ``finetune`` unfreezes."""
+        counts = np.bincount(labels, minlength=num_classes)
+        auto = self._auto_choice(int(counts.min()), float(np.median(counts)), stages)
+        linear = is_linear(self.head)
         if self.strategy == "auto":
-            if auto.strategy == "features" and not is_linear(self.head):
+            if auto.strategy == "features" and not linear:
+                head = self.head if isinstance(self.head, str) else type(self.head).__name__
                 return Choice(
-                    "head",
-                    0,
-                    auto.reason.split(":")[0] + f": train the given {_head_name(self.head)} head on the frozen network",
+                    "head", 0, f"{auto.reason}; the given {head} head is trained on the frozen network instead"
                 )
             return auto
-        unfreeze = self.unfreeze if self.unfreeze is not None else (auto.unfreeze or min(2, stages) or "all")
-        if self.strategy == "head":
-            unfreeze = 0
-        if self.strategy == "features":
-            unfreeze = 0
+        if self.strategy == "features" and not linear:
+            raise ParameterError("strategy 'features' fits a linear classifier; use 'head' or 'finetune' for this head")
+        unfreeze: int | str = 0
+        if self.strategy == "finetune":
+            unfreeze = self.unfreeze if self.unfreeze is not None else (auto.unfreeze or min(2, stages) or "all")
         return Choice(self.strategy, unfreeze, f"strategy '{self.strategy}' asked for")
+
+    def _linear(self, feats: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None) -> LinearFit:
+        """The cross-validated linear classifier of ``features``, as this estimator's parameters and
+        tuning say (``groups``: augmented copies of one example, kept in one fold)."""
+        how = {"model": self.linear_model, "seed": self.seed, "c_grid": self.tuning_["c_grid"]}
+        return fit_linear_classifier(feats, labels, len(self.classes_), groups=groups, **how)
+
+    def _train_plan(self, blocks: list[nn.Module], epochs: int, head_epochs: int, **more: Any) -> TrainPlan:
+        """A training plan with this estimator's rates, precision and seed (``strategies.finetune``)."""
+        how = {"lr": self.lr, "backbone_lr_ratio": self.backbone_lr_ratio, "bf16": self.bf16_, "seed": self.seed}
+        return TrainPlan(blocks=blocks, epochs=epochs, head_epochs=head_epochs, **how, **more)
 
     def _work_dir(self, work_dir: str | Path | None) -> Path:
         if work_dir is not None:
@@ -228,90 +270,3 @@ class TransferClassifier(Persistence, ClassifierMixin, BaseEstimator, ABC):
             if other is not None:
                 self._source(other, None, classes=classes)
         return classes
-
-    # --- prediction ------------------------------------------------------------------------------
-
-    def _check_fitted(self) -> None:
-        if getattr(self, "net_", None) is None:
-            raise NotFittedError(
-                f"this {type(self).__name__} is not fitted yet: call fit(...) first, or wukong.load(folder)"
-            )
-
-    @abstractmethod
-    def _read_unlabelled(self, inputs: Any) -> tuple[list[str], Any, list[tuple[str, str]]]:
-        """Inputs to predict on -> (their names, what ``_proba_prepared`` takes, (name, problem) of
-        each input that cannot be used)."""
-
-    def _prepare(self, inputs: Any) -> Any:
-        _, prepared, problems = self._read_unlabelled(inputs)
-        if problems:
-            bad = "; ".join(f"{name}: {reason}" for name, reason in problems)
-            raise DataError(f"cannot predict on unusable input(s): {bad}")
-        return prepared
-
-    def predict_records(self, inputs: Any, top_k: int = 1) -> list[dict[str, Any]]:
-        """One record per input, as the CLI and the server give them: ``{"input", "label", "score",
-        "top_k"}``, or ``{"input", "error"}`` for an input that cannot be used (the others are still
-        predicted).
-
-        Example:
-            >>> model.predict_records(["cat_dog/test"], top_k=2)[0]["top_k"]   # doctest: +SKIP
-            [['cat', 0.97], ['dog', 0.03]]
-        """
-        self._check_fitted()
-        names, prepared, problems = self._read_unlabelled(inputs)
-        rows: list[dict[str, Any]] = [{"input": name, "error": reason} for name, reason in problems]
-        if names:
-            rows += self._rows(names, self._proba_prepared(prepared), top_k)
-        return rows
-
-    @abstractmethod
-    def _proba_prepared(self, prepared: Any) -> np.ndarray:
-        """Class probabilities of prepared inputs."""
-
-    def predict_proba(self, inputs: Any) -> np.ndarray:
-        """Class probabilities, shape ``(n, len(classes_))``, columns in ``classes_`` order."""
-        self._check_fitted()
-        return self._proba_prepared(self._prepare(inputs))
-
-    def predict(self, inputs: Any) -> list[str]:
-        """The most probable class name for each input."""
-        proba = self.predict_proba(inputs)
-        return [self.classes_[i] for i in proba.argmax(axis=1)]
-
-    def predict_top_k(self, inputs: Any, k: int = 1) -> list[list[tuple[str, float]]]:
-        """For each input, the ``k`` most probable ``(class, probability)`` pairs."""
-        return self._top_k(self.predict_proba(inputs), k)
-
-    def _top_k(self, proba: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        k = max(1, min(k, proba.shape[1]))
-        order = np.argsort(-proba, axis=1)[:, :k]
-        return [
-            [(self.classes_[j], round(float(row[j]), 6)) for j in idx] for row, idx in zip(proba, order, strict=True)
-        ]
-
-    def _rows(self, names: Sequence[str], proba: np.ndarray, k: int) -> list[dict[str, Any]]:
-        """Prediction records as the CLI and the server print them."""
-        return [
-            {"input": name, "label": top[0][0], "score": top[0][1], "top_k": [list(t) for t in top]}
-            for name, top in zip(names, self._top_k(proba, k), strict=True)
-        ]
-
-    @abstractmethod
-    def _labelled(self, data: Any, labels: Sequence[Any] | None) -> tuple[Any, np.ndarray, list[dict]]:
-        """Read labelled data with the training classes: (prepared inputs, label ids, skipped)."""
-
-    def evaluate(self, data: Any, labels: Sequence[Any] | None = None) -> dict[str, Any]:
-        """Accuracy, per-class precision/recall/F1 and the confusion matrix on labelled data."""
-        self._check_fitted()
-        prepared, label_ids, skipped = self._labelled(data, labels)
-        if len(label_ids) == 0:
-            reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
-            raise DataError(f"{origin_of(data)}: no usable example to evaluate ({len(skipped)} skipped: {reasons})")
-        metrics = classification_metrics(label_ids, self._proba_prepared(prepared), self.classes_)
-        metrics["skipped"] = skipped
-        return metrics
-
-
-def _head_name(head: Any) -> str:
-    return head if isinstance(head, str) else type(head).__name__

@@ -35,38 +35,54 @@ class FeatureExtractor(nn.Module):
 
 
 class TransferNet(nn.Module):
-    """pixels (float in [0, 1], or uint8) -> normalise -> features -> head -> logits.
+    """The one network every strategy trains: inputs -> features -> head -> logits.
+
+    ``features`` is the pretrained body with its top removed (a ``FeatureExtractor`` over an image
+    network, a sentence encoder) or ``nn.Identity()`` when the inputs are already features (a head
+    trained on cached embeddings). With ``mean``/``std``, inputs are pixels (float in [0, 1], or
+    uint8) normalised inside the network, so the saved model, the ONNX export and the server all
+    take plain pixels.
 
     Frozen layers stay in inference mode: ``train()`` puts every submodule whose parameters are all
     frozen back into ``eval`` each time it is called (Lightning calls it after every validation), so
-    frozen BatchNorm's running statistics are neither used per batch nor updated.
+    frozen BatchNorm's running statistics are neither used per batch nor updated, and frozen dropout
+    adds no noise.
     """
 
     def __init__(
-        self, features: FeatureExtractor, head: nn.Module, mean: Sequence[float], std: Sequence[float]
+        self,
+        features: nn.Module,
+        head: nn.Module,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.features = features
         self.head = head
-        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+        pixels = mean is not None and std is not None  # otherwise there is nothing to normalise
+        self.register_buffer("mean", _channels(mean) if pixels else None)
+        self.register_buffer("std", _channels(std) if pixels else None)
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         if pixels.dtype == torch.uint8:  # loaders move uint8 (4x fewer bytes); scale here
             pixels = pixels.float().div_(255.0)
         return ((pixels - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
-    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.features(self.normalize(pixels))
+    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.features(self.normalize(inputs) if self.mean is not None else inputs)
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(pixels))
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(inputs))
 
     def train(self, mode: bool = True) -> TransferNet:
         super().train(mode)
         if mode:
             keep_frozen_in_eval(self.features)
         return self
+
+
+def _channels(values: Sequence[float]) -> torch.Tensor:
+    return torch.tensor(list(values), dtype=torch.float32).view(1, -1, 1, 1)
 
 
 class Embedding(nn.Module):

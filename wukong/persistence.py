@@ -56,6 +56,7 @@ class Persistence:
             "bf16": self.bf16_,
             **self._config_extra(),
         }
+        config["backbone"] = {"name": self.backbone_name_, **config.get("backbone", {})}
         logs = (self.metrics_.get("history") or {}).get("logs")  # only trained networks have logs
         return write_model_folder(
             Path(path),
@@ -89,6 +90,9 @@ class Persistence:
             )
         try:
             model = klass._from_config(saved.config, **modules)
+            model.classes_ = list(saved.config["classes"])
+            model.strategy_, model.strategy_reason_ = saved.config["strategy"], saved.config["strategy_reason"]
+            model.head_spec_ = saved.config["head"]
         except WukongError as exc:
             raise DataError(f"{saved.config_file}: {exc}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -28,10 +28,12 @@ from wukong.artifact_io import work_folder
 from wukong.backbones.archs import arch_spec, build_network
 from wukong.backbones.folder import IMAGENET_MEAN, IMAGENET_STD, write_backbone_folder
 from wukong.data.augment import ArrayBatches, normalize_batch, random_resized_crop_batch
-from wukong.data.images import decode_images, read_image_source
+from wukong.data.decode import decode_images
+from wukong.data.images import read_image_source
 from wukong.errors import DataError
 from wukong.runtime import private_random_state
 from wukong.training.checkpoints import epoch_checkpoints, last_checkpoint
+from wukong.training.engine import make_trainer
 from wukong.training.quiet import quiet_lightning
 
 
@@ -231,17 +233,12 @@ def _pretrain(  # noqa: PLR0913 - pretrain's arguments, checked
     work = work_folder(out, create=True)
     best, last = epoch_checkpoints(work / "checkpoints", monitor="val_top1", mode="max")
     history = History()
-    trainer = L.Trainer(
-        max_epochs=config.epochs,
-        accelerator="auto",
-        devices=1,
-        precision="bf16-mixed" if config.bf16 else "32-true",
+    trainer = make_trainer(
+        work,
+        epochs=config.epochs,
+        bf16=config.bf16,
         callbacks=[ProgressiveResize(config), best, last, history],
-        default_root_dir=work,
-        logger=L.pytorch.loggers.TensorBoardLogger(work, name="logs", version=""),
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
+        progress=progress,
         deterministic=False,
         benchmark=torch.cuda.is_available(),  # cuDNN picks the fastest kernels for each input size
     )

@@ -1,16 +1,16 @@
 """``TextClassifier``: transfer a pretrained sentence encoder to your labelled texts.
 
-The estimator's ``fit`` template (``wukong.estimator``) with the text parts: reading tables and
-in-memory texts (``wukong.data.text``), the encoder (``wukong.backbones.text.TextEncoder``:
-length-bucketed, bf16 where faster, cached by content), the network (``wukong.text_network``), the
-text ``auto`` rule (``wukong.strategies.auto``) and the few-shot strategy (``wukong.strategies.fewshot``).
+The estimator's ``fit`` template (``wukong.estimator``) with the text parts: the adapter
+(``wukong.modalities.text``: tables and in-memory texts, the encoder, label-name examples, token
+batches), the text ``auto`` rule (``wukong.strategies.auto``), and the strategies ``features``,
+``head``/``finetune`` (``wukong.strategies.finetune``: the head on cached embeddings first) and
+``fewshot`` (``wukong.strategies.fewshot``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,45 +20,20 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from wukong.backbones.catalog import entry
-from wukong.backbones.text import DEFAULT_TEXT_BACKBONE, TextEncoder
-from wukong.data.inputs import as_items, as_labelled, is_table
-from wukong.data.text import TextSource, label_name_texts, read_text_table, texts_source
-from wukong.errors import DataError, ParameterError
+from wukong.data.text import TextSource
 from wukong.estimator import Labelled, TransferClassifier
-from wukong.features_cache import FeatureCache
-from wukong.heads import build_head, final_linear, head_from_spec, is_linear
-from wukong.network import set_trainable
+from wukong.heads import final_linear, head_from_spec, is_linear
+from wukong.modalities import text
+from wukong.modalities.text import Texts
 from wukong.report import classification_metrics
-from wukong.runtime import default_device
 from wukong.strategies.auto import BETTER_FEWSHOT_ENCODER, MPNET_HINT, Choice, choose_text_strategy
-from wukong.strategies.features import fit_linear_classifier, refit_with_validation, write_linear
+from wukong.strategies.features import refit_with_validation, write_linear
 from wukong.strategies.fewshot import ContrastivePlan, contrastive_tune
-from wukong.text_network import HeadOnly, TextNet, TokenBatches, encoder_blocks, input_embeddings
-from wukong.training.engine import TrainPlan, train_network
-
-# --- tuning defaults ----------------------------------------------------------------------------
-
-# Fine-tuning budget: about this many example passes in all, within [MIN_EPOCHS, MAX_EPOCHS] epochs.
-FINETUNE_PASSES = 40_000
-MIN_EPOCHS, MAX_EPOCHS = 2, 10
-HEAD_EPOCHS = 40  # the new head alone, on cached embeddings: cheap, early stopping ends it
-HEAD_MIN_STEPS = 300  # ... but at least this many optimiser steps, however few the examples
-HEAD_BATCH = 64
+from wukong.strategies.finetune import HeadPhase, cached_head_epochs, finetune_epochs, head_then_unfreeze
+from wukong.text_network import TextNet, encoder_blocks
 
 
-def finetune_epochs(num_examples: int) -> int:
-    """Epochs for a budget of ~``FINETUNE_PASSES`` example passes: more epochs on less data."""
-    return int(min(MAX_EPOCHS, max(MIN_EPOCHS, round(FINETUNE_PASSES / max(1, num_examples)))))
-
-
-@dataclass
-class _Texts:
-    """Texts to embed; ``cache``: labelled data files, whose embeddings are worth keeping on disk."""
-
-    texts: list[str]
-    cache: bool = False
-
-
+@dataclass(eq=False, repr=False)
 class TextClassifier(TransferClassifier):
     """Text classification by transfer learning from a pretrained sentence encoder.
 
@@ -108,61 +83,25 @@ class TextClassifier(TransferClassifier):
     load_modules = ("head",)  # the encoder is named in the folder
     strategies = ("auto", "features", "head", "finetune", "fewshot")
 
-    def __init__(
-        self,
-        backbone: str | Path | None = None,
-        *,
-        strategy: str = "auto",
-        head: str | nn.Module = "linear",
-        text_col: str | None = None,
-        label_col: str | None = None,
-        linear_model: str = "logistic",
-        unfreeze: int | str | None = None,
-        epochs: int | None = None,
-        head_epochs: int | None = None,
-        lr: float = 3e-3,
-        backbone_lr_ratio: float = 0.02,
-        batch_size: int = 32,
-        val_fraction: float = 0.1,
-        max_length: int | None = None,
-        pair_steps: int | None = None,
-        pair_lr: float = 2e-5,
-        pair_loss: str = "supcon",
-        label_names: bool | Mapping[str, str] | None = None,
-        bf16: bool | None = None,
-        tuning: dict[str, Any] | None = None,
-        seed: int = 0,
-        progress: bool = True,
-    ) -> None:
-        self.backbone = backbone
-        self.strategy = strategy
-        self.head = head
-        self.text_col = text_col
-        self.label_col = label_col
-        self.linear_model = linear_model
-        self.unfreeze = unfreeze
-        self.epochs = epochs
-        self.head_epochs = head_epochs
-        self.lr = lr
-        self.backbone_lr_ratio = backbone_lr_ratio
-        self.batch_size = batch_size
-        self.val_fraction = val_fraction
-        self.max_length = max_length
-        self.pair_steps = pair_steps
-        self.pair_lr = pair_lr
-        self.pair_loss = pair_loss
-        self.label_names = label_names
-        self.bf16 = bf16
-        self.tuning = tuning
-        self.seed = seed
-        self.progress = progress
+    backbone: str | Path | None = None
+    _: KW_ONLY
+    text_col: str | None = None
+    label_col: str | None = None
+    lr: float = 3e-3
+    backbone_lr_ratio: float = 0.02
+    batch_size: int = 32
+    val_fraction: float = 0.1
+    max_length: int | None = None
+    pair_steps: int | None = None
+    pair_lr: float = 2e-5
+    pair_loss: str = "supcon"
+    label_names: bool | Mapping[str, str] | None = None
 
     # --- fit -----------------------------------------------------------------------------------
 
     def _read_labelled(
         self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None, role: str
     ) -> tuple[Labelled, list[dict[str, Any]]]:
-        """Texts: a CSV/TSV/JSONL file (text and label columns), a DataFrame or Dataset, or texts + labels."""
         source = self._source(data, labels, classes=classes)
         labelled = Labelled(source, source.label_ids(classes), list(source.classes), source.origin)
         return labelled, [s.to_dict() for s in source.skipped]
@@ -170,27 +109,17 @@ class TextClassifier(TransferClassifier):
     def _run_strategy(
         self, choice: Choice, train: Labelled, val: Labelled, *, work: Path, resume: bool, carved: bool
     ) -> tuple[Choice, dict[str, Any]]:
-        names = self._label_texts(train.origin)  # checked before the encoder loads
-        self.encoder_ = self._load_encoder(self.backbone, self.max_length, self.bf16)
-        self.bf16_ = self.encoder_.bf16  # None: bf16 where it is measured faster, for training too
-        self.backbone_name_ = self.encoder_.name
-        self._feature_cache: FeatureCache | None = None
-        self.encoder_tuned_ = False  # until a strategy changes its weights: embeddings may be cached
+        names = text.label_texts(self.classes_, self.label_names, train.origin)  # checked before the encoder loads
+        self._start_encoder(text.load_encoder(self.backbone, self.max_length, self.bf16))
         if choice.strategy == "fewshot" and self.backbone is None and entry(BETTER_FEWSHOT_ENCODER).installed():
             choice = Choice(choice.strategy, choice.unfreeze, choice.reason + MPNET_HINT)
-        train_texts = list(train.examples.texts) + (names or [])
-        fit_y = np.concatenate([train.labels, np.arange(len(self.classes_))]) if names else train.labels
-        self.net_ = self._assemble()
-        fit_step = {
-            "features": self._fit_features,
-            "head": self._fit_head,
-            "finetune": self._fit_finetune,
-            "fewshot": self._fit_fewshot,
-        }[choice.strategy]
-        val_texts = val.examples.texts
-        extra = fit_step(
-            train_texts, fit_y, val_texts, val.labels, choice=choice, work=work, resume=resume, carved=carved
-        )
+        texts = list(train.examples.texts) + (names or [])
+        labels = np.concatenate([train.labels, np.arange(len(self.classes_))]) if names else train.labels
+        self.net_, self.head_spec_ = text.assemble(self.encoder_, self.head, len(self.classes_))
+        step = {"features": self._fit_linear, "fewshot": self._fit_fewshot}
+        fit_step = step.get(choice.strategy, self._fit_network)
+        data = (texts, labels, val.examples.texts, val.labels)
+        extra = fit_step(*data, choice=choice, work=work, resume=resume, carved=carved)
         extra["label_name_examples"] = len(names or [])
         extra["data_encoding"] = train.examples.encoding
         if names:
@@ -199,244 +128,130 @@ class TextClassifier(TransferClassifier):
         # history["logs"] when it is a folder and an empty name would mean the current directory.
         extra.setdefault("history", {"epochs": [], "logs": str(work / "logs")})
         extra["val"] = extra.pop("val_before_refit", None) or classification_metrics(
-            val.labels, self._proba_prepared(_Texts(val_texts, cache=True)), self.classes_
+            val.labels, self._proba_prepared(Texts(val.examples.texts, cache=True)), self.classes_
         )
         extra["refit_on_train_and_val"] = bool(carved and extra.get("refit"))
         return choice, extra
 
-    def _choose(self, labels: np.ndarray, num_classes: int, stages: int = 0) -> Choice:
-        counts = np.bincount(labels, minlength=num_classes)
-        auto = choose_text_strategy(int(counts.min()), float(np.median(counts)), self.tuning_["fewshot_below"])
-        linear = is_linear(self.head)
-        if self.strategy == "auto":
-            if auto.strategy == "features" and not linear:
-                return Choice("head", 0, auto.reason.split(";")[0] + f"; train the given {self.head} head instead")
-            return auto
-        if self.strategy == "features" and not linear:
-            raise ParameterError("strategy 'features' fits a linear classifier; use 'head' or 'finetune' for this head")
-        unfreeze = (self.unfreeze if self.unfreeze is not None else "all") if self.strategy == "finetune" else 0
-        return Choice(self.strategy, unfreeze, f"strategy '{self.strategy}' asked for")
+    def _auto_choice(self, per_class_min: int, per_class_median: float, stages: int) -> Choice:
+        return choose_text_strategy(per_class_min, per_class_median, self.tuning_["fewshot_below"])
 
-    def _label_texts(self, origin: str) -> list[str] | None:
-        """The classes' names or given descriptions as texts, per ``label_names`` (None: not used)."""
-        if self.label_names is False:
-            return None
-        descriptions = self.label_names if isinstance(self.label_names, Mapping) else None
-        names = label_name_texts(self.classes_, descriptions)
-        if names is None and (self.label_names is True or descriptions):
-            raise DataError(
-                f"{origin}: the labels {self.classes_[:5]} are not words; describe each, e.g. "
-                f"label_names={{{self.classes_[0]!r}: 'negative review', ...}} (CLI: --label-names)"
-            )
-        return names
+    def _start_encoder(self, encoder: Any) -> None:
+        self.encoder_ = encoder
+        self.bf16_ = encoder.bf16  # None: bf16 where it is measured faster, for training too
+        self.backbone_name_ = encoder.name
+        self._embed = text.Embedder(encoder, progress=self.progress)
+        self._set_tuned(False)  # until a strategy changes its weights: embeddings may be cached
+
+    def _set_tuned(self, tuned: bool) -> None:
+        self.encoder_tuned_ = self._embed.tuned = tuned
 
     # --- strategies ---------------------------------------------------------------------------
 
-    def _fit_features(self, texts, labels, val_texts, val_labels, *, carved: bool, **_: Any) -> dict[str, Any]:
-        """Cached embeddings of the frozen encoder + cross-validated logistic regression."""
-        return self._fit_linear(texts, labels, val_texts, val_labels, refit=carved)
-
-    def _fit_head(self, texts, labels, val_texts, val_labels, *, work: Path, resume: bool, **_: Any) -> dict:
-        """The new top, trained by the shared engine on the frozen encoder's cached embeddings."""
-        history = self._train_head(texts, labels, val_texts, val_labels, self.epochs, work, resume)
-        return {"history": history, "epochs_run": len(history["epochs"])}
-
-    def _fit_finetune(
+    def _fit_network(
         self, texts, labels, val_texts, val_labels, *, choice: Choice, work: Path, resume: bool, **_: Any
     ) -> dict[str, Any]:
-        """The head on cached embeddings first (a good start: fine-tuning then does not have to undo
-        a random head's gradients), then encoder layers with it, tokenised, at smaller rates."""
-        head_history = self._train_head(texts, labels, val_texts, val_labels, self.head_epochs, work / "head", resume)
-        epochs = self.epochs or finetune_epochs(len(texts))
-        blocks = encoder_blocks(self.net_.features, choice.unfreeze)
-        # TokenBatches items are whole batches, hence the loader's batch_size of 1.
-        plan = TrainPlan(
-            blocks=blocks,
-            epochs=epochs,
-            head_epochs=0,
-            lr=self.lr,
-            backbone_lr_ratio=self.backbone_lr_ratio,
-            batch_size=1,
-            patience=max(2, epochs // 3),
-            bf16=self.bf16_,
-            seed=self.seed,
-        )
-        train_set, val_set = self._token_batches(texts, labels), self._token_batches(val_texts, val_labels)
-        self.encoder_tuned_ = True
-        history = train_network(
-            self.net_, train_set, val_set, plan, work_dir=work / "finetune", resume=resume, progress=self.progress
-        )
-        return {
-            "unfreeze": choice.unfreeze,
-            "epochs_run": len(history["epochs"]),
-            "head_history": head_history,
-            "history": history,
-        }
+        """``head`` and ``finetune`` (``strategies.finetune``): the head on cached embeddings, then
+        (``finetune``) encoder layers with it, tokenised, at smaller rates."""
+        finetune = choice.strategy == "finetune"
+        blocks = encoder_blocks(self.net_.features, choice.unfreeze) if finetune else []
+        head_epochs = self.head_epochs if finetune else self.epochs
+        history = self._head_then_unfreeze(texts, labels, val_texts, val_labels, blocks, head_epochs, work, resume)
+        extra = {"epochs_run": len(history["epochs"]), "history": history}
+        if finetune:
+            extra.update(unfreeze=choice.unfreeze, head_history=history.pop("head_history"))
+        return extra
 
     def _fit_fewshot(
         self, texts, labels, val_texts, val_labels, *, work: Path, resume: bool, carved: bool, **_: Any
     ) -> dict[str, Any]:
         """Contrastive tuning of the encoder on pairs, then the classifier on its embeddings."""
-        # The token embeddings (a third of MiniLM's weights) stay as they are: a few examples touch a
-        # few of their rows, and leaving them out of the optimiser makes each step ~15% faster.
-        words = input_embeddings(self.net_.features)
-        if words is not None:
-            set_trainable(words, False)
-        plan = ContrastivePlan(
-            steps=self.pair_steps,
-            batch_size=self.batch_size,
-            lr=self.pair_lr,
-            loss=self.pair_loss,
-            bf16=self.bf16_,
-            seed=self.seed,
-        )
-        info = contrastive_tune(
-            self.net_.features,
-            self._tokenize(texts),
-            labels,
-            plan,
-            progress=self.progress,
-        )
-        if words is not None:
-            set_trainable(words, True)
-        self.encoder_tuned_ = True
+        how = {"batch_size": self.batch_size, "lr": self.pair_lr, "loss": self.pair_loss, "seed": self.seed}
+        plan = ContrastivePlan(steps=self.pair_steps, bf16=self.bf16_, **how)
+        tokens = text.tokenize(self.encoder_, texts)
+        info = contrastive_tune(self.net_.features, tokens, labels, plan, progress=self.progress)
+        self._set_tuned(True)
         if is_linear(self.head):
-            extra = self._fit_linear(texts, labels, val_texts, val_labels, refit=carved)
+            extra = self._fit_linear(texts, labels, val_texts, val_labels, carved=carved)
         else:
-            history = self._train_head(texts, labels, val_texts, val_labels, self.epochs, work, resume)
-            extra = {"history": history}
+            extra = {
+                "history": self._head_then_unfreeze(texts, labels, val_texts, val_labels, [], self.epochs, work, resume)
+            }
         return {"contrastive": info, **extra}
 
     # --- building blocks ---------------------------------------------------------------------
 
-    def _fit_linear(self, texts, labels, val_texts, val_labels, *, refit: bool) -> dict[str, Any]:
-        """Logistic regression on the embeddings, folded into the head's final linear layer.
-
-        Validation texts held out of small training data are measured first, then added back for the
-        final fit (the refit policy of ``wukong.strategies.features.refit_with_validation``).
-        """
-        feats = self._embed(_Texts(texts, cache=True))
-        how = {"model": self.linear_model, "seed": self.seed, "c_grid": self.tuning_["c_grid"]}
-        fit = fit_linear_classifier(feats, labels, len(self.classes_), **how)
+    def _fit_linear(self, texts, labels, val_texts, val_labels, *, carved: bool, **_: Any) -> dict[str, Any]:
+        """``features``: logistic regression on the embeddings, folded into the head's final linear
+        layer; validation texts carved out of small data are measured, then added back
+        (``strategies.features.refit_with_validation``)."""
+        feats = self._embed(Texts(texts, cache=True))
+        fit = self._linear(feats, labels)
         write_linear(final_linear(self.net_.head), fit)
         extra: dict[str, Any] = {"classifier": fit.info}
-        if refit_with_validation(refit, labels, self.tuning_["refit_below"]):
-            val_feats = self._embed(_Texts(val_texts, cache=True))
-            extra["val_before_refit"] = classification_metrics(val_labels, self._proba_of(val_feats), self.classes_)
-            both = np.concatenate([feats, val_feats])
-            fit = fit_linear_classifier(both, np.concatenate([labels, val_labels]), len(self.classes_), **how)
-            write_linear(final_linear(self.net_.head), fit)
+        if refit_with_validation(carved, labels, self.tuning_["refit_below"]):
+            val_feats = self._embed(Texts(val_texts, cache=True))
+            extra["val_before_refit"] = classification_metrics(
+                val_labels, self._proba_from_features(val_feats), self.classes_
+            )
+            both = self._linear(np.concatenate([feats, val_feats]), np.concatenate([labels, val_labels]))
+            write_linear(final_linear(self.net_.head), both)
             extra["refit"] = True
         return extra
 
-    def _train_head(self, texts, labels, val_texts, val_labels, epochs: int | None, work: Path, resume: bool) -> dict:
-        """Train ``net_.head`` with the shared engine on the (cached) embeddings of the encoder as it is.
+    def _head_then_unfreeze(
+        self, texts, labels, val_texts, val_labels, blocks: list[nn.Module], head_epochs, work: Path, resume: bool
+    ) -> dict[str, Any]:
+        """``strategies.finetune``'s policy: the head phase on cached embeddings of the encoder as it
+        is, then (``blocks``) the encoder's layers with the head, on length-bucketed token batches."""
 
-        ``epochs=None``: ``HEAD_EPOCHS``, or more on tiny data to make ``HEAD_MIN_STEPS`` steps.
-        """
-        train_set = TensorDataset(
-            torch.from_numpy(self._embed(_Texts(texts, cache=True))), torch.as_tensor(labels, dtype=torch.long)
-        )
-        val_set = TensorDataset(
-            torch.from_numpy(self._embed(_Texts(val_texts, cache=True))), torch.as_tensor(val_labels, dtype=torch.long)
-        )
-        if epochs is None:
-            epochs = max(HEAD_EPOCHS, math.ceil(HEAD_MIN_STEPS / math.ceil(len(texts) / HEAD_BATCH)))
-        plan = TrainPlan(
-            blocks=[],
-            epochs=epochs,
-            head_epochs=epochs,
-            lr=self.lr,
-            batch_size=HEAD_BATCH,
-            patience=max(6, epochs // 5),
-            bf16=False,  # a small matrix product: fp32 is as fast, and exact
-            seed=self.seed,
-        )
-        history = train_network(
-            HeadOnly(self.net_.head), train_set, val_set, plan, work_dir=work, resume=resume, progress=self.progress
-        )
-        return history
+        def on_features(inputs: list[str], ids: np.ndarray) -> TensorDataset:
+            embedded = torch.from_numpy(self._embed(Texts(inputs, cache=True)))
+            return TensorDataset(embedded, torch.as_tensor(ids, dtype=torch.long))
 
-    def _assemble(self) -> TextNet:
-        head, self.head_spec_ = build_head(self.head, self.encoder_.dim, len(self.classes_))
-        return TextNet(self.encoder_.model, head).eval()
-
-    @staticmethod
-    def _load_encoder(backbone: str | Path | None, max_length: int | None, bf16: bool | None = None) -> TextEncoder:
-        if isinstance(backbone, nn.Module):
-            raise ValueError(
-                "TextClassifier takes a sentence-transformers model name or folder as backbone; "
-                "save a custom model with model.save(folder) and pass the folder"
+        head_phase = HeadPhase(
+            on_features(texts, labels),
+            on_features(val_texts, val_labels),
+            epochs=cached_head_epochs(len(texts), head_epochs),
+        )
+        epochs = self.epochs or finetune_epochs(len(texts))
+        # TokenBatches items are whole batches, hence the loader's batch size of 1
+        plan = self._train_plan(blocks, epochs, 0, batch_size=1, patience=max(2, epochs // 3))
+        batches = (None, None)
+        if blocks:
+            how = {"batch_size": self.batch_size, "seed": self.seed}
+            batches = (
+                text.token_batches(self.encoder_, texts, labels, **how),
+                text.token_batches(self.encoder_, val_texts, val_labels, **how),
             )
-        name = DEFAULT_TEXT_BACKBONE if backbone is None else str(backbone)
-        return TextEncoder(name, bf16=bf16, max_length=max_length, device=str(default_device()))
-
-    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        tokenizer = self.encoder_.model.tokenizer
-        encoded = tokenizer(
-            list(texts),
-            truncation=True,
-            max_length=self.encoder_.max_length,
-            padding=False,
-            return_attention_mask=False,
+            self._set_tuned(True)
+        return head_then_unfreeze(
+            self.net_, plan, *batches, head_phase=head_phase, work_dir=work, resume=resume, progress=self.progress
         )
-        return encoded["input_ids"]
 
-    def _token_batches(self, texts: Sequence[str], labels: np.ndarray) -> TokenBatches:
-        pad_id = self.encoder_.model.tokenizer.pad_token_id or 0
-        return TokenBatches(self._tokenize(texts), labels, batch_size=self.batch_size, pad_id=pad_id, seed=self.seed)
-
-    def _embed(self, prepared: _Texts) -> np.ndarray:
-        """Sentence embeddings: length-bucketed and bf16 (TextEncoder), from the on-disk cache when the
-        encoder still has its pretrained weights and the texts are labelled data (worth keeping)."""
-        self.net_.eval()
-        progress = self.progress and len(prepared.texts) > 2000
-        if prepared.cache and not self.encoder_tuned_:
-            if getattr(self, "_feature_cache", None) is None:
-                self._feature_cache = self.encoder_.feature_cache()
-            return self.encoder_.encode_cached(prepared.texts, self._feature_cache, progress=progress)
-        return self.encoder_.encode(prepared.texts, progress=progress)
-
-    def _proba_of(self, embeddings: np.ndarray) -> np.ndarray:
-        head = self.net_.head.eval()
-        device = next(head.parameters()).device
-        with torch.inference_mode():
-            logits = head(torch.from_numpy(embeddings).to(device)).float()
-            return torch.softmax(logits, dim=1).cpu().numpy()
-
-    def _proba_prepared(self, prepared: _Texts) -> np.ndarray:
+    def _proba_prepared(self, prepared: Texts) -> np.ndarray:
         if not prepared.texts:
             return np.empty((0, len(self.classes_)), np.float32)
-        return self._proba_of(self._embed(prepared))
+        return self._proba_from_features(self._embed(prepared))
 
     # --- data ----------------------------------------------------------------------------------
 
     def _source(self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None = None) -> TextSource:
-        if isinstance(data, (str, Path)):
-            if labels is not None:
-                raise ValueError("labels are read from the file; pass labels only with a list of texts")
-            return read_text_table(data, self.text_col, self.label_col, classes=classes)
-        if is_table(data) or labels is not None:  # a DataFrame / Dataset, or texts with labels
-            data, labels = as_labelled(data, labels, "text", input_col=self.text_col, label_col=self.label_col)
-        return texts_source(data, labels, classes)
+        return text.read_source(data, labels, classes, text_col=self.text_col, label_col=self.label_col)
 
-    def _read_unlabelled(self, inputs: str | Sequence[str]) -> tuple[list[str], _Texts, list[tuple[str, str]]]:
-        texts = [inputs] if isinstance(inputs, str) else as_items(inputs)
-        bad = next((t for t in texts if not isinstance(t, str)), None)
-        if bad is not None:
-            raise DataError(f"texts must be strings, got {type(bad).__name__}: {bad!r}")
-        return texts, _Texts(texts, cache=False), []
+    def _read_unlabelled(self, inputs: str | Sequence[str]) -> tuple[list[str], Texts, list[tuple[str, str]]]:
+        texts = text.read_unlabelled(inputs)
+        return texts, Texts(texts, cache=False), []
 
-    def _labelled(self, data: Any, labels: Sequence[Any] | None) -> tuple[_Texts, np.ndarray, list[dict]]:
+    def _labelled(self, data: Any, labels: Sequence[Any] | None) -> tuple[Texts, np.ndarray, list[dict]]:
         source = self._source(data, labels, classes=self.classes_)
-        return _Texts(source.texts, cache=True), source.label_ids(self.classes_), [s.to_dict() for s in source.skipped]
+        return Texts(source.texts, cache=True), source.label_ids(self.classes_), [s.to_dict() for s in source.skipped]
 
     # --- persistence (see wukong.artifact) -----------------------------------------------------
 
     def _config_extra(self) -> dict[str, Any]:
         return {
             "backbone": {
-                "name": self.backbone_name_,
                 "max_length": self.encoder_.max_length,
                 "dim": self.encoder_.dim,
                 "licence": getattr(entry(self.backbone_name_), "licence", None),
@@ -463,21 +278,10 @@ class TextClassifier(TransferClassifier):
         if not isinstance(params.get("backbone"), str | type(None)):
             params["backbone"] = None
         model = cls(head=head or config["head"]["kind"], **params)
-        info = config["backbone"]
-        if not isinstance(info.get("name"), str) or not (
-            info.get("max_length") is None or (isinstance(info["max_length"], int) and info["max_length"] > 0)
-        ):
-            raise ParameterError("backbone: 'name' must be a string and 'max_length' a whole number or null")
-        if not isinstance(config.get("encoder_tuned"), bool):
-            raise ParameterError("'encoder_tuned' must be true or false")
-        model.encoder_ = cls._load_encoder(info["name"], info["max_length"], model.bf16)
-        model.bf16_ = model.encoder_.bf16
-        model.backbone_name_ = info["name"]
-        model.classes_ = list(config["classes"])
-        model.strategy_, model.strategy_reason_ = config["strategy"], config["strategy_reason"]
-        model.head_spec_ = config["head"]
-        model._feature_cache = None
-        model.encoder_tuned_ = bool(config["encoder_tuned"])
+        name, max_length, tuned = text.saved_encoder(config)
+        model._start_encoder(text.load_encoder(name, max_length, model.bf16))
+        model._set_tuned(tuned)
+        model.backbone_name_ = name
         head_module = head if head is not None else head_from_spec(config["head"])
         model.net_ = TextNet(model.encoder_.model, head_module).eval()
         return model

@@ -4,53 +4,29 @@ frozen parts kept in eval mode, token batches of similar length)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from wukong.backbones.text import pad_tokens
 from wukong.errors import ParameterError
-from wukong.network import keep_frozen_in_eval
+from wukong.network import TransferNet
 
 
-class TextNet(nn.Module):
-    """Tokenised texts -> sentence encoder (transformer, pooling) -> embedding -> head -> logits.
+class TextNet(TransferNet):
+    """A ``TransferNet`` over a sentence encoder: tokenised texts -> transformer, pooling ->
+    embedding -> head -> logits.
 
     Input: int64 ``(batch, 2, width)``: token ids and attention mask, padded to the batch's
-    longest text. Frozen encoder parts run in eval mode (no dropout noise) also while the rest
-    trains: ``train()`` puts back in eval every module whose parameters are all frozen.
+    longest text.
     """
 
-    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.features = encoder
-        self.head = head
-
-    def embed(self, batch: torch.Tensor) -> torch.Tensor:
-        inputs = {"input_ids": batch[:, 0], "attention_mask": batch[:, 1], "modality": "text"}
-        return self.features(inputs)["sentence_embedding"]
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(batch))
-
-    def train(self, mode: bool = True) -> TextNet:
-        super().train(mode)
-        if mode:
-            keep_frozen_in_eval(self.features)
-        return self
-
-
-class HeadOnly(nn.Module):
-    """The head on precomputed embeddings: trains a new top without running the encoder each epoch."""
-
-    def __init__(self, head: nn.Module) -> None:
-        super().__init__()
-        self.features = nn.Identity()
-        self.head = head
-
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.head(embeddings)
+    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        tokens = {"input_ids": inputs[:, 0], "attention_mask": inputs[:, 1], "modality": "text"}
+        return self.features(tokens)["sentence_embedding"]
 
 
 def input_embeddings(encoder: nn.Module) -> nn.Module | None:
@@ -87,8 +63,8 @@ class TokenBatches(Dataset):
     Texts of similar length go together (little padding: on CPU every padded token costs as much as
     a real one). Batches are formed once, from a seeded shuffle sorted by length within large
     chunks; the DataLoader, with ``batch_size=1``, shuffles their order every epoch.
-    ``__getitems__`` returns the batch's examples padded to its longest text, so PyTorch's default
-    collation stacks them into ``(batch, 2, width)`` and ``(batch,)``.
+    ``__getitems__`` returns the batch's examples padded by the tokenizer to its longest text, so
+    PyTorch's default collation stacks them into ``(batch, 2, width)`` (ids, mask) and ``(batch,)``.
     """
 
     def __init__(
@@ -96,14 +72,14 @@ class TokenBatches(Dataset):
         tokens: Sequence[Sequence[int]],
         labels: np.ndarray,
         *,
+        tokenizer: Any,
         batch_size: int,
-        pad_id: int,
         seed: int = 0,
         chunk_batches: int = 50,
     ) -> None:
         self.tokens = tokens
         self.labels = torch.as_tensor(labels, dtype=torch.long)
-        self.pad_id = pad_id
+        self.tokenizer = tokenizer
         order = np.random.default_rng(seed).permutation(len(tokens))
         lengths = np.fromiter((len(t) for t in tokens), np.int64, len(tokens))
         chunk = batch_size * chunk_batches
@@ -121,13 +97,6 @@ class TokenBatches(Dataset):
 
     def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         rows = np.concatenate([self.batches[k] for k in indices])
-        width = max(len(self.tokens[i]) for i in rows)
-        out = []
-        for i in rows:
-            ids = self.tokens[i]
-            packed = torch.zeros((2, width), dtype=torch.long)
-            packed[0].fill_(self.pad_id)
-            packed[0, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-            packed[1, : len(ids)] = 1
-            out.append((packed, self.labels[i]))
-        return out
+        padded = pad_tokens(self.tokenizer, {"input_ids": [list(self.tokens[i]) for i in rows]}, "cpu")
+        packed = torch.stack([padded["input_ids"], padded["attention_mask"]], dim=1).long()
+        return [(packed[j], self.labels[i]) for j, i in enumerate(rows)]

@@ -22,16 +22,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from wukong.artifact_io import first_line, read_safetensors
+from wukong.artifact_io import first_line
 from wukong.backbones.archs import ArchSpec, arch_spec, build_network
 from wukong.backbones.catalog import entry
 from wukong.backbones.folder import check_data_config, read_backbone_folder
 from wukong.backbones.hub import hub_reachable
 from wukong.backbones.packaged import PACKAGED, packaged_state
 from wukong.backbones.packaged import data_config as packaged_data_config
+from wukong.backbones.weights import hf_cached_weights, read_state_dict, strip_prefixes
 from wukong.errors import BackboneNotAvailable
 
 DEFAULT_IMAGE_BACKBONE = "efficientnet_lite0"
@@ -200,9 +200,9 @@ def _from_packaged(name: str) -> ImageBackbone:
 def _from_weights_file(path: Path, arch: str, data_config: dict[str, Any] | None) -> ImageBackbone:
     spec = arch_spec(arch)
     network = build_network(spec, num_classes=0)
-    state = _read_state_dict(path)
+    state = read_state_dict(path)
     try:
-        result = network.load_state_dict(_strip_prefixes(state, network), strict=False)
+        result = network.load_state_dict(strip_prefixes(state, network), strict=False)
         problem = f"{len(result.missing_keys)} weights missing (first: {result.missing_keys[:3]})"
     except RuntimeError as exc:  # shapes differ
         result, problem = None, str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
@@ -225,7 +225,7 @@ def _from_timm_hub(name: str, data_config: dict[str, Any] | None) -> ImageBackbo
             "see 'wukong models' for the networks that work offline, or timm.list_models()"
         )
     spec = ArchSpec(name)
-    cached = _hf_cached_weights(name)
+    cached = hf_cached_weights(name)
     advice = (
         "Offline, use a network of 'wukong models' (omit --backbone for the default), a 'wukong pretrain' folder, "
         f"or a local file: --backbone weights.safetensors --arch {name.split('.')[0]}"
@@ -278,54 +278,3 @@ def _timm_data_config(network: nn.Module, spec: ArchSpec | None) -> dict[str, An
         "interpolation": str(cfg.get("interpolation", "bicubic")),
         "crop_pct": float(cfg.get("crop_pct", 0.875)),
     }
-
-
-def _hf_cached_weights(name: str) -> Path | None:
-    """The weights of a timm model in the local Hugging Face cache, if they are there."""
-    import timm
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        cfg = timm.models.get_pretrained_cfg(name)
-    except Exception:  # noqa: BLE001 - unknown tag: let create_model report it
-        return None
-    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
-    if not repo:
-        return None
-    repo, _, revision = repo.partition("@")
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        found = try_to_load_from_cache(repo, filename, revision=revision or None)
-        if isinstance(found, str):
-            return Path(found)
-    return None
-
-
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        return read_safetensors(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise BackboneNotAvailable(
-            f"{path}: not a plain state dict that loads safely ({exc}); save it with "
-            "torch.save(model.state_dict(), path) or as .safetensors"
-        ) from exc
-    for key in ("state_dict", "model", "model_state_dict"):  # common checkpoint wrappers
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise BackboneNotAvailable(f"{path}: holds a {type(state).__name__}, not a state dict")
-    return state
-
-
-def _strip_prefixes(state: dict[str, torch.Tensor], network: nn.Module) -> dict[str, torch.Tensor]:
-    """Drop wrapper prefixes (``module.``, ``model.``) and the old classifier's weights."""
-    wanted = set(network.state_dict())
-    out = {}
-    for key, value in state.items():
-        for prefix in ("module.", "model.", "backbone."):
-            if key not in wanted and key.startswith(prefix):
-                key = key[len(prefix) :]
-        if key in wanted:
-            out[key] = value
-    return out

@@ -1,56 +1,29 @@
 """Image sources: a folder with one sub-folder per class, a CSV of ``path,label``, or images in memory.
 
-Every file is decoded once, checked and resized into an in-memory ``ImageStore`` (uint8, square,
-the backbone's resize size). Files that cannot be used are skipped and reported with a reason,
-never silently dropped and never fatal on their own.
+What is read here is listed and checked, not decoded (``wukong.data.decode`` decodes). Files that
+cannot be used are skipped and reported with a reason, never silently dropped and never fatal on
+their own.
 """
 
 from __future__ import annotations
 
 import csv
 import errno
-import hashlib
 import io
-import os
-import warnings
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from wukong.data.archive import extract_cached, is_archive
 from wukong.data.inputs import as_items, as_labelled, is_table
+from wukong.data.labelled import Skipped
 from wukong.errors import DataError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
-# PIL's own default (about 89 megapixels); larger images are refused, not decoded.
-MAX_PIXELS = 89_478_485
-# Bytes read from one image file at most: far above any photo (a 100-megapixel TIFF is ~300 MB);
-# a larger file is skipped with its size rather than read into memory whole.
-MAX_IMAGE_BYTES = 512 * 1024**2
-
-_INTERPOLATION = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-}
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """An input that was not used, and why; with ``kept``, one that was used despite a problem."""
-
-    path: str
-    reason: str
-    kept: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "reason": self.reason, **({"kept": True} if self.kept else {})}
 
 
 @dataclass
@@ -74,10 +47,6 @@ class ImageSource:
             [],
             self.origin,
         )
-
-
-class BadImage(ValueError):
-    """An image file that cannot be used; the message is the reason shown to the user."""
 
 
 def is_image_source(path: Path) -> bool:
@@ -169,19 +138,6 @@ def check_image_input(item: Any, name: str) -> None:
             raise DataError(f"{name}: {problem}; convert with (x * 255).round().astype('uint8') for floats in 0..1")
     elif not (is_in_memory(item) or isinstance(item, str | Path)):
         raise DataError(f"{name}: image inputs are paths, PIL images or uint8 arrays; got a {type(item).__name__}")
-
-
-def in_memory_rgb(item: Image.Image | np.ndarray) -> tuple[Image.Image, bytes]:
-    """An in-memory image as RGB, with the bytes that identify its content (for the feature cache)."""
-    if isinstance(item, np.ndarray):
-        problem = image_array_problem(item)
-        if problem:
-            raise BadImage(problem)
-        item = Image.fromarray(np.ascontiguousarray(item[..., 0] if item.ndim == 3 and item.shape[2] == 1 else item))
-    if item.width * item.height > MAX_PIXELS:
-        raise BadImage(f"refused: {item.width}x{item.height} pixels is over the {MAX_PIXELS:,}-pixel limit")
-    image = _to_rgb(item)
-    return image, f"{image.size}".encode() + image.tobytes()
 
 
 def item_name(item: Any, index: int) -> str:
@@ -290,192 +246,6 @@ def _read_csv(path: Path) -> tuple[list[tuple[Path, str]], list[Skipped]]:
             file = path.parent / file
         pairs.append((file, row["label"]))
     return pairs, skipped
-
-
-def read_image_bytes(path: Path, limit: int = MAX_IMAGE_BYTES) -> bytes:
-    """The bytes of an image file, at most ``limit`` of them; ``BadImage`` says why a file cannot be read."""
-    try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size > limit:
-                raise BadImage(f"file of {size / 1e6:,.0f} MB: over the {limit / 1e6:,.0f} MB limit for one image")
-            data = fh.read(limit + 1)
-    except OSError as exc:
-        raise BadImage(f"cannot read file ({exc.strerror or exc})") from None
-    if len(data) > limit:  # grew while being read
-        raise BadImage(f"over the {limit / 1e6:,.0f} MB limit for one image")
-    return data
-
-
-def load_image(data: bytes, *, min_size: int | None = None) -> Image.Image:
-    """Decode image bytes into an RGB image, upright, 8 bits per channel.
-
-    EXIF rotation is applied; grayscale, palette, RGBA (composited on white), CMYK and 16-bit
-    images are converted. Raises ``BadImage`` with the reason for anything unusable.
-    ``min_size`` lets JPEG decoding skip detail finer than needed (both sides stay >= it).
-    """
-    if not data:
-        raise BadImage("empty file (0 bytes)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-            if image.width * image.height > MAX_PIXELS:
-                raise BadImage(
-                    f"refused: {image.width}x{image.height} pixels is over the "
-                    f"{MAX_PIXELS:,}-pixel limit (possible decompression bomb)"
-                )
-            if min_size and image.format == "JPEG":
-                image.draft("RGB", (min_size, min_size))
-            image.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise BadImage(f"refused as a possible decompression bomb ({exc})") from exc
-        except UnidentifiedImageError as exc:
-            raise BadImage("not a readable image (unknown or corrupt format)") from exc
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise BadImage(f"corrupt or truncated image ({exc})") from exc
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception:  # a broken EXIF block must not cost the image itself
-        pass
-    return _to_rgb(image)
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if array.max(initial=0) > 255 else 255.0
-        gray = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(gray).convert("RGB")
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if image.mode != "RGB":
-        return image.convert("RGB")
-    return image
-
-
-def resize_square(image: Image.Image, size: int, interpolation: str = "bicubic") -> np.ndarray:
-    """Resize the shorter side to ``size`` and centre-crop to ``size x size``: uint8 (H, W, 3)."""
-    w, h = image.size
-    scale = size / min(w, h)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    resample = _INTERPOLATION.get(interpolation, Image.Resampling.BICUBIC)
-    image = image.resize((new_w, new_h), resample=resample, reducing_gap=3.0)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    return np.array(image.crop((left, top, left + size, top + size)), dtype=np.uint8)  # writable copy
-
-
-@dataclass
-class ImageStore:
-    """Decoded images, all ``size x size`` uint8 RGB, with the content hash of each source file."""
-
-    pixels: np.ndarray  # (N, size, size, 3) uint8
-    hashes: list[str]
-    labels: np.ndarray  # (N,) int64; -1 when unlabelled
-    paths: list[str]  # how each image is named (its path, or image[i] for one given in memory)
-    skipped: list[Skipped]
-    sources: list[Any] = field(default_factory=list)  # what each was decoded from: a path or an image
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def subset(self, indices: Sequence[int]) -> ImageStore:
-        """The images at ``indices`` (the skipped ones stay with the full store)."""
-        idx = list(indices)
-        return ImageStore(
-            self.pixels[idx],
-            [self.hashes[i] for i in idx],
-            self.labels[idx],
-            [self.paths[i] for i in idx],
-            [],
-            [self.sources[i] for i in idx],
-        )
-
-    def concat(self, other: ImageStore) -> ImageStore:
-        return ImageStore(
-            np.concatenate([self.pixels, other.pixels]),
-            self.hashes + other.hashes,
-            np.concatenate([self.labels, other.labels]),
-            self.paths + other.paths,
-            [],
-            self.sources + other.sources,
-        )
-
-
-def decode_images(
-    paths: Sequence[Any],
-    size: int,
-    *,
-    labels: Sequence[int] | None = None,
-    interpolation: str = "bicubic",
-    workers: int = 2,
-    progress: bool = False,
-    desc: str = "Reading images",
-) -> ImageStore:
-    """Decode, check and resize every file (or in-memory image) once. Unusable ones go to ``skipped``
-    with a reason."""
-    from tqdm.auto import tqdm
-
-    def work(numbered: tuple[int, Any]) -> tuple[np.ndarray, str] | Skipped:
-        index, item = numbered
-        try:
-            if isinstance(item, bytes):
-                data, image = item, load_image(item, min_size=size)
-            elif is_in_memory(item):
-                image, data = in_memory_rgb(item)
-            else:
-                data = read_image_bytes(Path(item))
-                image = load_image(data, min_size=size)
-            pixels = resize_square(image, size, interpolation)
-        except BadImage as exc:
-            return Skipped(item_name(item, index), str(exc))
-        return pixels, hashlib.blake2b(data, digest_size=16).hexdigest()
-
-    label_list = list(labels) if labels is not None else [-1] * len(paths)
-    pixels = np.empty((len(paths), size, size, 3), dtype=np.uint8)
-    kept: list[int] = []
-    hashes: list[str] = []
-    skipped: list[Skipped] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(work, enumerate(paths), chunksize=64)
-        for i, result in enumerate(tqdm(results, total=len(paths), desc=desc, disable=not progress, unit="img")):
-            if isinstance(result, Skipped):
-                skipped.append(result)
-                continue
-            pixels[len(kept)] = result[0]
-            hashes.append(result[1])
-            kept.append(i)
-    return ImageStore(
-        pixels=pixels[: len(kept)],
-        hashes=hashes,
-        labels=np.asarray([label_list[i] for i in kept], dtype=np.int64),
-        paths=[item_name(paths[i], i) for i in kept],
-        skipped=skipped,
-        sources=[paths[i] for i in kept],
-    )
-
-
-def conflicting_labels(store: ImageStore, classes: Sequence[str]) -> tuple[list[int], list[Skipped]]:
-    """Identical files under different classes contradict each other: the indices to keep (all the
-    others) and a report of the left-out copies, each naming where its twin is."""
-    seen: dict[str, dict[int, str]] = {}
-    for path, digest, label in zip(store.paths, store.hashes, store.labels.tolist(), strict=True):
-        seen.setdefault(digest, {}).setdefault(label, path)
-    clashes = {digest: where for digest, where in seen.items() if len(where) > 1}
-    keep, skipped = [], []
-    for i, (path, digest, label) in enumerate(zip(store.paths, store.hashes, store.labels.tolist(), strict=True)):
-        if digest not in clashes:
-            keep.append(i)
-            continue
-        others = ", ".join(f"'{classes[c]}' ({p})" for c, p in clashes[digest].items() if c != label)
-        skipped.append(
-            Skipped(path, f"the same image is under class '{classes[label]}' and {others}: contradictory, left out")
-        )
-    return keep, skipped
 
 
 def labelled_images(data: Any, labels: Sequence[str] | None, classes: Sequence[str] | None = None) -> ImageSource:

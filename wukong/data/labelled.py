@@ -12,6 +12,18 @@ import numpy as np
 from wukong.errors import DataError
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """An input that was not used, and why; with ``kept``, one that was used despite a problem."""
+
+    path: str
+    reason: str
+    kept: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "reason": self.reason, **({"kept": True} if self.kept else {})}
+
+
 @dataclass
 class Labelled:
     """Labelled examples as a modality keeps them (decoded images, texts), with their label ids."""

@@ -10,7 +10,7 @@ is one network like every other strategy's (no pickles).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,6 +155,56 @@ def one_standard_error_choice(losses: list[tuple[float | None, float | None]]) -
         return 0 if not scored else min(scored)[2]
     best_loss, best_se, best = min(scored)
     return 0 if losses[0][0] <= best_loss + best_se else best
+
+
+@dataclass
+class Candidate:
+    """One way of reading features that ``search_features`` compares: ``name`` (e.g. ``final@224px``),
+    ``features()`` -> (features, labels, groups or None) of the training data, ``payload``: what the
+    modality needs to build the model from it, and ``why``: the sentence that explains it when it wins."""
+
+    name: str
+    features: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+    payload: Any = None
+    why: str = ""
+
+
+@dataclass
+class Search:
+    best: Candidate
+    fit: LinearFit
+    tried: dict[str, dict[str, Any]]
+    explanation: str  # "" when there was one candidate
+
+
+def search_features(
+    candidates: Sequence[Candidate], fit: Callable[[np.ndarray, np.ndarray, np.ndarray | None], LinearFit]
+) -> Search:
+    """Fit the cross-validated linear classifier on every candidate and keep the default (the first)
+    unless another is better by more than one standard error; the explanation lists every score.
+
+    Example:
+        >>> x = np.r_[np.zeros((6, 2)), np.ones((6, 2))] + np.arange(12)[:, None] / 100
+        >>> y = np.r_[np.zeros(6, int), np.ones(6, int)]
+        >>> only = Candidate("final", lambda: (x, y, None))
+        >>> search_features([only], lambda f, lab, g: fit_linear_classifier(f, lab, 2)).best.name
+        'final'
+    """
+    fits = [fit(*candidate.features()) for candidate in candidates]
+    tried = {candidate.name: result.info for candidate, result in zip(candidates, fits, strict=True)}
+    index = one_standard_error_choice([(f.info["cv_loss"], f.info["cv_loss_se"]) for f in fits])
+    best = candidates[index]
+    explanation = ""
+    if len(candidates) > 1:
+        scores = ", ".join(f"{name}: {info['cv_loss']} ± {info['cv_loss_se']}" for name, info in tried.items())
+        verdict = (
+            f"no other choice is better by more than one standard error: {best.name} kept"
+            if index == 0
+            else f"{best.name} is better by more than one standard error" + (f" ({best.why})" if best.why else "")
+        )
+        metric = fits[index].info["cv_metric"].replace("_", " ")
+        explanation = f"measured by cross-validated {metric} ({scores}): {verdict}"
+    return Search(best, fits[index], tried, explanation)
 
 
 def write_linear(layer: nn.Linear, fit: LinearFit) -> None:

@@ -33,7 +33,9 @@ import torch
 from torch import nn
 
 from wukong.backbones.text import length_batches, pad_tokens
+from wukong.network import set_trainable
 from wukong.runtime import autocast
+from wukong.text_network import input_embeddings
 
 # Text encodes per training example (the budget of the contrastive phase), and its bounds. SetFit
 # encodes each example ~80 times (20 iterations x 2 pairs x 2 texts); in-batch pairs need fewer, and
@@ -75,6 +77,21 @@ def contrastive_tune(
 
     ``tokens`` are the texts' token ids (unpadded). Returns what happened, for metrics.json.
     """
+    # The token embeddings (a third of MiniLM's weights) stay as they are: a few examples touch a
+    # few of their rows, and leaving them out of the optimiser makes each step ~15% faster.
+    words = input_embeddings(encoder)
+    if words is None:
+        return _tune(encoder, tokens, labels, plan, progress)
+    set_trainable(words, False)
+    try:
+        return _tune(encoder, tokens, labels, plan, progress)
+    finally:
+        set_trainable(words, True)
+
+
+def _tune(
+    encoder: nn.Module, tokens: Sequence[Sequence[int]], labels: np.ndarray, plan: ContrastivePlan, progress: bool
+) -> dict[str, Any]:
     started = time.time()
     steps = plan.steps or default_steps(len(tokens), plan.batch_size)
     params = [p for p in encoder.parameters() if p.requires_grad]

@@ -63,6 +63,27 @@ class EpochHistory(Callback):
         self.rows = list(state_dict.get("rows", []))
 
 
+def make_trainer(
+    work_dir: Path, *, epochs: int, bf16: bool, callbacks: list[Callback], progress: bool, **more: Any
+) -> L.Trainer:
+    """The Lightning Trainer every Wukong training runs in (transfer and pretraining): one device
+    (the GPU when there is one), bf16 or fp32, TensorBoard logs in ``work_dir/logs``, no sanity
+    validation; ``more``: other Trainer arguments."""
+    return L.Trainer(
+        max_epochs=epochs,
+        accelerator="auto",
+        devices=1,
+        precision="bf16-mixed" if bf16 else "32-true",
+        callbacks=callbacks,
+        logger=TensorBoardLogger(work_dir, name="logs", version=""),
+        default_root_dir=work_dir,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **more,
+    )
+
+
 def train_network(
     net: TransferNet,
     train_set: Dataset,
@@ -100,18 +121,8 @@ def train_network(
         history,
     ]
     with quiet_lightning():  # the banner and irrelevant warnings, for this run only
-        trainer = L.Trainer(
-            max_epochs=plan.epochs,
-            accelerator="auto",
-            devices=1,
-            precision="bf16-mixed" if plan.bf16 else "32-true",
-            callbacks=callbacks,
-            logger=TensorBoardLogger(work_dir, name="logs", version=""),
-            default_root_dir=work_dir,
-            enable_progress_bar=progress,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            log_every_n_steps=1,
+        trainer = make_trainer(
+            work_dir, epochs=plan.epochs, bf16=plan.bf16, callbacks=callbacks, progress=progress, log_every_n_steps=1
         )
         loader_args = {"batch_size": plan.batch_size, "num_workers": 0}
         train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > plan.batch_size, **loader_args)

@@ -1,0 +1,3 @@
+from wukong.cli import main
+
+main()

@@ -1,0 +1,231 @@
+"""``wukong train``: the main job, and the parsing of its options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from wukong.cli.app import EngineOption, app, emit, may_replace, progress_wanted
+from wukong.errors import WukongError
+
+
+@app.command()
+def train(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Image folder (one sub-folder per class), image CSV (path,label), or text table (CSV/TSV/JSONL)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
+    val: Annotated[Path | None, typer.Option(help="Validation data (default: a seeded stratified split).")] = None,
+    test: Annotated[Path | None, typer.Option(help="Test data, evaluated once after training.")] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            help="Pretrained network: a name from 'wukong models', a timm/HF name, a weights file (with --arch), "
+            "or a 'wukong pretrain' folder. Default: efficientnet_lite0 (images), all-MiniLM-L6-v2 (text)."
+        ),
+    ] = None,
+    arch: Annotated[str | None, typer.Option(help="Architecture of a --backbone weights file.")] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Pick the backbone for you: fast (images: 64px Tiny ImageNet ResNet; text: MiniLM) | default "
+            "(EfficientNet-Lite0; MiniLM) | best (EfficientNet-Lite2; all-mpnet-base-v2). See 'wukong models'."
+        ),
+    ] = None,
+    strategy: Annotated[str, typer.Option(help="auto | features | head | finetune (text also: fewshot).")] = "auto",
+    head: Annotated[str, typer.Option(help="New top: linear | mlp.")] = "linear",
+    linear_model: Annotated[
+        str, typer.Option(help="The linear classifier of 'features': logistic (softmax) | svm.")
+    ] = "logistic",
+    epochs: Annotated[int | None, typer.Option(help="Training epochs for head/finetune.")] = None,
+    unfreeze: Annotated[
+        str | None, typer.Option(help="Blocks to fine-tune: a number of later blocks, or 'all'.")
+    ] = None,
+    text_col: Annotated[
+        str | None, typer.Option(help="Text column (text tables; default: found automatically).")
+    ] = None,
+    label_col: Annotated[
+        str | None, typer.Option(help="Label column (text tables; default: found automatically).")
+    ] = None,
+    label_names: Annotated[
+        str | None,
+        typer.Option(
+            help="Text: what each label means, as 'LABEL=description,...' (e.g. '0=negative,1=positive') or "
+            "a JSON file {label: description}; each becomes a training example. Default: label names that "
+            "are words."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same run.")] = 0,
+    bf16: Annotated[
+        bool | None,
+        typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: on where the CPU/GPU runs it fast)."),
+    ] = None,
+    engine: EngineOption = "auto",
+    resume: Annotated[
+        bool, typer.Option(help="Continue a killed run from its last checkpoint (OUT.partial/).")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace OUT if it holds a Wukong model (any other folder is never replaced).")
+    ] = False,
+    tuning: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tuning",
+            help="Override a tuning default, NAME=VALUE (repeatable): small, large, fewshot_below, refit_below "
+            "(whole numbers), c_grid (comma-separated numbers). See wukong.tuning.",
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
+) -> None:
+    """Train a classifier by transfer learning and write the model folder OUT.
+
+    OUT must be a new or empty folder, or a Wukong model folder (replaced with --overwrite, or after a
+    prompt on a terminal); a folder holding anything else, or the data, is refused before training.
+    """
+    from wukong.artifact_io import MODEL_FORMAT, check_output_folder, remove_work_folder, work_folder
+
+    modality = _modality(data)
+    if preset is not None:
+        from wukong.backbones.catalog import preset_backbone
+
+        if backbone is not None:
+            raise WukongError("give --backbone or --preset, not both")
+        backbone = preset_backbone(preset, modality)
+    if modality == "image" and label_names is not None:
+        raise WukongError("--label-names describes text labels; it does not apply to image data")
+    for option, path in (("--val", val), ("--test", test)):
+        if path is not None and not path.exists():  # found now, not after training
+            raise WukongError(f"{option} {path}: no such file or folder")
+    inputs = [p for p in (data, val, test) if p is not None]
+    check_output_folder(out, fmt=MODEL_FORMAT, inputs=inputs, overwrite=may_replace(out, MODEL_FORMAT, overwrite))
+    progress = progress_wanted(quiet, as_json)
+    unfreeze_value: int | str | None = None
+    if unfreeze is not None:
+        unfreeze_value = "all" if unfreeze == "all" else _positive_int(unfreeze, "--unfreeze")
+    common = dict(
+        strategy=strategy,
+        head=head,
+        linear_model=linear_model,
+        epochs=epochs,
+        unfreeze=unfreeze_value,
+        seed=seed,
+        bf16=bf16,
+        tuning=_tuning(tuning) if tuning else None,
+        progress=progress,
+    )
+    if modality == "image":
+        from wukong.image_classifier import ImageClassifier
+
+        clf = ImageClassifier(backbone, arch=arch, engine=engine, **common)
+    else:
+        from wukong.text_classifier import TextClassifier
+
+        if engine == "onnxruntime":
+            raise WukongError("--engine onnxruntime applies to image data; text models run in PyTorch")
+        descriptions = _label_descriptions(label_names) if label_names is not None else None
+        clf = TextClassifier(backbone, text_col=text_col, label_col=label_col, label_names=descriptions, **common)
+    clf.check_data(data, val, test)  # every input's classes, before any training
+    work = work_folder(out, create=True)
+    clf.fit(data, val=val, work_dir=work, resume=resume)
+    test_problem = None
+    if test is not None:
+        try:
+            metrics = clf.evaluate(test)
+            clf.metrics_["test_accuracy"] = metrics["accuracy"]
+            clf.metrics_["test"] = metrics
+        except WukongError as exc:  # found only now: the trained model is kept all the same
+            test_problem = str(exc)
+            clf.metrics_["test_error"] = test_problem
+    try:
+        clf.save(out, overwrite=True)  # checked above, before training
+    except WukongError as exc:
+        raise WukongError(f"{exc}; the run's checkpoints stay in {work} (train again with --resume)") from None
+    remove_work_folder(work)
+    m = clf.metrics_
+    lines = [f"backbone: {m['backbone']}", f"strategy: {m['strategy']} ({m['strategy_reason']})"]
+    for item in clf.skipped_:
+        lines.append(f"{'note' if item.get('kept') else 'skipped'} {item['path']}: {item['reason']}")
+    lines.append(f"val accuracy: {m['val_accuracy']}")
+    if "test_accuracy" in m:
+        lines.append(f"test accuracy: {m['test_accuracy']}")
+    lines.append(f"trained in {m['train_seconds']:.1f}s; model written to {out}")
+    emit(_summary(m), as_json, "\n".join(lines))
+    if test_problem:
+        raise WukongError(f"the model is written to {out}, but the test data could not be evaluated: {test_problem}")
+
+
+def _modality(data: Path) -> str:
+    from wukong.data.images import is_image_source
+
+    if not data.exists():
+        raise WukongError(f"{data}: no such file or folder")
+    if is_image_source(data):
+        return "image"
+    if data.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json", ".txt"):
+        return "text"
+    raise WukongError(f"{data}: neither an image folder (one sub-folder per class) nor a text table (.csv/.tsv/.jsonl)")
+
+
+def _summary(metrics: dict) -> dict:
+    keep = (
+        "val_accuracy",
+        "test_accuracy",
+        "strategy",
+        "strategy_reason",
+        "backbone",
+        "classes",
+        "train_seconds",
+        "skipped",
+    )
+    return {k: metrics[k] for k in keep if k in metrics}
+
+
+def _tuning(pairs: list[str]) -> dict[str, object]:
+    """``["small=30", "c_grid=0.1,1"]`` -> ``{"small": 30, "c_grid": [0.1, 1.0]}`` (checked by the estimator)."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not value:
+            raise WukongError(f"--tuning {pair!r}: give NAME=VALUE, e.g. small=30")
+        try:
+            out[name] = [float(v) for v in value.split(",")] if name == "c_grid" else int(value)
+        except ValueError:
+            raise WukongError(
+                f"--tuning {pair!r}: {value!r} is not a {'list of numbers' if name == 'c_grid' else 'whole number'}"
+            ) from None
+    return out
+
+
+def _label_descriptions(value: str) -> dict[str, str]:
+    """``--label-names``: 'LABEL=description,...', or a JSON file holding {label: description}."""
+    path = Path(value)
+    if path.suffix.lower() == ".json" or path.is_file():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise WukongError(f"--label-names {path}: not a readable JSON file ({err})") from None
+        if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
+            raise WukongError(f"--label-names {path}: expected a JSON object {{label: description}}")
+        return {str(k): v for k, v in loaded.items()}
+    pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+    bad = [label for label, eq, text in pairs if not eq or not label.strip() or not text.strip()]
+    if bad or not pairs:
+        raise WukongError(f"--label-names {value!r}: give LABEL=description pairs separated by commas, or a JSON file")
+    return {label.strip(): text.strip() for label, _, text in pairs}
+
+
+def _positive_int(value: str, option: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise WukongError(f"{option} {value!r}: give a whole number or 'all'") from None
+    if number < 0:
+        raise WukongError(f"{option} {value}: must be >= 0")
+    return number

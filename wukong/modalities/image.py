@@ -1,0 +1,208 @@
+"""The image adapter: what ``ImageClassifier`` needs that is particular to images.
+
+Read labelled and unlabelled images at the backbone's size (decoded once, by ``wukong.data``),
+assemble the ``TransferNet`` (normalisation inside, channels-last), the training datasets
+(augmented on the fly), and the frozen passes that embed pixels (``wukong.engine``, cached by the
+network's weights) with their features cached on disk by content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from wukong.backbones.vision import ImageBackbone
+from wukong.data.augment import ArrayImageDataset
+from wukong.data.decode import ImageStore, conflicting_labels, decode_images
+from wukong.data.images import image_items, labelled_images, list_images
+from wukong.data.labelled import Labelled
+from wukong.engine import FrozenPass, frozen_pass
+from wukong.errors import DataError
+from wukong.features_cache import FeatureCache, namespace_key
+from wukong.heads import build_head
+from wukong.network import Embedding, FeatureExtractor, TransferNet, probe_features, weights_fingerprint
+from wukong.runtime import bf16_measured_faster, default_device
+from wukong.strategies.finetune import repeat_to_steps
+
+EVAL_BATCH = 128
+
+
+def decode(
+    paths: Sequence[Any], labels: Sequence[int] | None, backbone: ImageBackbone, *, progress: bool, desc: str
+) -> ImageStore:
+    """Images decoded at the backbone's resize side, with its interpolation."""
+    interpolation = str(backbone.data_config.get("interpolation", "bicubic"))
+    return decode_images(
+        paths, backbone.resize_size, labels=labels, interpolation=interpolation, progress=progress, desc=desc
+    )
+
+
+def read_labelled(
+    data: Any,
+    labels: Sequence[Any] | None,
+    classes: Sequence[str] | None,
+    backbone: ImageBackbone,
+    *,
+    progress: bool,
+    role: str,
+) -> tuple[Labelled, list[dict[str, Any]]]:
+    """A class-per-folder tree, an archive of one, a CSV of ``path,label``, or images (paths, PIL
+    images, arrays) + labels, decoded once. Identical images under two classes are left out and
+    reported with the unreadable ones."""
+    source = labelled_images(data, labels, classes=classes)
+    store = decode(source.paths, source.labels, backbone, progress=progress, desc=f"Reading {role} images")
+    skipped = [s.to_dict() for s in source.skipped + store.skipped]
+    keep, clashes = conflicting_labels(store, source.classes)
+    if clashes:
+        store = store.subset(keep)
+        skipped += [s.to_dict() for s in clashes]
+    return Labelled(store, store.labels, list(source.classes), source.origin), skipped
+
+
+def read_unlabelled(inputs: Any, backbone: ImageBackbone, *, progress: bool) -> ImageStore:
+    """Images to predict on (files, folders, PIL images, arrays, encoded bytes); unusable ones end
+    up in the store's ``skipped``."""
+    paths = list_images(image_items(inputs))
+    if not paths:
+        raise DataError(f"{inputs}: no image files found")
+    return decode(paths, None, backbone, progress=progress, desc="Reading images")
+
+
+def redecode(backbone: ImageBackbone, stores: Sequence[ImageStore], *, progress: bool) -> tuple[ImageStore, ...]:
+    """The same images decoded again for another input size."""
+    desc = f"Reading images at {backbone.input_size}px"
+    return tuple(decode(s.sources, s.labels, backbone, progress=progress, desc=desc) for s in stores)
+
+
+def bf16_for(backbone: ImageBackbone, bf16: bool | None) -> bool:
+    """``bf16`` as given, or (``None``) whether bf16 autocast runs this network measurably faster."""
+    if bf16 is not None:
+        return bool(bf16)
+    network = backbone.network.eval()
+    device = next(network.parameters()).device
+    generator = torch.Generator().manual_seed(0)
+    size = backbone.input_size
+    batch = torch.randn(16, 3, size, size, generator=generator).to(device, memory_format=torch.channels_last)
+    key = {"image_backbone": backbone.name, "weights": weights_fingerprint(network), "size": size}
+    return bf16_measured_faster(lambda: network(batch), device, key)
+
+
+def network(backbone: ImageBackbone, tap: int | None, head: nn.Module) -> TransferNet:
+    """The transferred network: normalisation + the backbone read at ``tap`` + ``head``."""
+    cfg = backbone.data_config
+    extractor = FeatureExtractor(backbone.network, tap)
+    return TransferNet(extractor, head, cfg["mean"], cfg["std"]).to(memory_format=torch.channels_last).eval()
+
+
+def assemble(
+    backbone: ImageBackbone, tap: int | None, head: str | nn.Module, num_classes: int
+) -> tuple[TransferNet, dict[str, Any]]:
+    """A new network with a new head (and the head's JSON spec) on the backbone read at ``tap``."""
+    width = probe_features(FeatureExtractor(backbone.network, tap), backbone.input_size)
+    module, spec = build_head(head, width, num_classes)
+    return network(backbone, tap, module), spec
+
+
+def training_sets(
+    train: ImageStore, val: ImageStore, backbone: ImageBackbone, *, augment: bool, batch_size: int, min_steps: int
+) -> tuple[Dataset, Dataset]:
+    """Datasets that crop (and augment, for training) the decoded images; a small training set is
+    repeated to make ``min_steps`` batches an epoch (0: plain passes)."""
+    size, crop = backbone.input_size, backbone.input_size / backbone.resize_size
+    train_set = ArrayImageDataset(train.pixels, train.labels, size, train=augment, crop_pct=crop)
+    if min_steps:
+        train_set = repeat_to_steps(train_set, batch_size, min_steps)
+    return train_set, ArrayImageDataset(val.pixels, val.labels, size, train=False, crop_pct=crop)
+
+
+class FrozenPasses:
+    """Embeds pixels with a network's frozen part on the chosen engine (one engine per network state,
+    kept while this object lives), and caches features of labelled images on disk by content."""
+
+    def __init__(self, engine: str, bf16: bool) -> None:
+        self.engine = engine
+        self.bf16 = bf16
+        self._passes: dict[str, FrozenPass] = {}
+
+    def of(self, net: TransferNet, size: int) -> FrozenPass:
+        key = {
+            "weights": weights_fingerprint(net.features.network),
+            "tap": net.features.tap,
+            "mean": net.mean.flatten().tolist(),
+            "std": net.std.flatten().tolist(),
+            "torch": torch.__version__,
+        }
+        name = f"{namespace_key(key)}@{size}:{self.engine}"
+        if name not in self._passes:
+            net.to(default_device()).eval()
+            self._passes[name] = frozen_pass(Embedding(net), size, key, engine=self.engine, bf16=self.bf16)
+        return self._passes[name]
+
+    def embed(
+        self, net: TransferNet, backbone: ImageBackbone, pixels: np.ndarray, *, mirrored: bool = False
+    ) -> np.ndarray:
+        """Features of decoded images (centre-cropped to the input size; ``mirrored``: flipped)."""
+        run = self.of(net, backbone.input_size)
+        crop = backbone.input_size / backbone.resize_size
+        dataset = ArrayImageDataset(pixels, np.zeros(len(pixels)), backbone.input_size, train=False, crop_pct=crop)
+        out = []
+        for images, _ in DataLoader(dataset, batch_size=EVAL_BATCH, shuffle=False):
+            batch = images.numpy()
+            out.append(run(batch[..., ::-1] if mirrored else batch))
+        return np.concatenate(out) if out else np.empty((0, 0), np.float32)
+
+    def cached(
+        self, net: TransferNet, backbone: ImageBackbone, store: ImageStore, *, flip: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(features, labels, groups) of each image, and of its mirror image with ``flip`` (the same
+        group), from the on-disk cache when there."""
+        description = {
+            "backbone": backbone.source,
+            "weights": weights_fingerprint(backbone.network),
+            "tap": net.features.tap,
+            "data_config": backbone.data_config,
+            "bf16": self.bf16,
+        }
+        views = [False, True] if flip else [False]
+        parts = []
+        for mirrored in views:
+            cache = FeatureCache({**description, "mirrored": mirrored})
+            parts.append(
+                cache.get_or_compute(
+                    store.hashes, lambda idx, m=mirrored: self.embed(net, backbone, store.pixels[idx], mirrored=m)
+                )
+            )
+        groups = np.tile(np.arange(len(store)), len(views))
+        return np.concatenate(parts), np.tile(store.labels, len(views)), groups
+
+
+def candidate_sizes(backbone: ImageBackbone, input_size: str | int) -> list[int]:
+    """Input sides ``features`` compares (the native one first)."""
+    if input_size == "auto":
+        native = backbone.input_size
+        # FixRes (Touvron et al. 2019): random-resized-crop training shows objects larger than a
+        # centre crop does, so the best test side is ~1.15-1.3x the training side. Small-input
+        # backbones only, where the extra pixels are cheap.
+        return [native, int(round(native * 1.25 / 8) * 8)] if native < 128 else [native]
+    return [backbone.input_size if input_size == "native" else int(input_size)]
+
+
+def candidate_taps(backbone: ImageBackbone, tap: str | int) -> list[int | None]:
+    """Where ``features`` may read the network (``None``: its top, first)."""
+    if tap == "final":
+        return [None]
+    if isinstance(tap, int) and not isinstance(tap, bool):
+        return [tap]
+    stages = backbone.stage_names()
+    if tap == "auto" and len(stages) >= 3 and hasattr(backbone.network, "forward_intermediates"):
+        return [None, len(stages) - 2]  # the top, and the stage before it
+    return [None]
+
+
+def tap_name(tap: int | None) -> str:
+    return "final" if tap is None else f"stage{tap}"
