@@ -11,7 +11,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,serve]'
 	touch $@
 
 # Train on the original Wukong cat/dog samples with the default backbone, EfficientNet-Lite0 (no network), then predict.
@@ -33,3 +33,4 @@ bench: install
 	$(BIN)/python benchmarks/image_strategies.py
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/text.py
+	$(BIN)/python benchmarks/serve.py

@@ -27,7 +27,7 @@ from wukong.artifact_io import (
     write_json,
 )
 from wukong.errors import DataError, OutputError, WukongError
-from wukong.report import html_report
+from wukong.report import draw, html_report, tensorboard_summary
 
 
 @dataclass
@@ -69,6 +69,8 @@ def write_model_folder(
 
     check_replaceable(out, fmt=MODEL_FORMAT, overwrite=overwrite)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    if isinstance(metrics.get("history"), dict):  # the logs are copied into the folder: point there
+        metrics = {**metrics, "history": {**metrics["history"], "logs": "logs"}}
     config = {
         "format": MODEL_FORMAT,
         **config,
@@ -80,9 +82,11 @@ def write_model_folder(
             write_json(tmp / "config.json", config)
             write_json(tmp / "metrics.json", metrics)
             write_json(tmp / "skipped.json", skipped)
-            (tmp / "report.html").write_text(html_report(config, metrics, skipped), encoding="utf-8")
+            drawn = draw(config, metrics)
+            (tmp / "report.html").write_text(html_report(config, metrics, skipped, drawn), encoding="utf-8")
             if logs is not None and logs.is_dir():
                 shutil.copytree(logs, tmp / "logs")
+            tensorboard_summary(tmp / "logs", config, metrics, drawn)
     except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error type
         problem = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1]
         raise OutputError(

@@ -176,6 +176,19 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n", encoding="utf-8")
 
 
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a file in one step (a temporary file beside it, then renamed over it), with the
+    permissions the umask allows; a failed write leaves the old file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def read_json(path: Path, *, missing: str | None = None) -> Any:
     """Parsed JSON; any problem is one ``DataError`` line naming the file (``missing``: what to say if absent)."""
     path = Path(path)
@@ -217,9 +230,14 @@ def _exchange(a: Path, b: Path) -> bool:
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
-def _apply_umask(folder: Path) -> None:
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
+    return umask
+
+
+def _apply_umask(folder: Path) -> None:
+    umask = _umask()
     for path in [folder, *folder.rglob("*")]:
         mode = 0o777 if path.is_dir() else 0o666
         path.chmod(mode & ~umask)

@@ -30,6 +30,7 @@ from wukong.errors import DataError, ParameterError
 from wukong.heads import is_linear
 from wukong.persistence import Persistence
 from wukong.prediction import Prediction
+from wukong.progress import status
 from wukong.runtime import private_random_state
 from wukong.strategies.auto import Choice, choose
 from wukong.strategies.features import LINEAR_MODELS, LinearFit, fit_linear_classifier
@@ -198,7 +199,9 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         """The cross-validated linear classifier of ``features``, as this estimator's parameters and
         tuning say (``groups``: augmented copies of one example, kept in one fold)."""
         how = {"model": self.linear_model, "seed": self.seed, "c_grid": self.tuning_["c_grid"]}
-        return fit_linear_classifier(feats, labels, len(self.classes_), groups=groups, **how)
+        desc = f"Cross-validating the linear classifier on {len(feats)} x {feats.shape[1]} features"
+        with status(desc, enabled=self.progress):
+            return fit_linear_classifier(feats, labels, len(self.classes_), groups=groups, **how)
 
     def _train_plan(self, blocks: list[nn.Module], epochs: int, head_epochs: int, **more: Any) -> TrainPlan:
         """A training plan with this estimator's rates, precision and seed (``strategies.finetune``)."""
@@ -237,6 +240,9 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         self.strategy_, self.strategy_reason_ = choice.strategy, choice.reason
         self.skipped_ = skipped
         self.work_dir_ = work
+        # Strategies without epochs have no logs: name the (absent) folder all the same (save puts
+        # the report's TensorBoard figures there, and points metrics.json at it)
+        extra.setdefault("history", {"epochs": [], "logs": str(work / "logs")})
         self.metrics_ = {
             "val_accuracy": val_metrics["accuracy"] if val_metrics else None,
             "strategy": choice.strategy,

@@ -17,9 +17,10 @@ from wukong.engine import check_engine
 from wukong.errors import ParameterError
 from wukong.estimator import Labelled, TransferClassifier
 from wukong.heads import final_linear, head_from_spec
+from wukong.metrics import classification_metrics
 from wukong.modalities import image
 from wukong.network import later_blocks
-from wukong.report import classification_metrics
+from wukong.progress import status
 from wukong.strategies.auto import Choice
 from wukong.strategies.features import (
     Candidate,
@@ -87,10 +88,11 @@ class ImageClassifier(TransferClassifier):
     def _start_fit(self) -> None:
         check_engine(self.engine)
         self._warm = self.warm_start and getattr(self, "net_", None) is not None
-        if not self._warm:
-            self.backbone_ = load_image_backbone(self.backbone, arch=self.arch)
-        self.backbone_name_ = self.backbone_.name
-        self.bf16_ = image.bf16_for(self.backbone_, self.bf16)
+        with status("Loading the backbone (and measuring whether bf16 is faster here)", enabled=self.progress):
+            if not self._warm:
+                self.backbone_ = load_image_backbone(self.backbone, arch=self.arch)
+            self.backbone_name_ = self.backbone_.name
+            self.bf16_ = image.bf16_for(self.backbone_, self.bf16)
 
     def _read_labelled(
         self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None, role: str
@@ -146,7 +148,7 @@ class ImageClassifier(TransferClassifier):
             "tap": image.tap_name(self.tap_),
             "input_size": self.backbone_.input_size,
             "taps_tried": search.tried,
-            "val": classification_metrics(val.labels, self._proba_from_features(val_feats), self.classes_),
+            "val": classification_metrics(val.labels, self._proba_from_features(val_feats), self.classes_, val.paths),
         }
         # measured above; with few examples, now use them all
         if refit_with_validation(refit_on_val, train.labels, self.tuning_["refit_below"]):
@@ -173,7 +175,7 @@ class ImageClassifier(TransferClassifier):
             "unfreeze": choice.unfreeze,
             "epochs_run": len(history["epochs"]),
             "history": history,
-            "val": classification_metrics(val.labels, self._proba_prepared(val.pixels), self.classes_),
+            "val": classification_metrics(val.labels, self._proba_prepared(val.pixels), self.classes_, val.paths),
         }
 
     # --- persistence (see wukong.artifact) -----------------------------------------------------
@@ -212,6 +214,7 @@ class ImageClassifier(TransferClassifier):
         passes = self.__dict__.get("_frozen_passes")
         if passes is None or (passes.engine, passes.bf16) != (self.engine, self.bf16_):
             passes = self.__dict__["_frozen_passes"] = image.FrozenPasses(self.engine, self.bf16_)
+        passes.progress = self.progress
         return passes
 
     # --- prediction ------------------------------------------------------------------------------
@@ -225,16 +228,15 @@ class ImageClassifier(TransferClassifier):
         """Decode images (files, folders, PIL images, arrays, encoded bytes) for prediction; unusable
         ones end up in ``skipped``."""
         self._check_fitted()
-        return image.read_unlabelled(inputs, self.backbone_, progress=self.progress)
+        return image.read_unlabelled(inputs, self.backbone_, progress=self.progress)[0]
 
-    def _read_unlabelled(self, inputs: Any) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
-        store = self.decode_for_prediction(inputs)
-        return store.paths, store.pixels, [(s.path, s.reason) for s in store.skipped]
+    def _read_unlabelled(self, inputs: Any) -> tuple[list[str], np.ndarray, dict[int, str]]:
+        store, names = image.read_unlabelled(inputs, self.backbone_, progress=self.progress)
+        unusable = sorted(set(range(len(names))) - set(store.positions))  # skipped in input order
+        return names, store.pixels, {i: s.reason for i, s in zip(unusable, store.skipped, strict=True)}
 
     def _source(self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None = None) -> ImageSource:
         return labelled_images(data, labels, classes)
 
-    def _labelled(self, data: Any, labels: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-        source = labelled_images(data, labels, classes=self.classes_)
-        store = image.decode(source.paths, source.labels, self.backbone_, progress=self.progress, desc="Reading images")
-        return store.pixels, store.labels, [s.to_dict() for s in source.skipped + store.skipped]
+    def _inputs_of(self, examples: ImageStore) -> tuple[list[str], np.ndarray]:
+        return examples.paths, examples.pixels

@@ -17,7 +17,7 @@ import torch
 
 from wukong.data.labelled import origin_of
 from wukong.errors import DataError, NotFittedError
-from wukong.report import classification_metrics
+from wukong.metrics import classification_metrics
 
 
 class Prediction:
@@ -32,21 +32,21 @@ class Prediction:
             )
 
     @abstractmethod
-    def _read_unlabelled(self, inputs: Any) -> tuple[list[str], Any, list[tuple[str, str]]]:
-        """Inputs to predict on -> (their names, what ``_proba_prepared`` takes, (name, problem) of
-        each input that cannot be used)."""
+    def _read_unlabelled(self, inputs: Any) -> tuple[list[str], Any, dict[int, str]]:
+        """Inputs to predict on -> (the name of every input, in order; what ``_proba_prepared`` takes,
+        for the usable ones in that order; ``{position: problem}`` of each input that cannot be used)."""
 
     def _prepare(self, inputs: Any) -> Any:
-        _, prepared, problems = self._read_unlabelled(inputs)
+        names, prepared, problems = self._read_unlabelled(inputs)
         if problems:
-            bad = "; ".join(f"{name}: {reason}" for name, reason in problems)
+            bad = "; ".join(f"{names[i]}: {reason}" for i, reason in problems.items())
             raise DataError(f"cannot predict on unusable input(s): {bad}")
         return prepared
 
     def predict_records(self, inputs: Any, top_k: int = 1) -> list[dict[str, Any]]:
-        """One record per input, as the CLI and the server give them: ``{"input", "label", "score",
-        "top_k"}``, or ``{"input", "error"}`` for an input that cannot be used (the others are still
-        predicted).
+        """One record per input, in the order of the inputs, as the CLI and the server give them:
+        ``{"input", "label", "score", "top_k"}``, or ``{"input", "error"}`` for an input that cannot
+        be used (the others are still predicted).
 
         Example:
             >>> model.predict_records(["cat_dog/test"], top_k=2)[0]["top_k"]   # doctest: +SKIP
@@ -54,10 +54,11 @@ class Prediction:
         """
         self._check_fitted()
         names, prepared, problems = self._read_unlabelled(inputs)
-        rows: list[dict[str, Any]] = [{"input": name, "error": reason} for name, reason in problems]
-        if names:
-            rows += self._rows(names, self._proba_prepared(prepared), top_k)
-        return rows
+        usable = [name for i, name in enumerate(names) if i not in problems]
+        predicted = iter(self._rows(usable, self._proba_prepared(prepared), top_k) if usable else [])
+        return [
+            {"input": name, "error": problems[i]} if i in problems else next(predicted) for i, name in enumerate(names)
+        ]
 
     @abstractmethod
     def _proba_prepared(self, prepared: Any) -> np.ndarray:
@@ -100,16 +101,18 @@ class Prediction:
         ]
 
     @abstractmethod
-    def _labelled(self, data: Any, labels: Sequence[Any] | None) -> tuple[Any, np.ndarray, list[dict]]:
-        """Read labelled data with the training classes: (prepared inputs, label ids, skipped)."""
+    def _inputs_of(self, examples: Any) -> tuple[list[str], Any]:
+        """Labelled examples as read by ``_read_labelled`` -> (their names, what ``_proba_prepared`` takes)."""
 
     def evaluate(self, data: Any, labels: Sequence[Any] | None = None) -> dict[str, Any]:
-        """Accuracy, per-class precision/recall/F1 and the confusion matrix on labelled data."""
+        """Accuracy, per-class precision/recall/F1, the confusion matrix and the most confident
+        mistakes on labelled data (read as ``fit`` reads it, with the training classes)."""
         self._check_fitted()
-        prepared, label_ids, skipped = self._labelled(data, labels)
-        if len(label_ids) == 0:
+        labelled, skipped = self._read_labelled(data, labels, self.classes_, "evaluation")
+        if len(labelled.labels) == 0:
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
             raise DataError(f"{origin_of(data)}: no usable example to evaluate ({len(skipped)} skipped: {reasons})")
-        metrics = classification_metrics(label_ids, self._proba_prepared(prepared), self.classes_)
+        names, prepared = self._inputs_of(labelled.examples)
+        metrics = classification_metrics(labelled.labels, self._proba_prepared(prepared), self.classes_, names)
         metrics["skipped"] = skipped
         return metrics

@@ -1,122 +1,175 @@
-"""Metrics: accuracy, per-class precision / recall / F1, confusion matrix."""
+"""``report.html``: one self-contained page per model folder (figures embedded), and the same figures
+in TensorBoard (``logs/``).
+
+The page shows the choice and its reason; validation and test scores; the learning curves with
+the learning rates; for ``features``, every candidate compared and the verdict; a coloured
+confusion matrix and per-class scores; the most confident mistakes (thumbnails or text snippets);
+and every input that was skipped or used with a note.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+import html
+import io
+from pathlib import Path
 from typing import Any
 
-import numpy as np
+from wukong import figures
+
+STYLE = """
+body{font:15px/1.45 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
+main{max-width:62em;margin:0 auto;padding:1.5em 2em 3em}
+h1{font-size:1.6em;margin:.2em 0 .1em}h2{font-size:1.2em;margin:1.8em 0 .5em;border-bottom:2px solid #dde2ea}
+.sub{color:#5a6478;margin:0 0 1em}.cards{display:flex;gap:1em;flex-wrap:wrap;margin:1em 0}
+.card{background:#fff;border-radius:8px;padding:.8em 1.2em;box-shadow:0 1px 3px #0002;min-width:9em}
+.card b{display:block;font-size:1.6em}.card span{color:#5a6478;font-size:.85em}
+.reason{background:#fff;border-left:4px solid #1f77b4;padding:.6em 1em;border-radius:4px}
+figure{background:#fff;border-radius:8px;padding:.8em;margin:1em 0;box-shadow:0 1px 3px #0002}
+figure img{max-width:100%}figcaption{color:#5a6478;font-size:.85em;margin-top:.4em}
+table{border-collapse:collapse;background:#fff;margin:.6em 0;width:100%}
+td,th{padding:.35em .7em;border-bottom:1px solid #e3e7ee;text-align:left;vertical-align:top}
+.wrong{color:#d62728;font-weight:600}.note{color:#5a6478}
+"""
 
 
-def classification_metrics(labels: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
-    """Metrics of predicted probabilities ``proba`` (n, classes) against integer ``labels``."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    labels = np.asarray(labels)
-    predicted = proba.argmax(axis=1)
-    indices = list(range(len(classes)))
-    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=indices, zero_division=0)
-    top = min(5, len(classes))
-    top_k = np.argsort(-proba, axis=1)[:, :top]
-    return {
-        "accuracy": round(float((predicted == labels).mean()), 4) if len(labels) else None,
-        f"top{top}_accuracy": round(float((top_k == labels[:, None]).any(axis=1).mean()), 4) if len(labels) else None,
-        "macro_f1": round(float(f1.mean()), 4),
-        "n": int(len(labels)),
-        "per_class": {
-            name: {
-                "precision": round(float(precision[i]), 4),
-                "recall": round(float(recall[i]), 4),
-                "f1": round(float(f1[i]), 4),
-                "support": int(support[i]),
-            }
-            for i, name in enumerate(classes)
-        },
-        "confusion_matrix": confusion_matrix(labels, predicted, labels=indices).tolist(),
+def draw(config: dict[str, Any], metrics: dict[str, Any]) -> dict[str, tuple[bytes, str]]:
+    """Every figure the report shows, rendered once to PNG: ``{name: (png, caption)}``."""
+    classes = config["classes"]
+    evaluation, which = _evaluation(metrics)
+    history = metrics.get("history") or {}
+    best = history.get("best_epoch")
+    chosen = f"{metrics.get('tap')}@{metrics.get('input_size')}px"
+    wanted: dict[str, tuple[Any, str]] = {
+        "learning_curves": (
+            figures.learning_curves(history.get("epochs") or [], history.get("finetune_from_epoch")),
+            "Loss and validation accuracy per epoch; below, the learning rate of each parameter group."
+            + (f" The weights kept are those of epoch {best}." if best is not None else ""),
+        ),
+        "features_compared": (
+            figures.candidates(metrics.get("taps_tried") or {}, chosen),
+            f"Kept: {chosen} (in colour). The first is the default, kept unless another is better by more "
+            "than one standard error.",
+        ),
     }
-
-
-def format_metrics(metrics: dict[str, Any], classes: Sequence[str]) -> str:
-    """A plain-text table for the terminal."""
-    width = max(8, *(len(c) for c in classes))
-    lines = [f"accuracy {metrics['accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}  (n={metrics['n']})", ""]
-    lines.append(f"{'class':<{width}}  precision  recall     f1  support")
-    for name, row in metrics["per_class"].items():
-        lines.append(
-            f"{name:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}  {row['support']:7d}"
+    if evaluation:
+        wanted[f"confusion_{which}"] = (
+            figures.confusion(evaluation["confusion_matrix"], classes),
+            "Rows: true class; colour: the share of it predicted as each class.",
         )
-    if len(classes) <= 12:
-        lines += ["", "confusion matrix (rows: true, columns: predicted)"]
-        lines += ["  ".join(f"{v:4d}" for v in row) for row in metrics["confusion_matrix"]]
-    return "\n".join(lines)
+        wanted[f"per_class_{which}"] = (
+            figures.per_class_scores(evaluation["per_class"]),
+            "Precision, recall and F1 of each class.",
+        )
+        if config.get("modality") == "image":
+            wanted[f"worst_errors_{which}"] = (
+                figures.worst_image_errors(evaluation.get("worst_errors") or []),
+                "Each image: true class → predicted class, with the predicted probability.",
+            )
+    return {name: (figures.png_bytes(fig), caption) for name, (fig, caption) in wanted.items() if fig is not None}
 
 
-def html_report(config: dict[str, Any], metrics: dict[str, Any], skipped: list[dict[str, str]]) -> str:
-    """A self-contained HTML page: the choice and its reason, scores, confusion, curves, skipped files."""
-    import html
+TITLES = {
+    "learning_curves": "Learning curves",
+    "features_compared": "Features compared",
+    "confusion": "Confusion matrix",
+    "per_class": "Per class",
+    "worst_errors": "Most confident mistakes",
+}
 
+
+def html_report(
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    skipped: list[dict[str, Any]],
+    drawn: dict[str, tuple[bytes, str]] | None = None,
+) -> str:
+    """The page for a model folder's ``config.json``, ``metrics.json`` and ``skipped.json``
+    (``drawn``: the figures from ``draw``, drawn here when not given)."""
     esc = html.escape
     classes = config["classes"]
-    rows = [
-        ("backbone", metrics.get("backbone")),
-        ("strategy", f"{metrics.get('strategy')}: {metrics.get('strategy_reason')}"),
-        ("validation accuracy", metrics.get("val_accuracy")),
-        ("test accuracy", metrics.get("test_accuracy")),
-        ("training time (s)", metrics.get("train_seconds")),
-    ]
+    drawn = draw(config, metrics) if drawn is None else drawn
+    evaluation, which = _evaluation(metrics)
     parts = [
-        "<!doctype html><meta charset='utf-8'><title>Wukong model report</title>",
-        "<style>body{font:14px sans-serif;margin:2em;max-width:60em}td,th{padding:.2em .6em;border:1px solid #ccc}"
-        "table{border-collapse:collapse;margin:1em 0}</style>",
-        f"<h1>Wukong model: {len(classes)} classes</h1><table>",
-        *(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in rows if v is not None),
-        "</table>",
+        "<!doctype html><html lang='en'><meta charset='utf-8'><title>Wukong model report</title>",
+        f"<style>{STYLE}</style><main>",
+        f"<h1>{esc(config.get('modality', ''))} classifier: {len(classes)} classes</h1>",
+        f"<p class='sub'>{esc(', '.join(classes[:12]))}{' …' if len(classes) > 12 else ''} · backbone "
+        f"{esc(str(metrics.get('backbone')))} · strategy <b>{esc(str(metrics.get('strategy')))}</b></p>",
+        _cards(metrics),
+        f"<p class='reason'><b>Why this strategy:</b> {esc(str(metrics.get('strategy_reason', '')))}</p>",
     ]
-    evaluation = metrics.get("test") or metrics.get("val")
-    if evaluation:
-        which = "test" if metrics.get("test") else "validation"
-        parts.append(
-            f"<h2>Per class ({which})</h2><table><tr><th>class</th><th>precision</th><th>recall</th>"
-            "<th>F1</th><th>support</th></tr>"
-        )
-        for name, row in evaluation["per_class"].items():
-            parts.append(
-                f"<tr><td>{esc(name)}</td><td>{row['precision']:.3f}</td><td>{row['recall']:.3f}</td>"
-                f"<td>{row['f1']:.3f}</td><td>{row['support']}</td></tr>"
-            )
-        parts.append("</table>")
-        if len(classes) <= 30:
-            header = "".join(f"<th>{esc(c)}</th>" for c in classes)
-            parts.append(f"<h2>Confusion matrix ({which}; rows: true)</h2><table><tr><th></th>{header}</tr>")
-            for name, line in zip(classes, evaluation["confusion_matrix"], strict=True):
-                parts.append(f"<tr><th>{esc(name)}</th>" + "".join(f"<td>{v}</td>" for v in line) + "</tr>")
-            parts.append("</table>")
-    epochs = (metrics.get("history") or {}).get("epochs") or []
-    if epochs:
-        parts.append("<h2>Learning curves</h2>" + _svg_curves(epochs))
+    for name, (png, caption) in drawn.items():
+        title = TITLES[name.removesuffix(f"_{which}")] + (f" ({which})" if name.endswith(which) else "")
+        source = "data:image/png;base64," + base64.b64encode(png).decode()
+        parts.append(f"<h2>{esc(title)}</h2><figure><img alt='{esc(title)}' src='{source}'>")
+        parts.append(f"<figcaption>{esc(caption)}</figcaption></figure>")
+    errors = (evaluation or {}).get("worst_errors") or []
+    if errors and f"worst_errors_{which}" not in drawn:
+        parts += [f"<h2>Most confident mistakes ({which})</h2>", _error_table(errors)]
     if skipped:
-        parts.append(f"<h2>Skipped inputs, and inputs used with a note ({len(skipped)})</h2><ul>")
+        parts.append(f"<h2>Skipped inputs, and inputs used with a note ({len(skipped)})</h2><table>")
         parts += [
-            f"<li>{esc(s['path'])}: {esc(s['reason'])}{' <b>(used)</b>' if s.get('kept') else ''}</li>" for s in skipped
+            f"<tr><td>{esc(str(s['path']))}</td><td>{esc(str(s['reason']))}"
+            f"{' <b>(used)</b>' if s.get('kept') else ''}</td></tr>"
+            for s in skipped
         ]
-        parts.append("</ul>")
+        parts.append("</table>")
+    parts.append("</main></html>")
     return "\n".join(parts) + "\n"
 
 
-def _svg_curves(epochs: list[dict[str, Any]], width: int = 480, height: int = 200) -> str:
-    """Inline SVG of train/val loss and val accuracy per epoch (no plotting library needed)."""
-    series = {"train_loss": "#d62728", "val_loss": "#1f77b4", "val_acc": "#2ca02c"}
-    values = [r[k] for r in epochs for k in series if k in r]
-    top = max(values + [1.0])
-    n = max(len(epochs) - 1, 1)
-    lines = []
-    for key, colour in series.items():
-        points = [
-            f"{20 + (width - 40) * i / n:.1f},{height - 20 - (height - 40) * r[key] / top:.1f}"
-            for i, r in enumerate(epochs)
-            if key in r
-        ]
-        if points:
-            lines.append(f"<polyline fill='none' stroke='{colour}' stroke-width='2' points='{' '.join(points)}'/>")
-            lines.append(f"<text x='{width - 110}' y='{20 + 14 * len(lines) / 2}' fill='{colour}'>{key}</text>")
-    return f"<svg width='{width}' height='{height}' style='border:1px solid #ccc'>{''.join(lines)}</svg>"
+def _evaluation(metrics: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    if metrics.get("test"):
+        return metrics["test"], "test"
+    return metrics.get("val"), "validation"
+
+
+def _cards(metrics: dict[str, Any]) -> str:
+    cards = [
+        ("validation accuracy", metrics.get("val_accuracy")),
+        ("test accuracy", metrics.get("test_accuracy")),
+        ("training time", f"{metrics['train_seconds']:.0f} s" if metrics.get("train_seconds") is not None else None),
+        ("training examples", sum((metrics.get("train_examples") or {}).values()) or None),
+        ("skipped inputs", metrics.get("skipped")),
+    ]
+    shown = [
+        f"<div class='card'><b>{html.escape(str(value))}</b><span>{html.escape(label)}</span></div>"
+        for label, value in cards
+        if value is not None
+    ]
+    return "<div class='cards'>" + "".join(shown) + "</div>"
+
+
+def _error_table(errors: list[dict[str, Any]]) -> str:
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{esc(e['input'])}</td><td>{esc(e['true'])}</td><td class='wrong'>{esc(e['predicted'])}</td>"
+        f"<td>{e['score']:.2f}</td></tr>"
+        for e in errors
+    )
+    return f"<table><tr><th>input</th><th>true</th><th>predicted</th><th>probability</th></tr>{rows}</table>"
+
+
+def tensorboard_summary(
+    logs: Path, config: dict[str, Any], metrics: dict[str, Any], drawn: dict[str, tuple[bytes, str]]
+) -> None:
+    """The report's figures, the hyper-parameters and the final scores, written to TensorBoard under
+    ``logs/report`` (for every strategy: a ``features`` run has no training logs otherwise)."""
+    import numpy as np
+    from PIL import Image
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(logs / "report"))
+    try:
+        params = config.get("params") or {}
+        hparams = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in params.items()}
+        hparams["strategy"] = str(metrics.get("strategy"))
+        scores = {f"hparam/{k}": metrics[k] for k in ("val_accuracy", "test_accuracy") if metrics.get(k) is not None}
+        writer.add_hparams(hparams, scores, run_name=".")
+        for name, (png, _) in drawn.items():
+            pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+            writer.add_image(name, pixels, dataformats="HWC")
+        writer.add_text("strategy", f"**{metrics.get('strategy')}**: {metrics.get('strategy_reason')}")
+    finally:
+        writer.close()

@@ -23,9 +23,9 @@ from wukong.backbones.catalog import entry
 from wukong.data.text import TextSource
 from wukong.estimator import Labelled, TransferClassifier
 from wukong.heads import final_linear, head_from_spec, is_linear
+from wukong.metrics import classification_metrics
 from wukong.modalities import text
 from wukong.modalities.text import Texts
-from wukong.report import classification_metrics
 from wukong.strategies.auto import BETTER_FEWSHOT_ENCODER, MPNET_HINT, Choice, choose_text_strategy
 from wukong.strategies.features import refit_with_validation, write_linear
 from wukong.strategies.fewshot import ContrastivePlan, contrastive_tune
@@ -50,9 +50,10 @@ class TextClassifier(TransferClassifier):
         linear_model: the classifier ``features`` / ``fewshot`` fit: ``"logistic"`` (softmax
             regression, calibrated probabilities) or ``"svm"`` (linear SVM; softmaxed margins).
         unfreeze: for ``finetune``: the number of top transformer layers to tune, or ``"all"``.
-        epochs: for ``head``: epochs of the head (default 40, early stopped); for ``finetune``: epochs
-            of fine-tuning (default: about 40k example passes, 2 to 10 epochs).
-        head_epochs: for ``finetune``: epochs of the head alone before the encoder joins (default 40).
+        epochs: for ``head``: epochs of the head (default 40, early stopped); for ``finetune``: epochs of
+            each phase, the head on cached embeddings and then the encoder with it (default: 40 head
+            epochs, then about 40k example passes, 2 to 10 epochs).
+        head_epochs: for ``finetune``: epochs of the head phase, when it should differ from ``epochs``.
         lr, backbone_lr_ratio: the head's learning rate; encoder layers get ``lr * backbone_lr_ratio``.
         batch_size: texts per training batch (fine-tuning and contrastive tuning).
         val_fraction: held out of the training data when no ``val`` is given (seeded, stratified).
@@ -124,11 +125,9 @@ class TextClassifier(TransferClassifier):
         extra["data_encoding"] = train.examples.encoding
         if names:
             extra["label_texts"] = dict(zip(self.classes_, names, strict=True))
-        # Strategies without epochs have no logs: name the (absent) folder, since save copies
-        # history["logs"] when it is a folder and an empty name would mean the current directory.
-        extra.setdefault("history", {"epochs": [], "logs": str(work / "logs")})
+        val_texts = list(val.examples.texts)
         extra["val"] = extra.pop("val_before_refit", None) or classification_metrics(
-            val.labels, self._proba_prepared(Texts(val.examples.texts, cache=True)), self.classes_
+            val.labels, self._proba_prepared(Texts(val_texts, cache=True)), self.classes_, val_texts
         )
         extra["refit_on_train_and_val"] = bool(carved and extra.get("refit"))
         return choice, extra
@@ -155,7 +154,8 @@ class TextClassifier(TransferClassifier):
         (``finetune``) encoder layers with it, tokenised, at smaller rates."""
         finetune = choice.strategy == "finetune"
         blocks = encoder_blocks(self.net_.features, choice.unfreeze) if finetune else []
-        head_epochs = self.head_epochs if finetune else self.epochs
+        # a given ``epochs`` bounds the head phase too, unless ``head_epochs`` says otherwise
+        head_epochs = (self.head_epochs or self.epochs) if finetune else self.epochs
         history = self._head_then_unfreeze(texts, labels, val_texts, val_labels, blocks, head_epochs, work, resume)
         extra = {"epochs_run": len(history["epochs"]), "history": history}
         if finetune:
@@ -191,9 +191,8 @@ class TextClassifier(TransferClassifier):
         extra: dict[str, Any] = {"classifier": fit.info}
         if refit_with_validation(carved, labels, self.tuning_["refit_below"]):
             val_feats = self._embed(Texts(val_texts, cache=True))
-            extra["val_before_refit"] = classification_metrics(
-                val_labels, self._proba_from_features(val_feats), self.classes_
-            )
+            proba = self._proba_from_features(val_feats)
+            extra["val_before_refit"] = classification_metrics(val_labels, proba, self.classes_, val_texts)
             both = self._linear(np.concatenate([feats, val_feats]), np.concatenate([labels, val_labels]))
             write_linear(final_linear(self.net_.head), both)
             extra["refit"] = True
@@ -239,13 +238,12 @@ class TextClassifier(TransferClassifier):
     def _source(self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None = None) -> TextSource:
         return text.read_source(data, labels, classes, text_col=self.text_col, label_col=self.label_col)
 
-    def _read_unlabelled(self, inputs: str | Sequence[str]) -> tuple[list[str], Texts, list[tuple[str, str]]]:
+    def _read_unlabelled(self, inputs: str | Sequence[str]) -> tuple[list[str], Texts, dict[int, str]]:
         texts = text.read_unlabelled(inputs)
-        return texts, Texts(texts, cache=False), []
+        return texts, Texts(texts, cache=False), {}
 
-    def _labelled(self, data: Any, labels: Sequence[Any] | None) -> tuple[Texts, np.ndarray, list[dict]]:
-        source = self._source(data, labels, classes=self.classes_)
-        return Texts(source.texts, cache=True), source.label_ids(self.classes_), [s.to_dict() for s in source.skipped]
+    def _inputs_of(self, examples: TextSource) -> tuple[list[str], Texts]:
+        return list(examples.texts), Texts(list(examples.texts), cache=True)
 
     # --- persistence (see wukong.artifact) -----------------------------------------------------
 

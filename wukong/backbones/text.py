@@ -33,6 +33,7 @@ from wukong.backbones.sentence import (
     store_folder,
 )
 from wukong.features_cache import FeatureCache, namespace_key, text_hash
+from wukong.progress import track
 from wukong.runtime import autocast, bf16_measured_faster
 
 if TYPE_CHECKING:
@@ -158,7 +159,9 @@ class TextEncoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         batches = length_batches(lengths[order], self.batch_size, self.max_batch_tokens)
         with torch.inference_mode(), autocast(self.device, self.bf16):
-            for start, stop in _progress(batches, progress):
+            for start, stop in track(
+                batches, total=len(batches), desc="Encoding texts", enabled=progress, unit="batches"
+            ):
                 batch = order[start:stop]
                 features = self._pad(encoded, batch)
                 embeddings = self.model(features)["sentence_embedding"]
@@ -258,11 +261,3 @@ def _torch_threads(count: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def _progress(batches: list[tuple[int, int]], enabled: bool) -> Any:
-    if not enabled:
-        return batches
-    from tqdm.auto import tqdm
-
-    return tqdm(batches, desc="Encoding texts", unit="batch")

@@ -10,6 +10,7 @@ import typer
 
 from wukong.cli.app import EngineOption, app, emit, may_replace, progress_wanted
 from wukong.errors import WukongError
+from wukong.progress import status
 
 
 @app.command()
@@ -43,7 +44,13 @@ def train(
     linear_model: Annotated[
         str, typer.Option(help="The linear classifier of 'features': logistic (softmax) | svm.")
     ] = "logistic",
-    epochs: Annotated[int | None, typer.Option(help="Training epochs for head/finetune.")] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Epochs of head/finetune: images, all epochs (the first third train the head alone); text, "
+            "each phase (the head on cached embeddings, then the encoder). Default: chosen from the data size."
+        ),
+    ] = None,
     unfreeze: Annotated[
         str | None, typer.Option(help="Blocks to fine-tune: a number of later blocks, or 'all'.")
     ] = None,
@@ -120,18 +127,19 @@ def train(
         tuning=_tuning(tuning) if tuning else None,
         progress=progress,
     )
-    if modality == "image":
-        from wukong.image_classifier import ImageClassifier
+    with status("Starting: PyTorch, then every input's classes", enabled=progress):
+        if modality == "image":
+            from wukong.image_classifier import ImageClassifier
 
-        clf = ImageClassifier(backbone, arch=arch, engine=engine, **common)
-    else:
-        from wukong.text_classifier import TextClassifier
+            clf = ImageClassifier(backbone, arch=arch, engine=engine, **common)
+        else:
+            from wukong.text_classifier import TextClassifier
 
-        if engine == "onnxruntime":
-            raise WukongError("--engine onnxruntime applies to image data; text models run in PyTorch")
-        descriptions = _label_descriptions(label_names) if label_names is not None else None
-        clf = TextClassifier(backbone, text_col=text_col, label_col=label_col, label_names=descriptions, **common)
-    clf.check_data(data, val, test)  # every input's classes, before any training
+            if engine == "onnxruntime":
+                raise WukongError("--engine onnxruntime applies to image data; text models run in PyTorch")
+            descriptions = _label_descriptions(label_names) if label_names is not None else None
+            clf = TextClassifier(backbone, text_col=text_col, label_col=label_col, label_names=descriptions, **common)
+        clf.check_data(data, val, test)  # every input's classes, before any training
     work = work_folder(out, create=True)
     clf.fit(data, val=val, work_dir=work, resume=resume)
     test_problem = None

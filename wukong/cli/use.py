@@ -62,7 +62,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix on labelled data."""
-    from wukong.report import format_metrics
+    from wukong.metrics import format_metrics
 
     clf = _load(model, engine)
     metrics = clf.evaluate(data)
@@ -70,6 +70,33 @@ def evaluate(
     for item in metrics["skipped"]:
         text += f"\n{'note' if item.get('kept') else 'skipped'} {item['path']}: {item['reason']}"
     emit(metrics, as_json, text)
+
+
+@app.command()
+def report(
+    model: Annotated[Path, typer.Argument(help="Model folder written by 'wukong train'.")],
+    data: Annotated[
+        Path | None, typer.Option(help="Labelled data to evaluate: the report shows its scores and mistakes.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the page (default: MODEL/report.html).")] = None,
+    engine: EngineOption = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print where the report went as JSON.")] = False,
+) -> None:
+    """Write the model's report.html again: curves, the features compared, confusion matrix, per-class
+    scores, the most confident mistakes; with --data, on that data."""
+    from wukong.artifact import read_model_folder
+    from wukong.artifact_io import write_text_atomically
+    from wukong.report import html_report
+
+    saved = read_model_folder(model)
+    metrics = dict(saved.metrics)
+    if data is not None:
+        evaluation = _load(model, engine).evaluate(data)
+        metrics.update(test=evaluation, test_accuracy=evaluation["accuracy"], test_data=str(data))
+    target = out if out is not None else model / "report.html"
+    write_text_atomically(target, html_report(saved.config, metrics, saved.skipped))
+    result = {"report": str(target), **({"test_accuracy": metrics["test_accuracy"]} if data is not None else {})}
+    emit(result, as_json, f"report written to {target}")
 
 
 @app.command()
@@ -102,12 +129,18 @@ def serve(
             "WUKONG_SERVE_TOKEN: a --token value is visible to every user in 'ps'.",
         ),
     ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes, each with its own copy of the model.")] = 1,
     engine: EngineOption = "auto",
 ) -> None:
-    """Serve predictions over HTTP: POST /predict (image bytes, or JSON {"text": ...}); GET|HEAD /health."""
-    from wukong.serve import serve as run_server
-
-    run_server(_load(model, engine), host=host, port=port, token=token)
+    """Serve predictions over HTTP (FastAPI): POST /predict (image bytes or multipart files; JSON
+    {"text": ...} or {"texts": [...]}), GET|HEAD /health, OpenAPI at /docs."""
+    try:
+        from wukong.serve import serve as run_server
+    except ImportError:
+        raise WukongError("the server needs its extra: pip install 'wukong[serve]'") from None
+    run_server(
+        _load(model, engine), host=host, port=port, token=token, workers=workers, model_dir=str(model), engine=engine
+    )
 
 
 def _load(model: Path, engine: str) -> object:

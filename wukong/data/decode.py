@@ -23,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from wukong.data.images import image_array_problem, is_in_memory, item_name
 from wukong.data.labelled import Skipped
+from wukong.progress import track
 
 # PIL's own default (about 89 megapixels); larger images are refused, not decoded.
 MAX_PIXELS = 89_478_485
@@ -142,6 +143,7 @@ class ImageStore:
     paths: list[str]  # how each image is named (its path, or image[i] for one given in memory)
     skipped: list[Skipped]
     sources: list[Any] = field(default_factory=list)  # what each was decoded from: a path or an image
+    positions: list[int] = field(default_factory=list)  # where each stood among the inputs decoded
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -156,6 +158,7 @@ class ImageStore:
             [self.paths[i] for i in idx],
             [],
             [self.sources[i] for i in idx],
+            [self.positions[i] for i in idx] if self.positions else [],
         )
 
     def concat(self, other: ImageStore) -> ImageStore:
@@ -166,7 +169,7 @@ class ImageStore:
             self.paths + other.paths,
             [],
             self.sources + other.sources,
-        )
+        )  # positions refer to two different input lists: not kept
 
 
 def decode_images(
@@ -181,7 +184,6 @@ def decode_images(
 ) -> ImageStore:
     """Decode, check and resize every file (or in-memory image) once. Unusable ones go to ``skipped``
     with a reason."""
-    from tqdm.auto import tqdm
 
     def work(numbered: tuple[int, Any]) -> tuple[np.ndarray, str] | Skipped:
         index, item = numbered
@@ -205,7 +207,7 @@ def decode_images(
     skipped: list[Skipped] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = pool.map(work, enumerate(paths), chunksize=64)
-        for i, result in enumerate(tqdm(results, total=len(paths), desc=desc, disable=not progress, unit="img")):
+        for i, result in enumerate(track(results, total=len(paths), desc=desc, enabled=progress, unit="images")):
             if isinstance(result, Skipped):
                 skipped.append(result)
                 continue
@@ -219,6 +221,7 @@ def decode_images(
         paths=[item_name(paths[i], i) for i in kept],
         skipped=skipped,
         sources=[paths[i] for i in kept],
+        positions=kept,
     )
 
 

@@ -19,13 +19,14 @@ from torch.utils.data import DataLoader, Dataset
 from wukong.backbones.vision import ImageBackbone
 from wukong.data.augment import ArrayImageDataset
 from wukong.data.decode import ImageStore, conflicting_labels, decode_images
-from wukong.data.images import image_items, labelled_images, list_images
+from wukong.data.images import image_items, item_name, labelled_images, list_images
 from wukong.data.labelled import Labelled
 from wukong.engine import FrozenPass, frozen_pass
 from wukong.errors import DataError
 from wukong.features_cache import FeatureCache, namespace_key
 from wukong.heads import build_head
 from wukong.network import Embedding, FeatureExtractor, TransferNet, probe_features, weights_fingerprint
+from wukong.progress import status, track
 from wukong.runtime import bf16_measured_faster, default_device
 from wukong.strategies.finetune import repeat_to_steps
 
@@ -64,13 +65,14 @@ def read_labelled(
     return Labelled(store, store.labels, list(source.classes), source.origin), skipped
 
 
-def read_unlabelled(inputs: Any, backbone: ImageBackbone, *, progress: bool) -> ImageStore:
-    """Images to predict on (files, folders, PIL images, arrays, encoded bytes); unusable ones end
-    up in the store's ``skipped``."""
+def read_unlabelled(inputs: Any, backbone: ImageBackbone, *, progress: bool) -> tuple[ImageStore, list[str]]:
+    """Images to predict on (files, folders, PIL images, arrays, encoded bytes), decoded, and the
+    name of every one in order (folders expanded); unusable ones end up in the store's ``skipped``."""
     paths = list_images(image_items(inputs))
     if not paths:
         raise DataError(f"{inputs}: no image files found")
-    return decode(paths, None, backbone, progress=progress, desc="Reading images")
+    store = decode(paths, None, backbone, progress=progress, desc="Reading images")
+    return store, [item_name(p, i) for i, p in enumerate(paths)]
 
 
 def redecode(backbone: ImageBackbone, stores: Sequence[ImageStore], *, progress: bool) -> tuple[ImageStore, ...]:
@@ -124,9 +126,10 @@ class FrozenPasses:
     """Embeds pixels with a network's frozen part on the chosen engine (one engine per network state,
     kept while this object lives), and caches features of labelled images on disk by content."""
 
-    def __init__(self, engine: str, bf16: bool) -> None:
+    def __init__(self, engine: str, bf16: bool, *, progress: bool = False) -> None:
         self.engine = engine
         self.bf16 = bf16
+        self.progress = progress
         self._passes: dict[str, FrozenPass] = {}
 
     def of(self, net: TransferNet, size: int) -> FrozenPass:
@@ -140,7 +143,8 @@ class FrozenPasses:
         name = f"{namespace_key(key)}@{size}:{self.engine}"
         if name not in self._passes:
             net.to(default_device()).eval()
-            self._passes[name] = frozen_pass(Embedding(net), size, key, engine=self.engine, bf16=self.bf16)
+            with status("Preparing the inference engine (exported once per network)", enabled=self.progress):
+                self._passes[name] = frozen_pass(Embedding(net), size, key, engine=self.engine, bf16=self.bf16)
         return self._passes[name]
 
     def embed(
@@ -151,7 +155,9 @@ class FrozenPasses:
         crop = backbone.input_size / backbone.resize_size
         dataset = ArrayImageDataset(pixels, np.zeros(len(pixels)), backbone.input_size, train=False, crop_pct=crop)
         out = []
-        for images, _ in DataLoader(dataset, batch_size=EVAL_BATCH, shuffle=False):
+        loader = DataLoader(dataset, batch_size=EVAL_BATCH, shuffle=False)
+        shown = self.progress and len(loader) > 1
+        for images, _ in track(loader, total=len(loader), desc="Extracting features", enabled=shown, unit="batches"):
             batch = images.numpy()
             out.append(run(batch[..., ::-1] if mirrored else batch))
         return np.concatenate(out) if out else np.empty((0, 0), np.float32)

@@ -34,6 +34,7 @@ from torch import nn
 
 from wukong.backbones.text import length_batches, pad_tokens
 from wukong.network import set_trainable
+from wukong.progress import track
 from wukong.runtime import autocast
 from wukong.text_network import input_embeddings
 
@@ -106,7 +107,7 @@ def _tune(
     losses: list[float] = []
     pairs = 0
     batches = balanced_batches(labels, plan.batch_size, steps, seed=plan.seed)
-    for batch in _progress(batches, steps, progress):
+    for batch in track(batches, total=steps, desc="Contrastive tuning", enabled=progress, unit="steps"):
         batch = batch[np.argsort([len(tokens[i]) for i in batch], kind="stable")]
         with autocast(device, plan.bf16):
             embeddings = embed_bucketed(encoder, [tokens[i] for i in batch], device, plan.max_batch_tokens)
@@ -213,11 +214,3 @@ def supcon_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: flo
     anchors = positive.any(dim=1)
     per_anchor = -(log_prob.masked_fill(~positive, 0.0).sum(1) / positive.sum(1).clamp(min=1))
     return per_anchor[anchors].mean(), int(n * (n - 1) // 2)
-
-
-def _progress(batches: Iterator[np.ndarray], steps: int, enabled: bool) -> Iterator[np.ndarray]:
-    if not enabled:
-        return batches
-    from tqdm.auto import tqdm
-
-    return tqdm(batches, total=steps, desc="Contrastive tuning", unit="step")

@@ -8,7 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -69,12 +69,13 @@ def make_trainer(
     """The Lightning Trainer every Wukong training runs in (transfer and pretraining): one device
     (the GPU when there is one), bf16 or fp32, TensorBoard logs in ``work_dir/logs``, no sanity
     validation; ``more``: other Trainer arguments."""
+    bar = [RichProgressBar(leave=True)] if progress else []  # the same style as Wukong's other bars
     return L.Trainer(
         max_epochs=epochs,
         accelerator="auto",
         devices=1,
         precision="bf16-mixed" if bf16 else "32-true",
-        callbacks=callbacks,
+        callbacks=[*callbacks, *bar],
         logger=TensorBoardLogger(work_dir, name="logs", version=""),
         default_root_dir=work_dir,
         enable_progress_bar=progress,
@@ -119,11 +120,14 @@ def train_network(
         last,
         FinetuneEarlyStopping(finetuning, monitor="val_score", mode="max", patience=plan.patience),
         history,
+        LearningRateMonitor(logging_interval="epoch"),  # every parameter group's rate, in TensorBoard
     ]
     with quiet_lightning():  # the banner and irrelevant warnings, for this run only
         trainer = make_trainer(
             work_dir, epochs=plan.epochs, bf16=plan.bf16, callbacks=callbacks, progress=progress, log_every_n_steps=1
         )
+        hparams = {k: v for k, v in vars(plan).items() if k != "blocks"}
+        trainer.logger.log_hyperparams({**hparams, "unfrozen_blocks": len(plan.blocks)})
         loader_args = {"batch_size": plan.batch_size, "num_workers": 0}
         train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > plan.batch_size, **loader_args)
         val_loader = DataLoader(val_set, shuffle=False, **loader_args)
