@@ -34,3 +34,4 @@ bench: install
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/text.py
 	$(BIN)/python benchmarks/serve.py
+	$(BIN)/python benchmarks/exports.py

@@ -109,24 +109,6 @@ def test_new_process_predictions_match(trained) -> None:
     np.testing.assert_allclose(here, np.asarray(there), atol=1e-5)
 
 
-def test_onnx_export_matches_torch(trained, tmp_path: Path) -> None:
-    import onnxruntime as ort
-    import torch
-
-    import wukong as wk
-
-    out, _, _ = trained
-    wukong("export", out, "--format", "onnx", "--out", tmp_path / "m.onnx")
-    model = wk.load(out)
-    side = model.backbone_.input_size
-    pixels = torch.rand(3, 3, side, side)
-    with torch.no_grad():
-        expected = torch.softmax(model.net_.float()(pixels), 1).numpy()
-    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
-    got = session.run(None, {"pixels": pixels.numpy()})[0]
-    np.testing.assert_allclose(got, expected, atol=1e-4)
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [

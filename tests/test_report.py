@@ -90,23 +90,37 @@ def test_a_finetune_report_draws_the_learning_curves_and_logs_the_rates(tmp_path
     assert "backbone_lr_ratio: 0.1" in hparams and "epochs: 3" in hparams
 
 
-def test_a_text_report_lists_the_worst_mistakes_as_snippets(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``features`` on SST-2 (24 sentences per class), evaluated on the SST-2 test file."""
     texts, labels = _per_class(SST2 / "dev.tsv", None, 24, seed=0)
     clf = TextClassifier(strategy="features", progress=False).fit(texts, labels)
     clf.metrics_["test"] = clf.evaluate(SST2 / "test.tsv")
-    clf.save(tmp_path / "model")
-    page = (tmp_path / "model" / "report.html").read_text()
+    folder = tmp_path_factory.mktemp("report") / "sst2"
+    clf.save(folder)
+    return folder
+
+
+def test_a_text_report_lists_the_worst_mistakes_as_snippets(text_model: Path) -> None:
+    page = (text_model / "report.html").read_text()
     assert {"Confusion matrix (test)", "Per class (test)"} <= set(figures_of(page))
-    worst = clf.metrics_["test"]["worst_errors"]
+    worst = json.loads((text_model / "metrics.json").read_text())["test"]["worst_errors"]
     assert worst and worst[0]["score"] >= worst[-1]["score"]  # most confident first
     assert html.escape(worst[0]["input"][:40]) in page  # the sentence itself, escaped
 
 
 @pytest.mark.slow
-def test_the_report_renders_in_headless_chromium(features_model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("which", ["cat_dog", "sst2"])
+def test_the_report_renders_in_headless_chromium(
+    features_model: Path, text_model: Path, tmp_path: Path, which: str
+) -> None:
+    """Each report, opened in Debian's headless Chromium: every section is drawn down the page."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    folder = features_model if which == "cat_dog" else text_model
+    if which == "cat_dog":  # with the test photos: the mistakes as thumbnails too
+        subprocess.run([*CMD, "report", str(folder), "--data", str(CAT_DOG / "test")], check=True, timeout=300)
     shot = tmp_path / "report.png"
     subprocess.run(
         [
@@ -115,14 +129,16 @@ def test_the_report_renders_in_headless_chromium(features_model: Path, tmp_path:
             "--no-sandbox",
             "--disable-gpu",
             "--hide-scrollbars",
-            "--window-size=1100,2400",
+            "--window-size=1100,3000",
             f"--screenshot={shot}",
-            (features_model / "report.html").as_uri(),
+            (folder / "report.html").as_uri(),
         ],
         capture_output=True,
         timeout=120,
         check=True,
     )
     pixels = np.asarray(Image.open(shot).convert("RGB"))
-    rows_with_ink = (pixels.min(axis=2) < 100).any(axis=1).sum()
-    assert pixels.shape[:2] == (2400, 1100) and rows_with_ink > 600  # text and figures down the page
+    ink = (pixels.min(axis=2) < 100).any(axis=1)
+    assert pixels.shape[:2] == (3000, 1100) and ink.sum() > 600  # text and figures down the page
+    coloured = (pixels.max(axis=2).astype(int) - pixels.min(axis=2) > 80).any(axis=1)
+    assert coloured.sum() > 300  # the coloured figures (confusion matrix, bars) rendered, not broken images

@@ -51,7 +51,7 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        _apply_umask(tmp)
+        apply_umask(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -236,9 +236,10 @@ def _umask() -> int:
     return umask
 
 
-def _apply_umask(folder: Path) -> None:
+def apply_umask(target: Path) -> None:
+    """Give ``target`` (a file, or a folder and all it holds) the permissions the umask allows."""
     umask = _umask()
-    for path in [folder, *folder.rglob("*")]:
+    for path in [target, *(target.rglob("*") if target.is_dir() else [])]:
         mode = 0o777 if path.is_dir() else 0o666
         path.chmod(mode & ~umask)
 

@@ -26,7 +26,7 @@ import copy
 import json
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,17 +136,29 @@ def _export(module: nn.Module, size: int, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def export_graph(module: nn.Module, example: torch.Tensor, path: Path, *, output: str, opset: int = OPSET) -> None:
-    """``module`` as an ONNX graph: input ``pixels`` (batch dimension free), one output named ``output``."""
+def export_graph(
+    module: nn.Module,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
+    path: Path,
+    *,
+    output: str,
+    inputs: Sequence[str] = ("pixels",),
+    free_axes: dict[int, str] | None = None,
+    opset: int = OPSET,
+) -> None:
+    """``module`` as an ONNX graph with the named ``inputs`` and one ``output``; axis 0 (the batch) is
+    free, and ``free_axes`` of every input too (e.g. ``{1: "tokens"}``)."""
+    example = example if isinstance(example, tuple) else (example,)
+    axes = {name: {0: "batch", **(free_axes or {})} for name in inputs}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about constants: the input size is fixed on purpose
         torch.onnx.export(
             module,
-            (example,),
+            example,
             str(path),
-            input_names=["pixels"],
+            input_names=list(inputs),
             output_names=[output],
-            dynamic_axes={"pixels": {0: "batch"}, output: {0: "batch"}},
+            dynamic_axes={**axes, output: {0: "batch"}},
             opset_version=opset,
             dynamo=False,
         )

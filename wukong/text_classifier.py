@@ -142,8 +142,14 @@ class TextClassifier(TransferClassifier):
         self._embed = text.Embedder(encoder, progress=self.progress)
         self._set_tuned(False)  # until a strategy changes its weights: embeddings may be cached
 
+    @property
+    def encoder_tuned_(self) -> bool:
+        """Whether a strategy changed the encoder's weights (then embeddings are not cached, and the
+        whole network is saved); the embedder holds the flag, so the two cannot disagree."""
+        return self._embed.tuned
+
     def _set_tuned(self, tuned: bool) -> None:
-        self.encoder_tuned_ = self._embed.tuned = tuned
+        self._embed.tuned = tuned
 
     # --- strategies ---------------------------------------------------------------------------
 

@@ -41,7 +41,9 @@ def load_sentence_transformer(name_or_path: str = DEFAULT_TEXT_BACKBONE, device:
         384
     """
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a bar per load, on every command: Wukong shows its own progress
     if name_or_path in DEFAULT_ALIASES:
         return SentenceTransformer(str(default_model_path()), device=device)
     stored = store_folder(name_or_path)

@@ -148,6 +148,7 @@ def train(
             metrics = clf.evaluate(test)
             clf.metrics_["test_accuracy"] = metrics["accuracy"]
             clf.metrics_["test"] = metrics
+            clf.metrics_["test_data"] = str(test.resolve())  # what 'wukong export' checks exports against
         except WukongError as exc:  # found only now: the trained model is kept all the same
             test_problem = str(exc)
             clf.metrics_["test_error"] = test_problem

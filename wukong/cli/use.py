@@ -94,6 +94,7 @@ def report(
         evaluation = _load(model, engine).evaluate(data)
         metrics.update(test=evaluation, test_accuracy=evaluation["accuracy"], test_data=str(data))
     target = out if out is not None else model / "report.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(target, html_report(saved.config, metrics, saved.skipped))
     result = {"report": str(target), **({"test_accuracy": metrics["test_accuracy"]} if data is not None else {})}
     emit(result, as_json, f"report written to {target}")
@@ -102,18 +103,64 @@ def report(
 @app.command()
 def export(
     model: Annotated[Path, typer.Argument(help="Model folder written by 'wukong train'.")],
-    out: Annotated[Path, typer.Option("--out", help="File to write.")],
-    format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="File to write (default: beside MODEL, named after it).")
+    ] = None,
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="onnx; onnx-int8 (dynamic int8, its accuracy change measured); torchscript (.pt); "
+            "torch-export (.pt2, torch.export).",
+        ),
+    ] = "onnx",
+    any_size: Annotated[
+        bool,
+        typer.Option(
+            "--any-size",
+            help="Image ONNX: take one uint8 RGB image (H, W, 3) of any size; resize and crop in the graph.",
+        ),
+    ] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Labelled data to check the export against 'predict' (default: the model's test set)."),
+    ] = None,
+    max_accuracy_loss: Annotated[
+        float,
+        typer.Option(
+            "--max-accuracy-loss",
+            help="onnx-int8: refuse to write it if it loses more accuracy than this (a fraction).",
+        ),
+    ] = 0.02,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was written, its metadata and parity.")] = False,
 ) -> None:
-    """Export a trained model (ONNX: takes float pixels in [0, 1], NCHW; outputs probabilities)."""
+    """Export a trained model for use without Wukong: ONNX (classes and preprocessing in its metadata;
+    text models with their tokenizer files beside it), int8 ONNX, TorchScript or torch.export."""
     import wukong
-    from wukong.export import export_onnx
+    from wukong.export import SUFFIXES, export
 
-    if format != "onnx":
-        raise WukongError(f"--format {format}: only 'onnx' is supported")
-    info = export_onnx(wukong.load(model), out)
-    emit(info, as_json, f"exported {model} to {out} ({info['bytes'] / 1e6:.1f} MB)")
+    if format not in SUFFIXES:
+        raise WukongError(f"--format {format}: choose one of {', '.join(SUFFIXES)}")
+    if any_size and not format.startswith("onnx"):
+        raise WukongError(f"--any-size: for ONNX exports of image models, not --format {format}")
+    suffix = (".int8" if format == "onnx-int8" else "") + SUFFIXES[format]
+    target = out if out is not None else model.with_name(model.name + suffix)
+    info = export(
+        wukong.load(model), target, format=format, any_size=any_size, data=data, max_accuracy_loss=max_accuracy_loss
+    )
+    lines = [f"exported {model} to {target} ({info['bytes'] / 1e6:.1f} MB, {format})"]
+    lines.append(f"input: {json.dumps(info['input'])}")
+    if "tokenizer" in info:
+        lines.append(f"tokenizer files: {target.parent / info['tokenizer']}")
+    if "parity" in info:
+        p = info["parity"]
+        lines.append(
+            f"against predict on {p['examples']} examples of {p['data']}: max |difference| of probabilities "
+            f"{p['max_abs_diff']:.2g}, accuracy {p['accuracy_export']:.4f} (model {p['accuracy_model']:.4f})"
+        )
+    if "int8" in info:
+        lines.append(f"int8 accuracy change: {info['int8']['accuracy_change']:+.4f}")
+    emit(info, as_json, "\n".join(lines))
 
 
 @app.command()

@@ -1,0 +1,113 @@
+"""Running an export as its user would, on labelled data, beside ``predict_proba``: parity and accuracy.
+
+Image inputs reach an export the way a user without Wukong would give them: for ``pixels`` graphs, the
+images resized and cropped as the metadata says; for ``any_size`` graphs, each file decoded whole
+(Pillow, EXIF rotation applied) and nothing else. Texts go through the exported ``tokenizer.json``
+with the ``tokenizers`` library, not through Wukong's encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wukong.data.augment import ArrayImageDataset
+from wukong.data.decode import in_memory_rgb, load_image, read_image_bytes
+from wukong.data.images import is_in_memory
+from wukong.export.graphs import quiet
+
+BATCH = 32
+
+
+def export_runner(path: Path, tokenizer: Path | None = None) -> Callable[[Any], np.ndarray]:
+    """``run(inputs) -> probabilities`` for an exported file: pixels (N, 3, S, S), one image (H, W, 3)
+    uint8, or a list of texts (with the export's ``tokenizer``)."""
+    if path.suffix in (".pt", ".pt2"):
+        with quiet():  # TorchScript's deprecation notice
+            module = torch.jit.load(str(path)).eval() if path.suffix == ".pt" else torch.export.load(str(path)).module()
+
+        def run_torchscript(inputs: Any) -> np.ndarray:
+            with torch.inference_mode():
+                tensors = inputs if isinstance(inputs, tuple) else (inputs,)
+                return module(*(torch.from_numpy(np.asarray(t)) for t in tensors)).numpy()
+
+        return _with_tokens(run_torchscript, tokenizer)
+    from wukong.engine import onnx_session
+
+    session = onnx_session(path)
+    names = [i.name for i in session.get_inputs()]
+
+    def run_onnx(inputs: Any) -> np.ndarray:
+        tensors = inputs if isinstance(inputs, tuple) else (inputs,)
+        return session.run(None, dict(zip(names, tensors, strict=True)))[0]
+
+    return _with_tokens(run_onnx, tokenizer)
+
+
+def _with_tokens(run: Callable[[Any], np.ndarray], tokenizer: Path | None) -> Callable[[Any], np.ndarray]:
+    if tokenizer is None:
+        return run
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer / "tokenizer.json"))  # truncation and padding set in the file
+
+    def run_texts(texts: Sequence[str]) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), BATCH):
+            encoded = tok.encode_batch(list(texts[start : start + BATCH]))
+            ids = np.array([e.ids for e in encoded], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+            out.append(run((ids, mask)))
+        return np.concatenate(out)
+
+    return run_texts
+
+
+def export_probabilities(model: Any, run: Callable[[Any], np.ndarray], examples: Any, *, any_size: bool) -> np.ndarray:
+    """Probabilities the export gives for ``examples`` (as ``model._read_labelled`` read them)."""
+    if model.modality == "text":
+        return run(list(examples.texts))
+    if any_size:
+        return np.concatenate([run(np.asarray(_whole_image(source))) for source in examples.sources])
+    backbone = model.backbone_
+    crop = backbone.input_size / backbone.resize_size
+    dataset = ArrayImageDataset(examples.pixels, examples.labels, backbone.input_size, train=False, crop_pct=crop)
+    out = []
+    for start in range(0, len(dataset), BATCH):
+        batch = torch.stack([dataset[i][0] for i in range(start, min(start + BATCH, len(dataset)))])
+        out.append(run(batch.numpy().astype(np.float32) / 255.0))
+    return np.concatenate(out)
+
+
+def _whole_image(source: Any) -> Any:
+    """An image decoded in full, as a user's own code would (no reduced-scale JPEG decoding)."""
+    if isinstance(source, bytes):
+        return load_image(source)
+    if is_in_memory(source):
+        return in_memory_rgb(source)[0]
+    return load_image(read_image_bytes(Path(source)))
+
+
+def measure(
+    model: Any, run: Callable[[Any], np.ndarray], data: Any, labels: Any = None, *, any_size: bool = False
+) -> dict[str, Any]:
+    """The export against ``predict_proba`` on labelled ``data`` (as ``evaluate`` takes it): max and
+    mean absolute difference of the probabilities, how often the top class differs, both accuracies."""
+    labelled, _ = model._read_labelled(data, labels, model.classes_, "evaluation")
+    _, prepared = model._inputs_of(labelled.examples)
+    expected = model._proba_prepared(prepared)
+    got = export_probabilities(model, run, labelled.examples, any_size=any_size)
+    diff = np.abs(got - expected)
+    labels = np.asarray(labelled.labels)
+    return {
+        "examples": int(len(labels)),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "top1_disagreements": int((got.argmax(1) != expected.argmax(1)).sum()),
+        "accuracy_model": float((expected.argmax(1) == labels).mean()),
+        "accuracy_export": float((got.argmax(1) == labels).mean()),
+    }

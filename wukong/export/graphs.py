@@ -1,0 +1,125 @@
+"""The trained network as a graph other runtimes load: ONNX (images, texts) and TorchScript.
+
+TorchScript, and ``torch.export`` programs.
+
+Every graph ends in softmax (its output is ``probabilities``, columns in the model's class order).
+Image graphs take float ``pixels`` (N, 3, S, S) in [0, 1], resized and cropped as the metadata says,
+or (``any_size``) one uint8 RGB ``image`` (H, W, 3) of any size with the resize and crop inside the
+graph (``wukong.export.preprocess``). Text graphs take the tokenizer's ``input_ids`` and
+``attention_mask`` (N, L), int64.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wukong.engine import export_graph, static_same_padding
+from wukong.export import preprocess
+
+TEXT_INPUTS = ("input_ids", "attention_mask")
+
+
+class ImageProbabilities(nn.Module):
+    """Float pixels in [0, 1] -> class probabilities (normalisation inside the network)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.net(pixels), dim=1)
+
+
+class TextProbabilities(nn.Module):
+    """Token ids and attention mask -> class probabilities (the sentence encoder, its pooling, the head)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.net(torch.stack([input_ids, attention_mask], dim=1)), dim=1)
+
+
+def probabilities_module(model: Any) -> tuple[nn.Module, tuple[torch.Tensor, ...], tuple[str, ...]]:
+    """A CPU fp32 copy of ``model``'s network ending in softmax, an example input and the input names."""
+    net = copy.deepcopy(model.net_).float().cpu().eval()
+    if model.modality == "image":
+        size = model.backbone_.input_size
+        net = static_same_padding(net, size).to(memory_format=torch.contiguous_format)  # fixed size: constant pads
+        return ImageProbabilities(net).eval(), (torch.rand(2, 3, size, size),), ("pixels",)
+    tokens = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.int64)
+    return TextProbabilities(net).eval(), (tokens, (tokens != 0).long()), TEXT_INPUTS
+
+
+def write_onnx(model: Any, out: Path, *, any_size: bool = False) -> None:
+    """``model`` as an ONNX file at ``out``; ``any_size``: with the image preprocessing in the graph."""
+    import onnx
+
+    module, example, names = probabilities_module(model)
+    free = {1: "tokens"} if model.modality == "text" else None
+    with quiet():
+        export_graph(module, example, out, output="probabilities", inputs=names, free_axes=free, opset=preprocess.OPSET)
+    graph = onnx.load(str(out))
+    if any_size:
+        graph = _with_preprocessing(graph, model.backbone_)
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(out))
+
+
+def _with_preprocessing(graph: Any, backbone: Any) -> Any:  # onnx.ModelProto
+    """``graph`` (input ``pixels``) behind the resize-and-crop graph (input ``image``), as one model."""
+    import onnx
+
+    interpolation = str(backbone.data_config.get("interpolation", "bicubic"))
+    pre = preprocess.preprocess_model(backbone.resize_size, backbone.input_size, interpolation, graph.ir_version)
+    merged = onnx.compose.merge_models(pre, graph, io_map=[(preprocess.OUTPUT, "pixels")], prefix1="pre_")
+    merged.graph.input[0].name = preprocess.INPUT  # merge_models prefixed it
+    for node in merged.graph.node:
+        node.input[:] = [preprocess.INPUT if name == f"pre_{preprocess.INPUT}" else name for name in node.input]
+    opsets = list({(o.domain, o.version): o for o in merged.opset_import}.values())  # both graphs' listed
+    merged.ClearField("opset_import")
+    merged.opset_import.extend(opsets)
+    return merged
+
+
+def write_torch(model: Any, out: Path, metadata: str, *, traced: bool) -> None:
+    """``model`` for PyTorch users at ``out``: traced to TorchScript (``traced``) or a ``torch.export``
+    program with a free batch size (and text length), the metadata as the archive's ``wukong.json``."""
+    module, example, _ = probabilities_module(model)
+    with quiet():
+        if traced:
+            torch.jit.save(torch.jit.trace(module, example, check_trace=False), str(out), {"wukong.json": metadata})
+        else:
+            batch = torch.export.Dim("batch", min=1, max=4096)
+            tokens = torch.export.Dim("tokens", min=2, max=_max_tokens(model))
+            shapes = tuple({0: batch, 1: tokens} if model.modality == "text" else {0: batch} for _ in example)
+            program = torch.export.export(module, example, dynamic_shapes=shapes)
+            torch.export.save(program, str(out), extra_files={"wukong.json": metadata})
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Exporters', tracers' and quantisers' chatter off (warnings and log records): it is not the user's."""
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _max_tokens(model: Any) -> int:
+    """The longest tokenised text the encoder takes (its truncation length; 512 where it sets none)."""
+    encoder = getattr(model, "encoder_", None)
+    return int(encoder.max_length) if encoder is not None and encoder.max_length else 512
