@@ -73,6 +73,9 @@ def test_wukong_report_on_test_data_shows_the_worst_mistakes_as_thumbnails(featu
     shown = figures_of(page)
     assert {"Confusion matrix (test)", "Per class (test)"} <= set(shown)
     assert f"{result['test_accuracy']}" in page
+    evaluation = json.loads((features_model / "metrics.json").read_text())  # not rewritten by report
+    assert "balanced accuracy (test)" in page and "calibration error, ECE (test)" in page
+    assert evaluation["val"]["ece"] is not None and 0 <= evaluation["val"]["brier"] <= 2
     if result["test_accuracy"] < 1.0:  # 22 photos: the 64px network gets some wrong
         mistakes = shown["Most confident mistakes (test)"]
         colours = np.asarray(mistakes.convert("RGB")).reshape(-1, 3)

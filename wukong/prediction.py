@@ -105,8 +105,9 @@ class Prediction:
         """Labelled examples as read by ``_read_labelled`` -> (their names, what ``_proba_prepared`` takes)."""
 
     def evaluate(self, data: Any, labels: Sequence[Any] | None = None) -> dict[str, Any]:
-        """Accuracy, per-class precision/recall/F1, the confusion matrix and the most confident
-        mistakes on labelled data (read as ``fit`` reads it, with the training classes)."""
+        """Accuracy, balanced accuracy, per-class precision/recall/F1, the confusion matrix, calibration
+        (ECE, Brier score) and the most confident mistakes on labelled data (read as ``fit`` reads
+        it, with the training classes)."""
         self._check_fitted()
         labelled, skipped = self._read_labelled(data, labels, self.classes_, "evaluation")
         if len(labelled.labels) == 0:

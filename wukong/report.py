@@ -126,9 +126,13 @@ def _evaluation(metrics: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
 
 
 def _cards(metrics: dict[str, Any]) -> str:
+    evaluation, where = _evaluation(metrics)
+    evaluation = evaluation or {}
     cards = [
         ("validation accuracy", metrics.get("val_accuracy")),
         ("test accuracy", metrics.get("test_accuracy")),
+        (f"balanced accuracy ({where})", evaluation.get("balanced_accuracy")),
+        (f"calibration error, ECE ({where})", evaluation.get("ece")),
         ("training time", f"{metrics['train_seconds']:.0f} s" if metrics.get("train_seconds") is not None else None),
         ("training examples", sum((metrics.get("train_examples") or {}).values()) or None),
         ("skipped inputs", metrics.get("skipped")),

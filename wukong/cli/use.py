@@ -61,7 +61,8 @@ def evaluate(
     engine: EngineOption = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix on labelled data."""
+    """Accuracy, balanced accuracy, per-class precision/recall/F1, the confusion matrix and calibration
+    (expected calibration error, 15 bins; Brier score) on labelled data."""
     from wukong.metrics import format_metrics
 
     clf = _load(model, engine)
