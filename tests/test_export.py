@@ -159,10 +159,12 @@ def test_int8_export_records_its_measured_accuracy_change(cat_dog: Path, tmp_pat
 
 def test_int8_without_labelled_data_is_refused_and_writes_nothing(cat_dog: Path, tmp_path: Path) -> None:
     model = load(cat_dog)
-    model.metrics_.pop("test_data")
+    model.metrics_["test_data"] = str(tmp_path / "moved_away")  # the recorded test set is gone
     with pytest.raises(WukongError, match=r"q\.onnx: an int8 export needs labelled data"):
         export(model, tmp_path / "q.onnx", format="onnx-int8")
     assert not list(tmp_path.iterdir())  # nothing half-written either
+    info = export(model, tmp_path / "m.onnx")  # fp32 needs no data: written, without a parity figure
+    assert "parity" not in info and (tmp_path / "m.onnx").stat().st_size == info["bytes"]
 
 
 # --- texts ---------------------------------------------------------------------------------------

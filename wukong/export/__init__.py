@@ -67,11 +67,13 @@ def export(
         raise ParameterError("any_size applies to ONNX exports of image models")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    data = data if data is not None else (getattr(model, "metrics_", None) or {}).get("test_data")
+    if data is None:  # the test set recorded at training, where it still is
+        recorded = (getattr(model, "metrics_", None) or {}).get("test_data")
+        data = recorded if recorded and Path(recorded).exists() else None
     if format == "onnx-int8" and data is None:
         raise DataError(
             f"{out}: an int8 export needs labelled data to measure its accuracy change: pass --data "
-            "(the model records no test set)"
+            "(the model records no test set that is here)"
         )
     metadata = describe(model, format, any_size)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".wukong-export-") as tmp:

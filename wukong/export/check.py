@@ -27,15 +27,15 @@ def export_runner(path: Path, tokenizer: Path | None = None) -> Callable[[Any], 
     """``run(inputs) -> probabilities`` for an exported file: pixels (N, 3, S, S), one image (H, W, 3)
     uint8, or a list of texts (with the export's ``tokenizer``)."""
     if path.suffix in (".pt", ".pt2"):
-        with quiet():  # TorchScript's deprecation notice
+        with quiet():  # TorchScript's deprecation notice, torch.export's chatter
             module = torch.jit.load(str(path)).eval() if path.suffix == ".pt" else torch.export.load(str(path)).module()
 
-        def run_torchscript(inputs: Any) -> np.ndarray:
+        def run_pytorch(inputs: Any) -> np.ndarray:
             with torch.inference_mode():
                 tensors = inputs if isinstance(inputs, tuple) else (inputs,)
                 return module(*(torch.from_numpy(np.asarray(t)) for t in tensors)).numpy()
 
-        return _with_tokens(run_torchscript, tokenizer)
+        return _with_tokens(run_pytorch, tokenizer)
     from wukong.engine import onnx_session
 
     session = onnx_session(path)
