@@ -95,7 +95,8 @@ def by_hand_int8(model: Any, fp32: Path, test: Path) -> dict[str, Any]:
     with quiet():
         quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
     tokenizer = fp32.with_name(fp32.stem + ".tokenizer")
-    measured = check.measure(model, check.export_runner(out, tokenizer if tokenizer.is_dir() else None), test)
+    runner = check.export_runner(out, tokenizer if tokenizer.is_dir() else None)
+    measured = check.measure(model, runner, check.reference(model, test))
     return {
         "recipe": "quantize_dynamic(fp32, out, weight_type=QInt8)",
         "megabytes": round(out.stat().st_size / 1e6, 1),

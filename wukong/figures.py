@@ -149,16 +149,13 @@ def candidates(tried: dict[str, dict[str, Any]], chosen: str | None) -> Any | No
 def worst_image_errors(errors: Sequence[dict[str, Any]], columns: int = 6) -> Any | None:
     """Thumbnails of the most confident mistakes, each titled true -> predicted (probability);
     inputs that are not image files on disk any more are left out."""
-    from PIL import Image
+    from wukong.data.decode import BadImage, open_image
 
     shown = []
     for error in errors:
-        path = Path(error["input"])
-        try:
-            with Image.open(path) as image:
-                image.draft("RGB", (160, 160))
-                shown.append((error, image.convert("RGB").copy()))
-        except (OSError, ValueError):
+        try:  # decoded as for training (upright, RGB), at about the thumbnail's size
+            shown.append((error, open_image(Path(error["input"]), min_size=160)[0]))
+        except BadImage:
             continue
     if not shown:
         return None

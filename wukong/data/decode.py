@@ -122,6 +122,18 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image
 
 
+def open_image(item: Any, *, min_size: int | None = None) -> tuple[Image.Image, bytes]:
+    """One input as an upright RGB image, with the bytes that identify its content: a file path,
+    encoded bytes, a PIL image or an array. ``min_size``: as in ``load_image``. ``BadImage`` says why
+    an input cannot be used."""
+    if isinstance(item, bytes):
+        return load_image(item, min_size=min_size), item
+    if is_in_memory(item):
+        return in_memory_rgb(item)
+    data = read_image_bytes(Path(item))
+    return load_image(data, min_size=min_size), data
+
+
 def resize_square(image: Image.Image, size: int, interpolation: str = "bicubic") -> np.ndarray:
     """Resize the shorter side to ``size`` and centre-crop to ``size x size``: uint8 (H, W, 3)."""
     w, h = image.size
@@ -188,13 +200,7 @@ def decode_images(
     def work(numbered: tuple[int, Any]) -> tuple[np.ndarray, str] | Skipped:
         index, item = numbered
         try:
-            if isinstance(item, bytes):
-                data, image = item, load_image(item, min_size=size)
-            elif is_in_memory(item):
-                image, data = in_memory_rgb(item)
-            else:
-                data = read_image_bytes(Path(item))
-                image = load_image(data, min_size=size)
+            image, data = open_image(item, min_size=size)
             pixels = resize_square(image, size, interpolation)
         except BadImage as exc:
             return Skipped(item_name(item, index), str(exc))

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from wukong.artifact_io import apply_umask
-from wukong.data.labelled import origin_of
 from wukong.errors import DataError, ParameterError
 
 FORMATS = ("onnx", "onnx-int8", "torchscript", "torch-export")
@@ -76,20 +75,21 @@ def export(
             "(the model records no test set that is here)"
         )
     metadata = describe(model, format, any_size)
+    ref = check.reference(model, data, labels) if data is not None else None
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".wukong-export-") as tmp:
         staged = Path(tmp) / f"model{SUFFIXES[format]}"
         tokenizer = write_tokenizer(model, Path(tmp) / "tokenizer") if model.modality == "text" else None
         if tokenizer is not None:
             metadata["tokenizer"] = f"{out.stem}.tokenizer"
-        if format in TORCH:
-            graphs.write_torch(model, staged, json.dumps(metadata), traced=format == "torchscript")
+        program = graphs.torch_program(model, traced=format == "torchscript") if format in TORCH else None
+        if program is not None:
+            graphs.save_torch(program, staged, json.dumps(metadata))
         else:
             graphs.write_onnx(model, staged, any_size=any_size)
-        if data is not None:
-            measured = check.measure(model, check.export_runner(staged, tokenizer), data, labels, any_size=any_size)
-            metadata["parity"] = {"data": origin_of(data), **measured}
+        if ref is not None:
+            metadata["parity"] = check.measure(model, check.export_runner(staged, tokenizer), ref, any_size=any_size)
         if format == "onnx-int8":
-            staged = _quantise(staged, model, (data, labels), tokenizer, any_size, metadata)
+            staged = _quantise(staged, model, ref, tokenizer, any_size, metadata)
             change = metadata["int8"]["accuracy_change"]
             if change < -max_accuracy_loss:
                 int8 = metadata["int8"]
@@ -99,8 +99,8 @@ def export(
                     f"{max_accuracy_loss * 100:g} allowed; nothing written (the fp32 'onnx' export keeps the "
                     "accuracy; raise --max-accuracy-loss to write it anyway)"
                 )
-        if format in TORCH:  # the parity measured goes into the archive too
-            graphs.write_torch(model, staged, json.dumps(metadata), traced=format == "torchscript")
+        if program is not None:  # saved again, with the parity measured on the first copy
+            graphs.save_torch(program, staged, json.dumps(metadata))
         else:
             _set_onnx_metadata(staged, metadata)
         if tokenizer is not None:  # the files beside the export, replacing any earlier ones
@@ -169,20 +169,15 @@ def write_tokenizer(model: Any, folder: Path) -> Path:
 
 
 def _quantise(
-    staged: Path,
-    model: Any,
-    labelled: tuple[Any, Any],
-    tokenizer: Path | None,
-    any_size: bool,
-    metadata: dict[str, Any],
+    staged: Path, model: Any, ref: Any, tokenizer: Path | None, any_size: bool, metadata: dict[str, Any]
 ) -> Path:
-    """Dynamic int8 quantisation (onnxruntime) of ``staged``, measured on ``labelled`` (data, labels)
-    against the fp32 export."""
+    """Dynamic int8 quantisation (onnxruntime) of ``staged``, measured on the reference data
+    (``check.Reference``) against the fp32 export."""
     from wukong.export import check
 
     quantised = staged.with_name("model.int8.onnx")
     kept_float = quantise_dynamic(staged, quantised)
-    measured = check.measure(model, check.export_runner(quantised, tokenizer), *labelled, any_size=any_size)
+    measured = check.measure(model, check.export_runner(quantised, tokenizer), ref, any_size=any_size)
     fp32 = metadata["parity"]
     metadata["int8"] = {
         "quantisation": "onnxruntime dynamic: int8 weights per channel, activations per batch",
@@ -192,7 +187,7 @@ def _quantise(
         "accuracy_int8": measured["accuracy_export"],
         "accuracy_change": measured["accuracy_export"] - fp32["accuracy_export"],
     }
-    metadata["parity"] = {"data": fp32["data"], **measured}
+    metadata["parity"] = measured
     return quantised
 
 

@@ -9,6 +9,7 @@ with the ``tokenizers`` library, not through Wukong's encoder.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,8 @@ import numpy as np
 import torch
 
 from wukong.data.augment import ArrayImageDataset
-from wukong.data.decode import in_memory_rgb, load_image, read_image_bytes
-from wukong.data.images import is_in_memory
+from wukong.data.decode import open_image
+from wukong.data.labelled import origin_of
 from wukong.export.graphs import quiet
 
 BATCH = 32
@@ -72,7 +73,8 @@ def export_probabilities(model: Any, run: Callable[[Any], np.ndarray], examples:
     if model.modality == "text":
         return run(list(examples.texts))
     if any_size:
-        return np.concatenate([run(np.asarray(_whole_image(source))) for source in examples.sources])
+        # each decoded in full, as a user's own code would (no reduced-scale JPEG decoding)
+        return np.concatenate([run(np.asarray(open_image(source)[0])) for source in examples.sources])
     backbone = model.backbone_
     crop = backbone.input_size / backbone.resize_size
     dataset = ArrayImageDataset(examples.pixels, examples.labels, backbone.input_size, train=False, crop_pct=crop)
@@ -83,31 +85,35 @@ def export_probabilities(model: Any, run: Callable[[Any], np.ndarray], examples:
     return np.concatenate(out)
 
 
-def _whole_image(source: Any) -> Any:
-    """An image decoded in full, as a user's own code would (no reduced-scale JPEG decoding)."""
-    if isinstance(source, bytes):
-        return load_image(source)
-    if is_in_memory(source):
-        return in_memory_rgb(source)[0]
-    return load_image(read_image_bytes(Path(source)))
+@dataclass
+class Reference:
+    """Labelled data read once, with what ``predict_proba`` gives on it: what every export is compared to."""
+
+    origin: str
+    examples: Any
+    labels: np.ndarray
+    expected: np.ndarray
 
 
-def measure(
-    model: Any, run: Callable[[Any], np.ndarray], data: Any, labels: Any = None, *, any_size: bool = False
-) -> dict[str, Any]:
-    """The export against ``predict_proba`` on labelled ``data`` (as ``evaluate`` takes it): max and
-    mean absolute difference of the probabilities, how often the top class differs, both accuracies."""
+def reference(model: Any, data: Any, labels: Any = None) -> Reference:
+    """Read labelled ``data`` (as ``evaluate`` takes it) and predict it with ``model``."""
     labelled, _ = model._read_labelled(data, labels, model.classes_, "evaluation")
     _, prepared = model._inputs_of(labelled.examples)
     expected = model._proba_prepared(prepared)
-    got = export_probabilities(model, run, labelled.examples, any_size=any_size)
-    diff = np.abs(got - expected)
-    labels = np.asarray(labelled.labels)
+    return Reference(origin_of(data), labelled.examples, np.asarray(labelled.labels), expected)
+
+
+def measure(model: Any, run: Callable[[Any], np.ndarray], ref: Reference, *, any_size: bool = False) -> dict[str, Any]:
+    """The export against ``predict_proba`` on the reference data: max and mean absolute difference of
+    the probabilities, how often the top class differs, both accuracies."""
+    got = export_probabilities(model, run, ref.examples, any_size=any_size)
+    diff = np.abs(got - ref.expected)
     return {
-        "examples": int(len(labels)),
+        "data": ref.origin,
+        "examples": int(len(ref.labels)),
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
-        "top1_disagreements": int((got.argmax(1) != expected.argmax(1)).sum()),
-        "accuracy_model": float((expected.argmax(1) == labels).mean()),
-        "accuracy_export": float((got.argmax(1) == labels).mean()),
+        "top1_disagreements": int((got.argmax(1) != ref.expected.argmax(1)).sum()),
+        "accuracy_model": float((ref.expected.argmax(1) == ref.labels).mean()),
+        "accuracy_export": float((got.argmax(1) == ref.labels).mean()),
     }

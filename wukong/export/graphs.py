@@ -92,18 +92,25 @@ def _with_preprocessing(graph: Any, backbone: Any) -> Any:  # onnx.ModelProto
     return merged
 
 
-def write_torch(model: Any, out: Path, metadata: str, *, traced: bool) -> None:
-    """``model`` for PyTorch users at ``out``: traced to TorchScript (``traced``) or a ``torch.export``
-    program with a free batch size (and text length), the metadata as the archive's ``wukong.json``."""
+def torch_program(model: Any, *, traced: bool) -> Any:
+    """``model`` for PyTorch users: traced to TorchScript (``traced``), or a ``torch.export`` program
+    with a free batch size (and text length)."""
     module, example, _ = probabilities_module(model)
     with quiet():
         if traced:
-            torch.jit.save(torch.jit.trace(module, example, check_trace=False), str(out), {"wukong.json": metadata})
+            return torch.jit.trace(module, example, check_trace=False)
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        tokens = torch.export.Dim("tokens", min=2, max=_max_tokens(model))
+        shapes = tuple({0: batch, 1: tokens} if model.modality == "text" else {0: batch} for _ in example)
+        return torch.export.export(module, example, dynamic_shapes=shapes)
+
+
+def save_torch(program: Any, out: Path, metadata: str) -> None:
+    """A ``torch_program`` at ``out``, the metadata as the archive's ``wukong.json``."""
+    with quiet():
+        if isinstance(program, torch.jit.ScriptModule):
+            torch.jit.save(program, str(out), {"wukong.json": metadata})
         else:
-            batch = torch.export.Dim("batch", min=1, max=4096)
-            tokens = torch.export.Dim("tokens", min=2, max=_max_tokens(model))
-            shapes = tuple({0: batch, 1: tokens} if model.modality == "text" else {0: batch} for _ in example)
-            program = torch.export.export(module, example, dynamic_shapes=shapes)
             torch.export.save(program, str(out), extra_files={"wukong.json": metadata})
 
 
