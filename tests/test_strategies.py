@@ -151,10 +151,15 @@ def test_transfer_beats_training_from_scratch(cifar_small: Path) -> None:
 
 
 def test_features_with_a_linear_svm_learns_and_is_chosen_by_cv_error(cifar_small: Path) -> None:
-    clf = ImageClassifier(FAST_BACKBONE, strategy="features", linear_model="svm", tap="final", progress=False, seed=0)
+    """The SVM's C by cross-validated error; its margins calibrated on their out-of-fold values; with
+    ``class_weight="balanced"`` its classes weighted."""
+    how = {"linear_model": "svm", "tap": "final", "class_weight": "balanced", "progress": False, "seed": 0}
+    clf = ImageClassifier(FAST_BACKBONE, strategy="features", **how)
     clf.fit(cifar_small / "train")
     assert clf.metrics_["classifier"]["classifier"] == "linear_svm"
     assert clf.metrics_["classifier"]["cv_metric"] == "error" and "cross-validated error" in clf.strategy_reason_
+    assert clf.metrics_["classifier"]["class_weight"] == "balanced"
+    assert clf.temperature_ != 1.0 and "out-of-fold" in clf.calibration_["fitted_on"]
     assert clf.evaluate(cifar_small / "test")["accuracy"] >= CIFAR_BAR["features"]
     proba = clf.predict_proba(cifar_small / "test")
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)

@@ -24,21 +24,24 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
+from wukong.calibration import fit_temperature, resolve_class_weight
 from wukong.data.labelled import Labelled, check_every_class_present, per_class_counts
 from wukong.data.split import stratified_split
 from wukong.errors import DataError, ParameterError
-from wukong.heads import is_linear
+from wukong.heads import final_linear, is_linear
+from wukong.openset import DEFAULT_SCORE, KEEP, OpenSetScore, fit_score
 from wukong.persistence import Persistence
 from wukong.prediction import Prediction
 from wukong.progress import status
 from wukong.runtime import private_random_state
 from wukong.strategies.auto import Choice, choose
-from wukong.strategies.features import LINEAR_MODELS, LinearFit, fit_linear_classifier
+from wukong.strategies.features import LINEAR_MODELS, LinearFit, fit_linear_classifier, write_linear
 from wukong.training.engine import TrainPlan
 from wukong.training.quiet import quiet_lightning
 from wukong.tuning import resolve_tuning
 
 STRATEGIES = ("auto", "features", "head", "finetune")
+CLASS_WEIGHTS = ("auto", "balanced", None)
 
 
 @dataclass(eq=False, repr=False)  # scikit-learn's repr; identity for equality and hashing
@@ -61,6 +64,10 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
     strategy: str = "auto"
     head: str | nn.Module = "linear"
     linear_model: str = "logistic"
+    class_weight: str | None = "auto"
+    reject_unknown: bool = False
+    unknown_label: str = "unknown"
+    unknown_keep: float = KEEP
     unfreeze: int | str | None = None
     epochs: int | None = None
     head_epochs: int | None = None
@@ -124,10 +131,18 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         if len(val_set) == 0:
             raise DataError(f"{val_set.origin}: no usable validation example")
         choice = self._choose(train.labels, len(self.classes_), self._stages())
+        weights, why = resolve_class_weight(self.class_weight, np.bincount(train.labels, minlength=len(self.classes_)))
+        self.class_weights_ = weights
+        if why:
+            choice = Choice(choice.strategy, choice.unfreeze, f"{choice.reason}; {why}")
+        self.temperature_, self.calibration_ = 1.0, None
         work = self._work_dir(work_dir)
         choice, extra = self._run_strategy(choice, train, val_set, work=work, resume=resume, carved=carved)
         # measured before any refit on train + val, so it is an honest held-out figure
         val_metrics = extra.pop("val")
+        sets = extra.pop("sets", (train.examples, val_set.examples))
+        self.open_set_ = self._fit_open_set(*sets, val_logits=extra.pop("val_logits", None))
+        extra["open_set"] = self.open_set_.config()
         self._record_fit(
             started,
             choice,
@@ -170,6 +185,12 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
             raise ParameterError(f"strategy={self.strategy!r}: choose one of {', '.join(self.strategies)}")
         if self.linear_model not in LINEAR_MODELS:
             raise ParameterError(f"linear_model={self.linear_model!r}: choose one of {', '.join(LINEAR_MODELS)}")
+        if not (isinstance(self.unknown_keep, float | int) and 0.5 <= self.unknown_keep < 1):
+            raise ParameterError(
+                f"unknown_keep={self.unknown_keep!r}: give the share of known inputs to keep, in [0.5, 1)"
+            )
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ParameterError(f"class_weight={self.class_weight!r}: choose 'auto', 'balanced' or None")
 
     def _auto_choice(self, per_class_min: int, per_class_median: float, stages: int) -> Choice:
         """The modality's ``auto`` rule (``wukong.strategies.auto``) with this estimator's tuning."""
@@ -199,14 +220,53 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         """The cross-validated linear classifier of ``features``, as this estimator's parameters and
         tuning say (``groups``: augmented copies of one example, kept in one fold)."""
         how = {"model": self.linear_model, "seed": self.seed, "c_grid": self.tuning_["c_grid"]}
+        how["class_weight"] = self.class_weights_
         desc = f"Cross-validating the linear classifier on {len(feats)} x {feats.shape[1]} features"
         with status(desc, enabled=self.progress):
             return fit_linear_classifier(feats, labels, len(self.classes_), groups=groups, **how)
 
+    def _write_linear(self, fit: LinearFit, *, calibrate: bool = True) -> None:
+        """Put a fitted linear classifier in the head's final layer, with (``calibrate``) its
+        calibration: the temperature fitted on its out-of-fold logits."""
+        write_linear(final_linear(self.net_.head), fit)
+        if not calibrate:
+            return
+        if fit.info["calibration_examples"]:
+            source = f"out-of-fold predictions of the linear classifier ({fit.info['cv_folds']} folds)"
+            self._set_temperature(fit.temperature, source, fit.info["calibration_examples"])
+        else:
+            self._set_temperature(1.0, "nothing: too few examples to hold any out", 0)
+
+    def _calibrate(self, logits: np.ndarray, labels: np.ndarray, source: str) -> None:
+        """Fit the temperature on held-out ``logits`` (``wukong.calibration``)."""
+        self._set_temperature(fit_temperature(logits, labels), source, len(labels))
+
+    def _set_temperature(self, temperature: float, source: str, examples: int | None) -> None:
+        self.temperature_ = float(temperature)
+        self.calibration_ = {"temperature": self.temperature_, "fitted_on": source, "examples": examples}
+
+    def _fit_open_set(self, train_examples: Any, val_examples: Any, val_logits: np.ndarray | None) -> OpenSetScore:
+        """The score of how much an input looks like the training data, and its reference among known
+        validation inputs (``wukong.openset``): features of both sets through the fitted network.
+        ``val_logits``: the validation logits of the classifier before it was refitted on them too
+        (in-sample logits would set the reference too high)."""
+        with status("Scoring known inputs (for 'none of these')", enabled=self.progress):
+            train_features, val_features = self._features_of(train_examples), self._features_of(val_examples)
+            train_logits = self._logits_from_features(train_features)
+            if val_logits is None:
+                val_logits = self._logits_from_features(val_features)
+            how = {"temperature": self.temperature_, "seed": self.seed}
+            return fit_score(DEFAULT_SCORE, train_features, train_logits, val_features, val_logits, **how)
+
+    def _features_of(self, examples: Any) -> np.ndarray:
+        """The fitted network's features of labelled examples (as ``_read_labelled`` gives them)."""
+        return self._features_prepared(self._inputs_of(examples)[1])
+
     def _train_plan(self, blocks: list[nn.Module], epochs: int, head_epochs: int, **more: Any) -> TrainPlan:
-        """A training plan with this estimator's rates, precision and seed (``strategies.finetune``)."""
+        """A training plan with this estimator's rates, precision, class weights and seed (``strategies.finetune``)."""
         how = {"lr": self.lr, "backbone_lr_ratio": self.backbone_lr_ratio, "bf16": self.bf16_, "seed": self.seed}
-        return TrainPlan(blocks=blocks, epochs=epochs, head_epochs=head_epochs, **how, **more)
+        weights = tuple(float(w) for w in self.class_weights_) if self.class_weights_ is not None else None
+        return TrainPlan(blocks=blocks, epochs=epochs, head_epochs=head_epochs, class_weight=weights, **how, **more)
 
     def _work_dir(self, work_dir: str | Path | None) -> Path:
         if work_dir is not None:
@@ -256,6 +316,8 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
             "skipped": sum(1 for s in skipped if not s.get("kept")),
             "notes": sum(1 for s in skipped if s.get("kept")),
             "bf16": self.bf16_,
+            "class_weight": "balanced" if self.class_weights_ is not None else None,
+            "calibration": self.calibration_,
             **extra,
         }
 

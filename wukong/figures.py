@@ -146,6 +146,32 @@ def candidates(tried: dict[str, dict[str, Any]], chosen: str | None) -> Any | No
     return figure
 
 
+def reliability_diagram(after: Sequence[dict[str, Any]], before: Sequence[dict[str, Any]] | None) -> Any | None:
+    """Accuracy against confidence, per bin of the top probability, after the temperature (and
+    before it, where it changed anything): on the diagonal, a score means what it says."""
+    if not after:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(5.2, 4.6), layout="constrained")
+    axes.plot([0, 1], [0, 1], color="#999", linestyle="--", linewidth=1, label="perfectly calibrated")
+    curves = [("before calibration", before, OTHER), ("calibrated (what Wukong returns)", after, CHOSEN)]
+    for label, bins, colour in curves:
+        if not bins:
+            continue
+        x = [b["confidence"] for b in bins]
+        y = [b["accuracy"] for b in bins]
+        sizes = [20 + 180 * b["count"] / max(c["count"] for c in bins) for b in bins]
+        axes.plot(x, y, color=colour, linewidth=1.5, label=label)
+        axes.scatter(x, y, s=sizes, color=colour, alpha=0.7)
+    axes.set_xlim(0, 1.02)
+    axes.set_ylim(0, 1.02)
+    axes.set_xlabel("predicted probability of the top class (mean per bin)")
+    axes.set_ylabel("accuracy in the bin")
+    axes.legend(loc="upper left", fontsize=8)
+    axes.grid(alpha=0.3)
+    return figure
+
+
 def worst_image_errors(errors: Sequence[dict[str, Any]], columns: int = 6) -> Any | None:
     """Thumbnails of the most confident mistakes, each titled true -> predicted (probability);
     inputs that are not image files on disk any more are left out."""

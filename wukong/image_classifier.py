@@ -16,8 +16,7 @@ from wukong.data.images import ImageSource, labelled_images
 from wukong.engine import check_engine
 from wukong.errors import ParameterError
 from wukong.estimator import Labelled, TransferClassifier
-from wukong.heads import final_linear, head_from_spec
-from wukong.metrics import classification_metrics
+from wukong.heads import head_from_spec
 from wukong.modalities import image
 from wukong.network import later_blocks
 from wukong.progress import status
@@ -26,7 +25,6 @@ from wukong.strategies.features import (
     Candidate,
     refit_with_validation,
     search_features,
-    write_linear,
 )
 from wukong.strategies.finetune import augmented_schedule, head_then_unfreeze
 
@@ -139,7 +137,7 @@ class ImageClassifier(TransferClassifier):
         search = search_features(candidates, self._linear)
         self.net_, self.head_spec_, self.backbone_, (train, val) = search.best.payload
         self.tap_ = self.net_.features.tap
-        write_linear(final_linear(self.net_.head), search.fit)
+        self._write_linear(search.fit)
         reason = choice.reason + (f"; {search.explanation}" if search.explanation else "")
         val_feats, _, _ = self._passes.cached(self.net_, self.backbone_, val, flip=False)  # cached: no second pass
         extra = {
@@ -148,12 +146,14 @@ class ImageClassifier(TransferClassifier):
             "tap": image.tap_name(self.tap_),
             "input_size": self.backbone_.input_size,
             "taps_tried": search.tried,
-            "val": classification_metrics(val.labels, self._proba_from_features(val_feats), self.classes_, val.paths),
+            "val_logits": self._logits_from_features(val_feats),
+            "sets": (train, val),  # decoded at the input size chosen
         }
+        extra["val"] = self._metrics_from_logits(val.labels, extra["val_logits"], val.paths)
         # measured above; with few examples, now use them all
         if refit_with_validation(refit_on_val, train.labels, self.tuning_["refit_below"]):
             both = self._passes.cached(self.net_, self.backbone_, train.concat(val), flip=self.augment)
-            write_linear(final_linear(self.net_.head), self._linear(*both))
+            self._write_linear(self._linear(*both))
             extra["refit_on_train_and_val"] = True
         return Choice("features", 0, reason), extra
 
@@ -171,11 +171,13 @@ class ImageClassifier(TransferClassifier):
             train, val, self.backbone_, augment=self.augment, batch_size=self.batch_size, min_steps=min_steps
         )
         history = head_then_unfreeze(self.net_, plan, *sets, work_dir=work, resume=resume, progress=self.progress)
+        logits = self._logits_prepared(val.pixels)
+        self._calibrate(logits, val.labels, "the validation set")
         return {
             "unfreeze": choice.unfreeze,
             "epochs_run": len(history["epochs"]),
             "history": history,
-            "val": classification_metrics(val.labels, self._proba_prepared(val.pixels), self.classes_, val.paths),
+            "val": self._metrics_from_logits(val.labels, logits, val.paths),
         }
 
     # --- persistence (see wukong.artifact) -----------------------------------------------------
@@ -219,10 +221,13 @@ class ImageClassifier(TransferClassifier):
 
     # --- prediction ------------------------------------------------------------------------------
 
-    def _proba_prepared(self, pixels: np.ndarray) -> np.ndarray:
+    def _features_prepared(self, pixels: np.ndarray) -> np.ndarray:
         if not len(pixels):
-            return np.empty((0, len(self.classes_)), np.float32)
-        return self._proba_from_features(self._passes.embed(self.net_, self.backbone_, pixels))
+            return np.empty((0, 0), np.float32)
+        return self._passes.embed(self.net_, self.backbone_, pixels)
+
+    def _features_of(self, examples: ImageStore) -> np.ndarray:
+        return self._passes.cached(self.net_, self.backbone_, examples, flip=False)[0]  # on disk, by content
 
     def decode_for_prediction(self, inputs: Any) -> ImageStore:
         """Decode images (files, folders, PIL images, arrays, encoded bytes) for prediction; unusable

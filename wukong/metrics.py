@@ -66,14 +66,30 @@ def expected_calibration_error(labels: np.ndarray, proba: np.ndarray, bins: int 
         >>> expected_calibration_error(np.array([0, 1]), np.array([[0.9, 0.1], [0.8, 0.2]]))
         0.45
     """
+    rows = reliability(labels, proba, bins)
+    total = sum(row["count"] * abs(row["accuracy"] - row["confidence"]) for row in rows)
+    return round(float(total / max(1, len(labels))), 10)
+
+
+def reliability(labels: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) -> list[dict[str, float]]:
+    """The reliability diagram's bins: for each non-empty one of ``bins`` equal-width bins of the top
+    probability, its mean top probability, the accuracy of its inputs and their count.
+
+    Example:
+        >>> reliability(np.array([0, 1]), np.array([[0.9, 0.1], [0.8, 0.2]]))[0]
+        {'confidence': 0.8, 'accuracy': 0.0, 'count': 1}
+    """
     confidence = proba.max(axis=1)
     correct = proba.argmax(axis=1) == np.asarray(labels)
     which = np.minimum((confidence * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in np.unique(which):
-        members = which == b
-        total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return round(float(total), 10)
+    return [
+        {
+            "confidence": round(float(confidence[which == b].mean()), 6),
+            "accuracy": round(float(correct[which == b].mean()), 6),
+            "count": int((which == b).sum()),
+        }
+        for b in np.unique(which)
+    ]
 
 
 def brier_score(labels: np.ndarray, proba: np.ndarray) -> float:
@@ -113,6 +129,14 @@ def format_metrics(metrics: dict[str, Any], classes: Sequence[str]) -> str:
         f"accuracy {metrics['accuracy']:.4f}  balanced accuracy {metrics['balanced_accuracy']:.4f}  "
         f"macro F1 {metrics['macro_f1']:.4f}  (n={metrics['n']})",
         f"calibration: expected calibration error {metrics['ece']:.4f}  Brier score {metrics['brier']:.4f}",
+    ]
+    calibration = metrics.get("calibration") or {}
+    if calibration.get("temperature", 1.0) != 1.0 and calibration.get("ece_before") is not None:
+        lines[-1] += (
+            f"  (temperature {calibration['temperature']:g}; before it: ECE {calibration['ece_before']:.4f}, "
+            f"Brier {calibration['brier_before']:.4f})"
+        )
+    lines += [
         "",
     ]
     lines.append(f"{'class':<{width}}  precision  recall     f1  support")

@@ -7,10 +7,15 @@ import importlib
 from pathlib import Path
 from typing import Any, Self
 
+import numpy as np
 import torch
 
+from wukong.calibration import check_temperature
 from wukong.errors import DataError, ParameterError, WukongError
 from wukong.heads import final_linear
+from wukong.openset import load_score
+
+OPEN_SET = "open_set."  # the prefix of the open-set score's tensors in model.safetensors
 
 # The modality registry: a model folder's "modality" -> its estimator class, imported when needed
 # (``import wukong`` stays light). A new modality adds its line here and its adapter module.
@@ -54,13 +59,22 @@ class Persistence:
             "head": self.head_spec_,
             "params": jsonable_params(self.get_params(deep=False)),
             "bf16": self.bf16_,
+            # probabilities are softmax(logits / temperature): every reader of the folder applies it
+            "calibration": getattr(self, "calibration_", None) or {"temperature": self.temperature_},
             **self._config_extra(),
         }
+        state = self._state_to_save()
+        open_set = getattr(self, "open_set_", None)
+        if open_set is not None:  # its reference scores and feature bank beside the weights
+            config["open_set"] = open_set.config()
+            state.update(
+                {f"{OPEN_SET}{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in open_set.tensors().items()}
+            )
         config["backbone"] = {"name": self.backbone_name_, **config.get("backbone", {})}
         logs = (self.metrics_.get("history") or {}).get("logs")  # only trained networks have logs
         return write_model_folder(
             Path(path),
-            state=self._state_to_save(),
+            state=state,
             config=config,
             metrics=self.metrics_,
             skipped=self.skipped_,
@@ -93,14 +107,24 @@ class Persistence:
             model.classes_ = list(saved.config["classes"])
             model.strategy_, model.strategy_reason_ = saved.config["strategy"], saved.config["strategy_reason"]
             model.head_spec_ = saved.config["head"]
+            calibration = saved.config.get("calibration") or {}  # folders written before calibration: none
+            model.temperature_ = check_temperature(calibration.get("temperature", 1.0), "calibration")
+            model.calibration_ = calibration or None
         except WukongError as exc:
             raise DataError(f"{saved.config_file}: {exc}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             problem = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
             raise DataError(f"{saved.config_file}: damaged or not written by this Wukong ({problem})") from None
         weights = saved.folder / "model.safetensors"
+        state = saved.weights()
+        extras = {k.removeprefix(OPEN_SET): state.pop(k).numpy() for k in [k for k in state if k.startswith(OPEN_SET)]}
         try:
-            model._load_saved_state(saved.weights())
+            model._load_saved_state(state)
+            model.open_set_ = None
+            if saved.config.get("open_set"):
+                model.open_set_ = load_score(saved.config["open_set"], extras, model.temperature_)
+        except ValueError as exc:
+            raise DataError(f"{weights}: {exc}") from None
         except RuntimeError as exc:
             raise DataError(f"{weights}: does not match config.json ({str(exc).strip().splitlines()[0]})") from None
         outputs = final_linear(model.net_.head)

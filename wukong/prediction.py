@@ -1,9 +1,11 @@
 """The predicting half of every classifier: ``predict``, ``predict_proba``, ``predict_top_k``,
 ``predict_records`` (what the CLI and the server print) and ``evaluate``.
 
-A modality supplies three hooks: ``_read_unlabelled`` (inputs -> what ``_proba_prepared`` takes,
-and the inputs that cannot be used), ``_proba_prepared`` and ``_labelled`` (labelled data read with
-the training classes).
+A modality supplies four hooks: ``_read_unlabelled`` (inputs -> what ``_features_prepared`` takes,
+and the inputs that cannot be used), ``_features_prepared`` (the frozen or tuned network's
+features), ``_read_labelled`` and ``_inputs_of`` (labelled data read with the training classes).
+Probabilities are the head's logits divided by the fitted temperature (``wukong.calibration``),
+then softmaxed: here and nowhere else.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from wukong.calibration import softmax
 from wukong.data.labelled import origin_of
-from wukong.errors import DataError, NotFittedError
-from wukong.metrics import classification_metrics
+from wukong.errors import DataError, NotFittedError, ParameterError
+from wukong.metrics import brier_score, classification_metrics, expected_calibration_error, reliability
 
 
 class Prediction:
-    """Mixin of ``TransferClassifier``: needs ``net_`` (with its ``head``) and ``classes_``."""
+    """Mixin of ``TransferClassifier``: needs ``net_`` (with its ``head``), ``classes_`` and
+    ``temperature_`` (1.0: uncalibrated)."""
+
+    temperature_: float = 1.0
 
     # --- prediction ------------------------------------------------------------------------------
 
@@ -45,8 +51,11 @@ class Prediction:
 
     def predict_records(self, inputs: Any, top_k: int = 1) -> list[dict[str, Any]]:
         """One record per input, in the order of the inputs, as the CLI and the server give them:
-        ``{"input", "label", "score", "top_k"}``, or ``{"input", "error"}`` for an input that cannot
-        be used (the others are still predicted).
+        ``{"input", "label", "score", "top_k", "unknown_score", "unknown"}``, or ``{"input", "error"}``
+        for an input that cannot be used (the others are still predicted). ``score`` is the top
+        known class's probability; ``unknown_score`` how much the input looks like the training data
+        (the share of known validation inputs that score lower); with ``reject_unknown``, ``label``
+        is ``unknown_label`` where that share is below ``1 - unknown_keep``.
 
         Example:
             >>> model.predict_records(["cat_dog/test"], top_k=2)[0]["top_k"]   # doctest: +SKIP
@@ -55,22 +64,57 @@ class Prediction:
         self._check_fitted()
         names, prepared, problems = self._read_unlabelled(inputs)
         usable = [name for i, name in enumerate(names) if i not in problems]
-        predicted = iter(self._rows(usable, self._proba_prepared(prepared), top_k) if usable else [])
+        predicted = iter(self._rows(usable, *self._outputs(prepared), top_k) if usable else [])
         return [
             {"input": name, "error": problems[i]} if i in problems else next(predicted) for i, name in enumerate(names)
         ]
 
-    @abstractmethod
-    def _proba_prepared(self, prepared: Any) -> np.ndarray:
-        """Class probabilities of prepared inputs."""
+    def _outputs(self, prepared: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(calibrated probabilities, unknown scores, which inputs are rejected as unknown) of prepared inputs."""
+        features = self._features_prepared(prepared)
+        logits = self._logits_from_features(features)
+        score = getattr(self, "open_set_", None)
+        if score is None:
+            if self.reject_unknown:
+                raise ParameterError(
+                    "reject_unknown: this model was saved by a Wukong without open-set scores; train it again"
+                )
+            return self._proba_from_logits(logits), None, None
+        scores = score(features, logits)
+        rejected = scores < score.threshold(self.unknown_keep) if self.reject_unknown else None
+        return self._proba_from_logits(logits), scores, rejected
 
-    def _proba_from_features(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities from the frozen network's features: the head, then softmax."""
+    def unknown_score(self, inputs: Any) -> np.ndarray:
+        """How much each input looks like the training data: the share of known validation inputs
+        that score lower (``wukong.openset``); an input under ``1 - unknown_keep`` is "unknown"."""
+        self._check_fitted()
+        scores = self._outputs(self._prepare(inputs))[1]
+        if scores is None:
+            raise ParameterError("this model was saved by a Wukong without open-set scores; train it again")
+        return scores
+
+    @abstractmethod
+    def _features_prepared(self, prepared: Any) -> np.ndarray:
+        """The network's features (what its head takes) of prepared inputs, shape (n, dim)."""
+
+    def _logits_prepared(self, prepared: Any) -> np.ndarray:
+        return self._logits_from_features(self._features_prepared(prepared))
+
+    def _proba_prepared(self, prepared: Any) -> np.ndarray:
+        """Calibrated class probabilities of prepared inputs."""
+        return self._proba_from_logits(self._logits_prepared(prepared))
+
+    def _logits_from_features(self, features: np.ndarray) -> np.ndarray:
+        """The head's logits (float32) of the network's features."""
+        if not len(features):
+            return np.empty((0, len(self.classes_)), np.float32)
         head = self.net_.head.eval()
         batch = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
         with torch.inference_mode():
-            logits = head(batch.to(next(head.parameters()).device)).float()
-        return torch.softmax(logits, dim=1).cpu().numpy()
+            return head(batch.to(next(head.parameters()).device)).float().cpu().numpy()
+
+    def _proba_from_logits(self, logits: np.ndarray) -> np.ndarray:
+        return softmax(logits, self.temperature_)
 
     def predict_proba(self, inputs: Any) -> np.ndarray:
         """Class probabilities, shape ``(n, len(classes_))``, columns in ``classes_`` order."""
@@ -78,9 +122,16 @@ class Prediction:
         return self._proba_prepared(self._prepare(inputs))
 
     def predict(self, inputs: Any) -> list[str]:
-        """The most probable class name for each input."""
-        proba = self.predict_proba(inputs)
-        return [self.classes_[i] for i in proba.argmax(axis=1)]
+        """The most probable class name for each input (``unknown_label`` for an input rejected as
+        unknown, with ``reject_unknown``)."""
+        self._check_fitted()
+        proba, _, rejected = self._outputs(self._prepare(inputs))
+        labels = [self.classes_[i] for i in proba.argmax(axis=1)]
+        return (
+            labels
+            if rejected is None
+            else [self.unknown_label if r else x for x, r in zip(labels, rejected, strict=True)]
+        )
 
     def predict_top_k(self, inputs: Any, k: int = 1) -> list[list[tuple[str, float]]]:
         """For each input, the ``k`` most probable ``(class, probability)`` pairs."""
@@ -93,12 +144,21 @@ class Prediction:
             [(self.classes_[j], round(float(row[j]), 6)) for j in idx] for row, idx in zip(proba, order, strict=True)
         ]
 
-    def _rows(self, names: Sequence[str], proba: np.ndarray, k: int) -> list[dict[str, Any]]:
+    def _rows(
+        self, names: Sequence[str], proba: np.ndarray, scores: np.ndarray | None, rejected: np.ndarray | None, k: int
+    ) -> list[dict[str, Any]]:
         """Prediction records as the CLI and the server print them."""
-        return [
-            {"input": name, "label": top[0][0], "score": top[0][1], "top_k": [list(t) for t in top]}
-            for name, top in zip(names, self._top_k(proba, k), strict=True)
-        ]
+        rows = []
+        for i, (name, top) in enumerate(zip(names, self._top_k(proba, k), strict=True)):
+            row = {"input": name, "label": top[0][0], "score": top[0][1], "top_k": [list(t) for t in top]}
+            if scores is not None:
+                row["unknown_score"] = round(float(scores[i]), 4)
+            if rejected is not None:
+                row["unknown"] = bool(rejected[i])
+                if rejected[i]:
+                    row["label"] = self.unknown_label
+            rows.append(row)
+        return rows
 
     @abstractmethod
     def _inputs_of(self, examples: Any) -> tuple[list[str], Any]:
@@ -114,6 +174,21 @@ class Prediction:
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
             raise DataError(f"{origin_of(data)}: no usable example to evaluate ({len(skipped)} skipped: {reasons})")
         names, prepared = self._inputs_of(labelled.examples)
-        metrics = classification_metrics(labelled.labels, self._proba_prepared(prepared), self.classes_, names)
+        metrics = self._metrics_from_logits(labelled.labels, self._logits_prepared(prepared), names)
         metrics["skipped"] = skipped
+        return metrics
+
+    def _metrics_from_logits(self, labels: np.ndarray, logits: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+        """``classification_metrics`` of the calibrated probabilities, with the calibration before
+        and after the temperature (ECE, Brier score, the reliability diagram's bins)."""
+        proba = self._proba_from_logits(logits)
+        metrics = classification_metrics(labels, proba, self.classes_, names)
+        raw = softmax(logits)
+        metrics["calibration"] = {
+            "temperature": self.temperature_,
+            "ece_before": round(expected_calibration_error(labels, raw), 4) if len(labels) else None,
+            "brier_before": round(brier_score(labels, raw), 4) if len(labels) else None,
+            "reliability": reliability(labels, proba),
+            "reliability_before": reliability(labels, raw),
+        }
         return metrics

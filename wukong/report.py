@@ -61,6 +61,17 @@ def draw(config: dict[str, Any], metrics: dict[str, Any]) -> dict[str, tuple[byt
             figures.per_class_scores(evaluation["per_class"]),
             "Precision, recall and F1 of each class.",
         )
+        calibration = evaluation.get("calibration") or {}
+        changed = calibration.get("temperature", 1.0) != 1.0
+        wanted[f"reliability_{which}"] = (
+            figures.reliability_diagram(
+                calibration.get("reliability") or [], calibration.get("reliability_before") if changed else None
+            ),
+            "Dots: bins of the top probability (size: how many inputs); "
+            f"temperature {calibration.get('temperature', 1.0):g}. "
+            f"Expected calibration error {evaluation.get('ece')}"
+            + (f", {calibration.get('ece_before')} before calibration." if changed else "."),
+        )
         if config.get("modality") == "image":
             wanted[f"worst_errors_{which}"] = (
                 figures.worst_image_errors(evaluation.get("worst_errors") or []),
@@ -74,6 +85,7 @@ TITLES = {
     "features_compared": "Features compared",
     "confusion": "Confusion matrix",
     "per_class": "Per class",
+    "reliability": "Calibration: reliability diagram",
     "worst_errors": "Most confident mistakes",
 }
 

@@ -226,6 +226,7 @@ def serve(
     workers: int = 1,
     model_dir: str | None = None,
     engine: str = "auto",
+    **settings: Any,
 ) -> None:
     """Run the server until interrupted. ``workers > 1`` starts that many processes (each loads the
     model from ``model_dir``), behind one port."""
@@ -238,6 +239,7 @@ def serve(
         if model_dir is None:
             raise WukongError("several workers load the model themselves: give the model folder")
         os.environ.update(WUKONG_SERVE_MODEL=str(model_dir), WUKONG_SERVE_ENGINE=engine)
+        os.environ["WUKONG_SERVE_SETTINGS"] = json.dumps({k: v for k, v in settings.items() if v is not None})
         if token:
             os.environ["WUKONG_SERVE_TOKEN"] = token
         uvicorn.run("wukong.serve:app_from_environment", factory=True, host=host, port=port, workers=workers)
@@ -252,6 +254,7 @@ def app_from_environment() -> Any:
     model = wukong.load(os.environ["WUKONG_SERVE_MODEL"])
     if hasattr(model, "engine"):
         model.engine = os.environ.get("WUKONG_SERVE_ENGINE", "auto")
+    model.set_params(**json.loads(os.environ.get("WUKONG_SERVE_SETTINGS") or "{}"))
     return create_app(model, token=os.environ.get("WUKONG_SERVE_TOKEN") or None)
 
 

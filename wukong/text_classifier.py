@@ -22,12 +22,11 @@ from torch.utils.data import TensorDataset
 from wukong.backbones.catalog import entry
 from wukong.data.text import TextSource
 from wukong.estimator import Labelled, TransferClassifier
-from wukong.heads import final_linear, head_from_spec, is_linear
-from wukong.metrics import classification_metrics
+from wukong.heads import head_from_spec, is_linear
 from wukong.modalities import text
 from wukong.modalities.text import Texts
 from wukong.strategies.auto import BETTER_FEWSHOT_ENCODER, MPNET_HINT, Choice, choose_text_strategy
-from wukong.strategies.features import refit_with_validation, write_linear
+from wukong.strategies.features import refit_with_validation
 from wukong.strategies.fewshot import ContrastivePlan, contrastive_tune
 from wukong.strategies.finetune import HeadPhase, cached_head_epochs, finetune_epochs, head_then_unfreeze
 from wukong.text_network import TextNet, encoder_blocks
@@ -126,9 +125,12 @@ class TextClassifier(TransferClassifier):
         if names:
             extra["label_texts"] = dict(zip(self.classes_, names, strict=True))
         val_texts = list(val.examples.texts)
-        extra["val"] = extra.pop("val_before_refit", None) or classification_metrics(
-            val.labels, self._proba_prepared(Texts(val_texts, cache=True)), self.classes_, val_texts
-        )
+        if "val_before_refit" not in extra:
+            logits = self._logits_prepared(Texts(val_texts, cache=True))
+            if not extra.get("classifier"):  # a trained head: calibrated on the validation set
+                self._calibrate(logits, val.labels, "the validation set")
+            extra["val_before_refit"] = self._metrics_from_logits(val.labels, logits, val_texts)
+        extra["val"] = extra.pop("val_before_refit")
         extra["refit_on_train_and_val"] = bool(carved and extra.get("refit"))
         return choice, extra
 
@@ -178,7 +180,7 @@ class TextClassifier(TransferClassifier):
         info = contrastive_tune(self.net_.features, tokens, labels, plan, progress=self.progress)
         self._set_tuned(True)
         if is_linear(self.head):
-            extra = self._fit_linear(texts, labels, val_texts, val_labels, carved=carved)
+            extra = self._fit_linear(texts, labels, val_texts, val_labels, carved=carved, calibrate_on_val=True)
         else:
             extra = {
                 "history": self._head_then_unfreeze(texts, labels, val_texts, val_labels, [], self.epochs, work, resume)
@@ -187,20 +189,29 @@ class TextClassifier(TransferClassifier):
 
     # --- building blocks ---------------------------------------------------------------------
 
-    def _fit_linear(self, texts, labels, val_texts, val_labels, *, carved: bool, **_: Any) -> dict[str, Any]:
+    def _fit_linear(
+        self, texts, labels, val_texts, val_labels, *, carved: bool, calibrate_on_val: bool = False, **_: Any
+    ) -> dict[str, Any]:
         """``features``: logistic regression on the embeddings, folded into the head's final linear
-        layer; validation texts carved out of small data are measured, then added back
-        (``strategies.features.refit_with_validation``)."""
+        layer and calibrated on its out-of-fold logits (``calibrate_on_val``: on the validation
+        texts instead, for an encoder tuned on the training texts, whose out-of-fold logits are
+        not held out from it); validation texts carved out of small data are measured, then added
+        back (``strategies.features.refit_with_validation``)."""
         feats = self._embed(Texts(texts, cache=True))
         fit = self._linear(feats, labels)
-        write_linear(final_linear(self.net_.head), fit)
+        self._write_linear(fit)
         extra: dict[str, Any] = {"classifier": fit.info}
-        if refit_with_validation(carved, labels, self.tuning_["refit_below"]):
+        refit = refit_with_validation(carved, labels, self.tuning_["refit_below"])
+        if refit or calibrate_on_val:
             val_feats = self._embed(Texts(val_texts, cache=True))
-            proba = self._proba_from_features(val_feats)
-            extra["val_before_refit"] = classification_metrics(val_labels, proba, self.classes_, val_texts)
+            logits = self._logits_from_features(val_feats)
+            if calibrate_on_val:
+                self._calibrate(logits, val_labels, "the validation set")
+            extra["val_before_refit"] = self._metrics_from_logits(val_labels, logits, val_texts)
+            extra["val_logits"] = logits
+        if refit:
             both = self._linear(np.concatenate([feats, val_feats]), np.concatenate([labels, val_labels]))
-            write_linear(final_linear(self.net_.head), both)
+            self._write_linear(both, calibrate=not calibrate_on_val)  # else the validation texts' temperature stays
             extra["refit"] = True
         return extra
 
@@ -234,10 +245,10 @@ class TextClassifier(TransferClassifier):
             self.net_, plan, *batches, head_phase=head_phase, work_dir=work, resume=resume, progress=self.progress
         )
 
-    def _proba_prepared(self, prepared: Texts) -> np.ndarray:
+    def _features_prepared(self, prepared: Texts) -> np.ndarray:
         if not prepared.texts:
-            return np.empty((0, len(self.classes_)), np.float32)
-        return self._proba_from_features(self._embed(prepared))
+            return np.empty((0, 0), np.float32)
+        return self._embed(prepared)
 
     # --- data ----------------------------------------------------------------------------------
 

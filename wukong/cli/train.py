@@ -44,6 +44,13 @@ def train(
     linear_model: Annotated[
         str, typer.Option(help="The linear classifier of 'features': logistic (softmax) | svm.")
     ] = "logistic",
+    class_weight: Annotated[
+        str,
+        typer.Option(
+            help="Weigh classes inversely to their counts: auto (when the largest class has more than 3x the "
+            "smallest's examples) | balanced | none."
+        ),
+    ] = "auto",
     epochs: Annotated[
         int | None,
         typer.Option(
@@ -120,6 +127,7 @@ def train(
         strategy=strategy,
         head=head,
         linear_model=linear_model,
+        class_weight=None if class_weight == "none" else class_weight,
         epochs=epochs,
         unfreeze=unfreeze_value,
         seed=seed,

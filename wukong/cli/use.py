@@ -11,6 +11,23 @@ import typer
 from wukong.cli.app import EngineOption, app, emit
 from wukong.errors import WukongError
 
+RejectOption = Annotated[
+    bool,
+    typer.Option(
+        "--reject-unknown",
+        help="Answer 'unknown' for inputs unlike the training data (scored against known validation inputs).",
+    ),
+]
+KeepOption = Annotated[
+    float | None,
+    typer.Option(
+        "--unknown-keep",
+        min=0.5,
+        max=0.999,
+        help="With --reject-unknown: the share of inputs like the validation data to keep (default 0.95).",
+    ),
+]
+
 
 @app.command()
 def predict(
@@ -20,11 +37,15 @@ def predict(
     ] = None,
     text: Annotated[list[str] | None, typer.Option("--text", help="A text to classify (repeatable).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Show the K most probable classes.")] = 1,
+    reject_unknown: RejectOption = False,
+    unknown_keep: KeepOption = None,
     engine: EngineOption = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per input (with its unknown_score, always).")
+    ] = False,
 ) -> None:
     """Predict the class of images or texts with a trained model."""
-    clf = _load(model, engine)
+    clf = _load(model, engine, reject_unknown=reject_unknown, unknown_keep=unknown_keep)
     if clf.modality == "image":
         if text:
             raise WukongError(f"{model}: an image model; give image files, not --text")
@@ -49,7 +70,10 @@ def predict(
             typer.echo(f"{row['input']}\tskipped: {row['error']}")
         else:
             ranked = ", ".join(f"{label} {score:.3f}" for label, score in row["top_k"])
-            typer.echo(f"{row['input']}\t{ranked}")
+            verdict = (
+                f"{row['label']} (unknown score {row['unknown_score']:.3f}; nearest: " if row.get("unknown") else ""
+            )
+            typer.echo(f"{row['input']}\t{verdict}{ranked}{')' if verdict else ''}")
     if all("error" in row for row in rows):
         raise WukongError(f"none of the {len(rows)} input(s) could be predicted (each is listed above with why)")
 
@@ -178,6 +202,8 @@ def serve(
         ),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Server processes, each with its own copy of the model.")] = 1,
+    reject_unknown: RejectOption = False,
+    unknown_keep: KeepOption = None,
     engine: EngineOption = "auto",
 ) -> None:
     """Serve predictions over HTTP (FastAPI): POST /predict (image bytes or multipart files; JSON
@@ -186,13 +212,14 @@ def serve(
         from wukong.serve import serve as run_server
     except ImportError:
         raise WukongError("the server needs its extra: pip install 'wukong[serve]'") from None
-    run_server(
-        _load(model, engine), host=host, port=port, token=token, workers=workers, model_dir=str(model), engine=engine
-    )
+    settings = {"reject_unknown": reject_unknown, "unknown_keep": unknown_keep}
+    clf = _load(model, engine, **settings)
+    run_server(clf, host=host, port=port, token=token, workers=workers, model_dir=str(model), engine=engine, **settings)
 
 
-def _load(model: Path, engine: str) -> object:
-    """A model folder, its frozen passes on ``engine`` (image models; text models run in PyTorch)."""
+def _load(model: Path, engine: str, *, reject_unknown: bool = False, unknown_keep: float | None = None) -> object:
+    """A model folder, its frozen passes on ``engine`` (image models; text models run in PyTorch),
+    answering "unknown" as asked."""
     import wukong
     from wukong.engine import check_engine
 
@@ -202,4 +229,7 @@ def _load(model: Path, engine: str) -> object:
         clf.engine = engine
     elif engine == "onnxruntime":
         raise WukongError(f"{model}: a text model; --engine onnxruntime applies to image models")
+    if reject_unknown and getattr(clf, "open_set_", None) is None:
+        raise WukongError(f"{model}: saved by a Wukong without open-set scores; train it again to use --reject-unknown")
+    clf.set_params(reject_unknown=reject_unknown, **({"unknown_keep": unknown_keep} if unknown_keep else {}))
     return clf

@@ -122,10 +122,20 @@ def describe(model: Any, format: str, any_size: bool) -> dict[str, Any]:
         "wukong_version": wukong.__version__,
         "modality": model.modality,
         "classes": list(model.classes_),
-        "output": {"name": "probabilities", "dtype": "float32", "shape": ["batch", len(model.classes_)]},
+        "output": {
+            "name": "probabilities",
+            "dtype": "float32",
+            "shape": ["batch", len(model.classes_)],
+            "calibration": f"softmax of the logits divided by the temperature {model.temperature_:g}, inside the graph",
+        },
         "strategy": model.strategy_,
         "backbone": (getattr(model, "metrics_", None) or {}).get("backbone"),
     }
+    if getattr(model, "open_set_", None) is not None:
+        info["unknown"] = (
+            f"not in the graph: answering 'unknown' needs the model's {model.open_set_.name} score, which wukong "
+            "predict and wukong serve compute (--reject-unknown)"
+        )
     if model.modality == "text":
         info["input"] = {"names": ["input_ids", "attention_mask"], "dtype": "int64", "shape": ["batch", "tokens"]}
         info["preprocessing"] = {"max_length": model.encoder_.max_length, "tokenizer_files": "beside the export"}

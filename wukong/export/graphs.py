@@ -2,7 +2,8 @@
 
 TorchScript, and ``torch.export`` programs.
 
-Every graph ends in softmax (its output is ``probabilities``, columns in the model's class order).
+Every graph ends in softmax of the logits divided by the model's fitted temperature (its output is
+``probabilities``, calibrated as ``predict_proba``'s are, columns in the model's class order).
 Image graphs take float ``pixels`` (N, 3, S, S) in [0, 1], resized and cropped as the metadata says,
 or (``any_size``) one uint8 RGB ``image`` (H, W, 3) of any size with the resize and crop inside the
 graph (``wukong.export.preprocess``). Text graphs take the tokenizer's ``input_ids`` and
@@ -31,23 +32,20 @@ TEXT_INPUTS = ("input_ids", "attention_mask")
 class ImageProbabilities(nn.Module):
     """Float pixels in [0, 1] -> class probabilities (normalisation inside the network)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
         self.net = net
+        self.temperature = float(temperature)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net(pixels), dim=1)
+        return torch.softmax(self.net(pixels) / self.temperature, dim=1)
 
 
-class TextProbabilities(nn.Module):
+class TextProbabilities(ImageProbabilities):
     """Token ids and attention mask -> class probabilities (the sentence encoder, its pooling, the head)."""
 
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net(torch.stack([input_ids, attention_mask], dim=1)), dim=1)
+        return super().forward(torch.stack([input_ids, attention_mask], dim=1))
 
 
 def probabilities_module(model: Any) -> tuple[nn.Module, tuple[torch.Tensor, ...], tuple[str, ...]]:
@@ -56,9 +54,9 @@ def probabilities_module(model: Any) -> tuple[nn.Module, tuple[torch.Tensor, ...
     if model.modality == "image":
         size = model.backbone_.input_size
         net = static_same_padding(net, size).to(memory_format=torch.contiguous_format)  # fixed size: constant pads
-        return ImageProbabilities(net).eval(), (torch.rand(2, 3, size, size),), ("pixels",)
+        return ImageProbabilities(net, model.temperature_).eval(), (torch.rand(2, 3, size, size),), ("pixels",)
     tokens = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.int64)
-    return TextProbabilities(net).eval(), (tokens, (tokens != 0).long()), TEXT_INPUTS
+    return TextProbabilities(net, model.temperature_).eval(), (tokens, (tokens != 0).long()), TEXT_INPUTS
 
 
 def write_onnx(model: Any, out: Path, *, any_size: bool = False) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wukong.calibration import fit_temperature
 from wukong.errors import ParameterError
 from wukong.strategies.softmax import cross_validated_softmax
 
@@ -42,6 +43,7 @@ class LinearFit:
     weight: np.ndarray  # (classes, features), in the original feature space
     bias: np.ndarray  # (classes,)
     info: dict[str, Any]
+    temperature: float = 1.0  # fitted on the out-of-fold logits (1.0 without folds)
 
 
 # The linear models ``features`` can fit: multinomial logistic regression (softmax), whose outputs
@@ -58,6 +60,7 @@ def fit_linear_classifier(
     seed: int = 0,
     groups: np.ndarray | None = None,
     c_grid: Sequence[float] = C_GRID,
+    class_weight: np.ndarray | None = None,
 ) -> LinearFit:
     """Standardise, then a linear classifier with its C chosen by stratified k-fold CV.
 
@@ -65,7 +68,9 @@ def fit_linear_classifier(
     ``model="svm"``: linear SVM, C chosen by CV error (hinge scores are not probabilities; the
     model's ``predict_proba`` is then a softmax of the margins: it ranks, it is not calibrated).
     ``groups`` keeps augmented copies of one example (e.g. its mirror image) in the same fold, so
-    the cross-validation score is honest. Returns weights mapping *raw* features to logits.
+    the cross-validation score is honest. ``class_weight`` (one weight per class) weighs the loss
+    (``wukong.calibration.resolve_class_weight``). Returns weights mapping *raw* features to logits,
+    and the temperature that calibrates them, fitted on the out-of-fold logits at the chosen C.
     """
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
@@ -85,13 +90,16 @@ def fit_linear_classifier(
         )
     if model == "logistic":  # softmax regression in torch: the same model as sklearn's, many times faster
         split = list(splitter.split(x, labels, groups)) if splitter is not None else []
-        search = cross_validated_softmax(x, labels, num_classes, c_grid, folds=split)
+        rows = class_weight[labels] if class_weight is not None else None
+        search = cross_validated_softmax(x, labels, num_classes, c_grid, folds=split, sample_weight=rows)
         weight, bias = search.weight.astype(np.float64), search.bias.astype(np.float64)
         present = np.unique(labels)
         best_c, cv_loss, cv_loss_se, metric = search.best_c, search.cv_loss, search.cv_loss_se, "log_loss"
+        held_out = search.held_out_logits
     else:
-        weight, bias, present, best_c, cv_loss, cv_loss_se = _linear_svm(
-            x, labels, num_classes, splitter, groups, seed, c_grid
+        balanced = "balanced" if class_weight is not None else None
+        weight, bias, present, best_c, cv_loss, cv_loss_se, held_out = _linear_svm(
+            x, labels, num_classes, splitter, groups, seed, c_grid, balanced
         )
         metric = "error"
     missing = np.setdiff1d(np.arange(num_classes), present)
@@ -99,6 +107,7 @@ def fit_linear_classifier(
     # logits = W ((f - mean) / std) + b = (W / std) f + (b - W @ (mean / std))
     raw_weight = weight / std
     raw_bias = bias - weight @ (mean / std)
+    temperature = fit_temperature(held_out, labels) if held_out is not None else 1.0
     info = {
         "classifier": "logistic_regression" if model == "logistic" else "linear_svm",
         "C": best_c,
@@ -106,17 +115,21 @@ def fit_linear_classifier(
         "cv_metric": metric,
         "cv_loss": cv_loss,
         "cv_loss_se": cv_loss_se,
+        "class_weight": "balanced" if class_weight is not None else None,
+        "temperature": temperature,
+        "calibration_examples": int(len(labels)) if held_out is not None else 0,
     }
-    return LinearFit(raw_weight.astype(np.float32), raw_bias.astype(np.float32), info)
+    return LinearFit(raw_weight.astype(np.float32), raw_bias.astype(np.float32), info, temperature)
 
 
-def _linear_svm(x, labels, num_classes, splitter, groups, seed, c_grid):  # noqa: ANN001, ANN202 - internal
-    """A linear SVM (one-vs-rest squared hinge) with C chosen by cross-validated error."""
-    from sklearn.model_selection import GridSearchCV
+def _linear_svm(x, labels, num_classes, splitter, groups, seed, c_grid, class_weight):  # noqa: ANN001, ANN202
+    """A linear SVM (one-vs-rest squared hinge) with C chosen by cross-validated error, and its
+    out-of-fold margins at that C (to calibrate them; ``None`` without folds)."""
+    from sklearn.model_selection import GridSearchCV, cross_val_predict
     from sklearn.svm import LinearSVC
 
     # the dual solver: seconds where the primal one takes minutes at large C (measured at 400 x 384)
-    base = LinearSVC(dual=True, max_iter=10_000, random_state=seed)
+    base = LinearSVC(dual=True, max_iter=10_000, random_state=seed, class_weight=class_weight)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter on tiny folds
         if splitter is not None:
@@ -128,18 +141,33 @@ def _linear_svm(x, labels, num_classes, splitter, groups, seed, c_grid):  # noqa
             cv_loss_se = round(
                 float(search.cv_results_["std_test_score"][search.best_index_]) / np.sqrt(splitter.n_splits), 4
             )
+            margins = cross_val_predict(
+                LinearSVC(**{**base.get_params(), "C": best_c}),
+                x,
+                labels,
+                groups=groups,
+                cv=splitter,
+                method="decision_function",
+            )
+            held_out = np.zeros((len(labels), num_classes), dtype=np.float32)
+            held_out[:, fitted.classes_] = _two_columns(margins) if margins.ndim == 1 else margins
         else:  # one example in some class: nothing to cross-validate, use a moderate prior
-            best_c, cv_loss, cv_loss_se = 0.1, None, None
+            best_c, cv_loss, cv_loss_se, held_out = 0.1, None, None, None
             fitted = base.set_params(C=best_c).fit(x, labels)
     weight = np.zeros((num_classes, x.shape[1]), dtype=np.float64)
     bias = np.zeros(num_classes, dtype=np.float64)
     coef, intercept = fitted.coef_, np.atleast_1d(fitted.intercept_)
     if len(fitted.classes_) == 2 and coef.shape[0] == 1:  # binary: one row for the positive class
-        coef = np.vstack([-coef / 2, coef / 2])
-        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+        coef, intercept = _two_columns(coef.T).T, _two_columns(intercept)[0]
     weight[fitted.classes_] = coef
     bias[fitted.classes_] = intercept
-    return weight, bias, fitted.classes_, best_c, cv_loss, cv_loss_se
+    return weight, bias, fitted.classes_, best_c, cv_loss, cv_loss_se, held_out
+
+
+def _two_columns(score: np.ndarray) -> np.ndarray:
+    """A binary classifier's one score per row (positive class) as two logits whose softmax is the same."""
+    score = np.asarray(score, dtype=np.float64).reshape(-1)
+    return np.stack([-score / 2, score / 2], axis=1)
 
 
 def one_standard_error_choice(losses: list[tuple[float | None, float | None]]) -> int:

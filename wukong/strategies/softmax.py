@@ -34,6 +34,7 @@ class SoftmaxSearch:
     cv_loss: float | None  # mean held-out log loss at the best C (None without folds)
     cv_loss_se: float | None  # its standard error over the folds
     losses: dict[float, float]  # mean held-out log loss per C
+    held_out_logits: np.ndarray | None  # out-of-fold logits at the best C, rows in input order (None without folds)
 
 
 def fit_softmax(
@@ -86,21 +87,24 @@ def cross_validated_softmax(
 ) -> SoftmaxSearch:
     """Pick C by mean held-out log loss over ``folds`` (train, test index pairs), then fit on everything.
 
-    ``features`` should be standardised. Without folds, ``default_c`` is used and no loss is reported.
+    ``features`` should be standardised. ``sample_weight`` weighs the training loss and the held-out
+    one alike. Without folds, ``default_c`` is used and no loss is reported.
     """
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     w = torch.from_numpy(np.asarray(sample_weight, dtype=np.float32)) if sample_weight is not None else None
     grid = sorted(c_grid)
     per_fold: list[list[float]] = []
+    held_out = np.zeros((len(grid), len(y), num_classes), dtype=np.float32)
     for train, test in folds:
         start = None
         row = []
-        for c in grid:  # strongest regularisation first: each solution starts the next
+        for i, c in enumerate(grid):  # strongest regularisation first: each solution starts the next
             start = fit_softmax(x[train], y[train], num_classes, c, start=start, sample_weight=_take(w, train))
             with torch.no_grad():
                 logits = x[test] @ start[0].T + start[1]
-                row.append(float(nn.functional.cross_entropy(logits, y[test])))
+                held_out[i, test] = logits.numpy()
+                row.append(_mean_loss(logits, y[test], _take(w, test)))
         per_fold.append(row)
     if per_fold:
         table = np.asarray(per_fold)
@@ -110,10 +114,16 @@ def cross_validated_softmax(
         cv_loss = round(float(mean[best]), 4)
         cv_loss_se = round(float(table[:, best].std() / np.sqrt(len(per_fold))), 4)
         losses = {c: round(float(v), 4) for c, v in zip(grid, mean, strict=True)}
+        logits_at_best = held_out[best]
     else:
-        best_c, cv_loss, cv_loss_se, losses = default_c, None, None, {}
+        best_c, cv_loss, cv_loss_se, losses, logits_at_best = default_c, None, None, {}, None
     weight, bias = fit_softmax(x, y, num_classes, best_c, sample_weight=w)
-    return SoftmaxSearch(weight.numpy(), bias.numpy(), best_c, cv_loss, cv_loss_se, losses)
+    return SoftmaxSearch(weight.numpy(), bias.numpy(), best_c, cv_loss, cv_loss_se, losses, logits_at_best)
+
+
+def _mean_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> float:
+    losses = nn.functional.cross_entropy(logits, labels, reduction="none")
+    return float((losses * weights).sum() / weights.sum() if weights is not None else losses.mean())
 
 
 def _take(weights: torch.Tensor | None, index: np.ndarray) -> torch.Tensor | None:

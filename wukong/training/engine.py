@@ -33,6 +33,7 @@ class TrainPlan:
     patience: int = 6  # epochs without validation improvement that end a phase
     bf16: bool = False
     seed: int = 0
+    class_weight: tuple[float, ...] | None = None  # per-class weights of the training loss (imbalanced data)
 
 
 class EpochHistory(Callback):
@@ -102,7 +103,7 @@ def train_network(
     a killed run continues from there. TensorBoard logs go to ``work_dir/logs``.
     """
     L.seed_everything(plan.seed, workers=True, verbose=False)
-    module = TransferModule(net, lr=plan.lr)
+    module = TransferModule(net, lr=plan.lr, class_weight=plan.class_weight)
     checkpoints = work_dir / "checkpoints"
     best, last = epoch_checkpoints(checkpoints, monitor="val_score", mode="max")
     history = EpochHistory()

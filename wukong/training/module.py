@@ -18,15 +18,24 @@ class TransferModule(L.LightningModule):
     """Cross-entropy on the logits of a transfer network (``net.features`` + ``net.head``).
 
     Batches are ``(inputs, labels)``; the network takes the inputs as the loader gives them (uint8
-    images, tokenised texts).
+    images, tokenised texts). ``class_weight``: one weight per class in the training loss.
     """
 
-    def __init__(self, net: nn.Module, *, lr: float, weight_decay: float = 0.05, label_smoothing: float = 0.1):
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        lr: float,
+        weight_decay: float = 0.05,
+        label_smoothing: float = 0.1,
+        class_weight: tuple[float, ...] | None = None,
+    ):
         super().__init__()
         self.net = net
         self.lr = lr
         self.weight_decay = weight_decay
-        self.loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        weight = torch.tensor(class_weight, dtype=torch.float32) if class_weight is not None else None
+        self.loss = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)

@@ -1,0 +1,155 @@
+"""Predictions a user can trust, on real BANKING77 texts: the fitted temperature, applied by every
+reader of the model folder; class weights for imbalanced data, explained; calibration in ``evaluate``."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wukong import TextClassifier, load
+from wukong.calibration import fit_temperature, log_loss, resolve_class_weight, softmax
+from wukong.errors import DataError
+from wukong.export import export
+
+from .test_text_classifier import BANKING, _per_class
+
+FAST = {"progress": False, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def intents() -> dict[str, object]:
+    """Twenty BANKING77 intents: ten with 24 training texts, ten with 4 (6x fewer), 15 test texts each."""
+    from wukong.data.text import read_text_table
+
+    classes = read_text_table(BANKING / "test.csv").classes[::3][:20]
+    common, rare = classes[::2], classes[1::2]
+    big, small = _per_class(BANKING / "train.csv", common, 24, 0), _per_class(BANKING / "train.csv", rare, 4, 0)
+    return {
+        "train": (big[0] + small[0], big[1] + small[1]),
+        "balanced_train": _per_class(BANKING / "train.csv", classes, 12, 0),
+        "test": _per_class(BANKING / "test.csv", classes, 15, 1),
+        "rare": rare,
+    }
+
+
+def test_temperature_is_recovered_from_labels_drawn_at_that_temperature() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=4.0, size=(4000, 5))
+    for true_t in (0.5, 2.5):
+        proba = softmax(logits, true_t)
+        labels = np.array([rng.choice(5, p=p / p.sum()) for p in proba.astype(np.float64)])
+        found = fit_temperature(logits, labels)
+        assert abs(found - true_t) / true_t < 0.1, (true_t, found)
+        assert log_loss(logits, labels, found) <= log_loss(logits, labels, 1.0)
+
+
+def test_class_weight_auto_weighs_only_past_three_to_one() -> None:
+    assert resolve_class_weight("auto", np.array([30, 10]))[0] is None  # 3x: not more than 3x
+    weights, why = resolve_class_weight("auto", np.array([31, 10]))
+    assert weights is not None and weights[1] > weights[0] and "3.1x" in why
+    assert np.isclose((weights * np.array([31, 10])).sum(), 41)  # the total weight stays the number of examples
+    assert resolve_class_weight("balanced", np.array([10, 10]))[0] is not None
+    assert resolve_class_weight(None, np.array([100, 1]))[0] is None
+
+
+def test_timid_head_is_sharpened_and_the_temperature_travels_with_the_model(intents, tmp_path: Path) -> None:
+    """A head trained with label smoothing is under-confident; the temperature fitted on the validation
+    set lowers the held-out log loss, and save/load, evaluate and the ONNX export all apply it."""
+    model = TextClassifier(strategy="head", **FAST).fit(*intents["balanced_train"])
+    assert model.temperature_ < 1, model.calibration_
+    assert model.calibration_["fitted_on"] == "the validation set"
+    texts, labels = intents["test"]
+    ids = np.array([model.classes_.index(label) for label in labels])
+    logits = model._logits_prepared(model._prepare(texts))
+    assert log_loss(logits, ids, model.temperature_) < log_loss(logits, ids)
+    np.testing.assert_allclose(model.predict_proba(texts), softmax(logits, model.temperature_), atol=1e-6)
+
+    folder = model.save(tmp_path / "model")
+    assert json.loads((folder / "config.json").read_text())["calibration"]["temperature"] == model.temperature_
+    again = load(folder)
+    np.testing.assert_allclose(again.predict_proba(texts[:10]), model.predict_proba(texts[:10]), atol=1e-6)
+    report = again.evaluate(texts, labels)
+    assert report["calibration"]["temperature"] == model.temperature_
+    assert report["brier"] < report["calibration"]["brier_before"]
+    assert sum(b["count"] for b in report["calibration"]["reliability"]) == len(texts)
+
+    written = export(again, tmp_path / "model.onnx", data=texts[:30], labels=labels[:30])
+    assert written["parity"]["max_abs_diff"] < 1e-4  # the graph divides by the same temperature
+
+
+def test_features_are_calibrated_out_of_fold_and_rare_classes_weighted(intents) -> None:
+    """``features`` fits the temperature on its out-of-fold logits; with 6x fewer examples in half
+    of the classes, ``auto`` weighs them, says so, and they are found more often than unweighted."""
+    texts, labels = intents["test"]
+    weighted = TextClassifier(strategy="features", **FAST).fit(*intents["train"])
+    plain = TextClassifier(strategy="features", class_weight=None, **FAST).fit(*intents["train"])
+    assert "classes weighted inversely to their counts" in weighted.strategy_reason_
+    assert weighted.metrics_["class_weight"] == "balanced" and plain.metrics_["class_weight"] is None
+    assert "out-of-fold" in weighted.calibration_["fitted_on"] and weighted.calibration_["examples"] > 0
+
+    def rare_recall(model: TextClassifier) -> float:
+        per_class = model.evaluate(texts, labels)["per_class"]
+        return float(np.mean([per_class[name]["recall"] for name in intents["rare"]]))
+
+    assert rare_recall(weighted) > rare_recall(plain)
+
+
+@pytest.fixture(scope="module")
+def features_model(intents) -> TextClassifier:
+    return TextClassifier(strategy="features", **FAST).fit(*intents["balanced_train"])
+
+
+def test_a_damaged_temperature_or_open_set_score_is_refused_naming_the_file(features_model, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    folder = features_model.save(tmp_path / "m")
+    weights = load_file(folder / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if k != "open_set.bank"}, folder / "model.safetensors")
+    with pytest.raises(DataError, match=r"model\.safetensors: open_set: the weights lack what score"):
+        load(folder)
+    save_file(weights, folder / "model.safetensors")
+    config = json.loads((folder / "config.json").read_text())
+    config["calibration"]["temperature"] = -1
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DataError, match=r"config\.json: .*temperature must be a positive number"):
+        load(folder)
+
+
+def test_texts_of_unseen_intents_score_lower_and_can_be_answered_unknown(
+    features_model, intents, tmp_path: Path
+) -> None:
+    """Trained on 20 intents, the texts of 10 intents it never saw score lower than known ones; with
+    ``reject_unknown`` most known texts are kept and many unseen ones are answered "unknown"."""
+    from sklearn.metrics import roc_auc_score
+
+    from wukong.data.text import read_text_table
+
+    model = copy.copy(features_model)  # the fitted state, with parameters of its own to set
+    known_texts = intents["test"][0]
+    others = [c for c in read_text_table(BANKING / "test.csv").classes if c not in model.classes_][:10]
+    unseen = _per_class(BANKING / "test.csv", others, 15, 2)[0]
+    scores = model.unknown_score(known_texts + unseen)
+    is_known = np.r_[np.ones(len(known_texts)), np.zeros(len(unseen))]
+    assert roc_auc_score(is_known, scores) > 0.75
+
+    rows = model.predict_records(unseen[:5], top_k=2)
+    assert all("unknown_score" in row and "unknown" not in row for row in rows)  # opt-in only
+    model.set_params(reject_unknown=True, unknown_label="none of these")
+    answers = np.array(model.predict(known_texts + unseen))
+    assert (answers[: len(known_texts)] != "none of these").mean() > 0.8
+    assert (answers[len(known_texts) :] == "none of these").mean() > 0.3
+    rows = model.predict_records(unseen, top_k=2)
+    rejected = [row for row in rows if row["unknown"]]
+    assert rejected and all(row["label"] == "none of these" and len(row["top_k"]) == 2 for row in rejected)
+
+    again = load(model.save(tmp_path / "model"))
+    np.testing.assert_allclose(again.unknown_score(unseen), scores[len(known_texts) :], atol=1e-6)
+    assert again.reject_unknown and again.unknown_label == "none of these"  # parameters are saved with the model
+    again.set_params(unknown_keep=0.99)  # keep more knowns: fewer answers of "unknown"
+    assert (np.array(again.predict(unseen)) == "none of these").sum() <= (
+        answers[len(known_texts) :] == "none of these"
+    ).sum()

@@ -1,0 +1,153 @@
+""" "None of these": a score of how much an input looks like the known classes, and the threshold under
+which a model may answer "unknown".
+
+Scores (higher: more like the training data), compared by ``benchmarks/trust.py``:
+
+- ``msp``: the maximum calibrated class probability (Hendrycks & Gimpel 2017), the baseline;
+- ``energy``: ``T * logsumexp(logits / T)`` (Liu et al. 2020);
+- ``knn``: the cosine similarity of the network's features to their k-th nearest training example
+  (Sun et al. 2022), kept as a bank of at most ``BANK`` normalised training features;
+- ``msp+knn``: the mean of the two scores' percentiles among known validation inputs, so that an
+  input must look unlike the training data *and* be hard to place to score low.
+
+The threshold is the score's quantile among known validation inputs that keeps ``keep`` of them
+(95% by default), computed when asked, so ``keep`` may change after fitting. The percentile of a
+part is taken against the same validation inputs' scores, so the parts are on one scale: the share
+of known inputs that score lower.
+
+Example:
+    >>> rng = np.random.default_rng(0)
+    >>> known = np.repeat(np.eye(3)[:2], 100, axis=0) + rng.normal(scale=0.3, size=(200, 3))
+    >>> logits = known[:, :2] * 3                     # two classes, along the first two axes
+    >>> score = fit_score("msp+knn", known[::2], logits[::2], known[1::2], logits[1::2], temperature=1.0)
+    >>> far = np.array([[0.0, 0.0, 1.0]])             # along the third axis: like neither class
+    >>> bool(score(far, far[:, :2] * 3)[0] < score.threshold(0.95))
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from wukong.calibration import softmax
+
+SCORES = ("msp", "energy", "knn", "msp+knn")
+DEFAULT_SCORE = "msp+knn"
+KEEP = 0.95  # the share of known inputs kept by default
+K = 5  # neighbours of ``knn``
+BANK = 4096  # training features kept for ``knn`` at most (a seeded sample beyond)
+
+
+def _normalise(features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float32)
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+
+def knn_similarity(features: np.ndarray, bank: np.ndarray, k: int = K) -> np.ndarray:
+    """Cosine similarity of each row of ``features`` to its ``k``-th nearest row of ``bank`` (normalised)."""
+    k = max(1, min(k, len(bank)))
+    out = np.empty(len(features), np.float32)
+    bank32 = bank.astype(np.float32)
+    for start in range(0, len(features), 1024):
+        sims = _normalise(features[start : start + 1024]) @ bank32.T
+        out[start : start + 1024] = np.partition(sims, -k, axis=1)[:, -k]
+    return out
+
+
+def energy(logits: np.ndarray, temperature: float) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    top = z.max(axis=1)
+    return (temperature * (np.log(np.exp(z - top[:, None]).sum(axis=1)) + top)).astype(np.float32)
+
+
+@dataclass
+class OpenSetScore:
+    """A fitted score: ``score(features, logits)``, and ``threshold(keep)`` under which an input is unknown."""
+
+    name: str
+    temperature: float
+    reference: dict[str, np.ndarray]  # sorted scores of known validation inputs: each part's, and "score"
+    bank: np.ndarray | None = None  # normalised training features (``knn``), float16: half the bytes in the folder
+    k: int = K
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def threshold(self, keep: float = KEEP) -> float:
+        """The score that ``keep`` of the known validation inputs reach."""
+        values = self.reference["score"]
+        return float(np.quantile(values, 1.0 - keep)) if len(values) else float("-inf")
+
+    def parts(self, features: np.ndarray, logits: np.ndarray) -> dict[str, np.ndarray]:
+        wanted = self.name.split("+")
+        out: dict[str, np.ndarray] = {}
+        if "msp" in wanted:
+            out["msp"] = softmax(logits, self.temperature).max(axis=1)
+        if "energy" in wanted:
+            out["energy"] = energy(logits, self.temperature)
+        if "knn" in wanted:
+            out["knn"] = knn_similarity(features, self.bank, self.k)
+        return out
+
+    def __call__(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        parts = self.parts(features, logits)
+        if len(parts) == 1:
+            return next(iter(parts.values())).astype(np.float32)
+        shares = [
+            np.searchsorted(self.reference[n], v, side="right") / len(self.reference[n]) for n, v in parts.items()
+        ]
+        return np.mean(shares, axis=0).astype(np.float32)
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """What the model folder's safetensors hold for this score."""
+        out = {f"reference.{n}": v for n, v in self.reference.items()}
+        if self.bank is not None:
+            out["bank"] = self.bank
+        return out
+
+    def config(self) -> dict[str, Any]:
+        """What config.json holds for this score."""
+        return {"score": self.name, "k": self.k, f"threshold_at_{KEEP:g}": round(self.threshold(), 6), **self.extra}
+
+
+def fit_score(
+    name: str,
+    train_features: np.ndarray,
+    train_logits: np.ndarray,
+    val_features: np.ndarray,
+    val_logits: np.ndarray,
+    *,
+    temperature: float,
+    k: int = K,
+    seed: int = 0,
+) -> OpenSetScore:
+    """Fit score ``name`` on the training features (the ``knn`` bank) and known validation inputs
+    (the references of percentiles and thresholds)."""
+    if name not in SCORES:
+        raise ValueError(f"unknown score {name!r}: choose one of {', '.join(SCORES)}")
+    bank = None
+    if "knn" in name:
+        rows = np.arange(len(train_features))
+        if len(rows) > BANK:
+            rows = np.sort(np.random.default_rng(seed).choice(rows, BANK, replace=False))
+        bank = _normalise(train_features[rows]).astype(np.float16)
+    score = OpenSetScore(name, float(temperature), {}, bank, k)
+    score.reference = {n: np.sort(v) for n, v in score.parts(val_features, val_logits).items()}
+    score.reference["score"] = np.sort(score(val_features, val_logits))
+    score.extra = {"validation_examples": int(len(val_features)), "bank_examples": 0 if bank is None else len(bank)}
+    return score
+
+
+def load_score(config: dict[str, Any], tensors: dict[str, np.ndarray], temperature: float) -> OpenSetScore:
+    """The score saved by ``tensors`` and ``config``; ``ValueError`` when they do not fit together."""
+    name = config.get("score")
+    if name not in SCORES:
+        raise ValueError(f"open_set: unknown score {name!r}")
+    reference = {k.removeprefix("reference."): v for k, v in tensors.items() if k.startswith("reference.")}
+    score = OpenSetScore(name, temperature, reference, tensors.get("bank"), int(config.get("k", K)))
+    needed = ["score", *name.split("+")] if "+" in name else ["score"]
+    if any(n not in reference for n in needed) or ("knn" in name and score.bank is None):
+        raise ValueError(f"open_set: the weights lack what score {name!r} needs")
+    score.extra = {k: v for k, v in config.items() if k not in ("score", "k") and not k.startswith("threshold")}
+    return score
