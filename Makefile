@@ -35,3 +35,4 @@ bench: install
 	$(BIN)/python benchmarks/text.py
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/exports.py
+	$(BIN)/python benchmarks/trust.py

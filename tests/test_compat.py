@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import CAT_DOG
 
 README_EXAMPLE = """
@@ -32,6 +34,7 @@ print(new_model.predict(os.path.join(test_data_dir, "cat", "cat.983.jpg")))
 """
 
 
+@pytest.mark.slow  # the original defaults: up to 50 + 50 epochs at 224px (46 s); the test below covers the API
 def test_original_readme_example_runs(tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(README_EXAMPLE.format(train=CAT_DOG / "train", test=CAT_DOG / "test", work=tmp_path / "tmp"))

@@ -76,6 +76,10 @@ def test_wukong_report_on_test_data_shows_the_worst_mistakes_as_thumbnails(featu
     evaluation = json.loads((features_model / "metrics.json").read_text())  # not rewritten by report
     assert "balanced accuracy (test)" in page and "calibration error, ECE (test)" in page
     assert evaluation["val"]["ece"] is not None and 0 <= evaluation["val"]["brier"] <= 2
+    diagram = np.asarray(shown["Calibration: reliability diagram (test)"].convert("RGB"), dtype=int)
+    assert (np.abs(diagram - [31, 119, 180]).sum(axis=2) < 60).sum() > 100  # the calibrated curve, drawn
+    temperature = json.loads((features_model / "config.json").read_text())["calibration"]["temperature"]
+    assert f"calibrated by the temperature {temperature}" in page and "None of these" in page
     if result["test_accuracy"] < 1.0:  # 22 photos: the 64px network gets some wrong
         mistakes = shown["Most confident mistakes (test)"]
         colours = np.asarray(mistakes.convert("RGB")).reshape(-1, 3)

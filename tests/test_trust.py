@@ -153,3 +153,21 @@ def test_texts_of_unseen_intents_score_lower_and_can_be_answered_unknown(
     assert (np.array(again.predict(unseen)) == "none of these").sum() <= (
         answers[len(known_texts) :] == "none of these"
     ).sum()
+
+
+def test_cli_predict_rejects_unknown_texts_only_when_asked(features_model, intents, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    folder = features_model.save(tmp_path / "model")
+    texts = ["what is the capital of France", intents["test"][0][0]]  # nothing like a bank query; a known intent's
+    query = [arg for text in texts for arg in ("--text", text)]
+    command = [sys.executable, "-m", "wukong.cli", "predict", str(folder), *query, "--json", "--reject-unknown"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    plain = features_model.predict_records(texts)  # reject_unknown is off on the fitted model
+    assert [row["unknown_score"] for row in rows] == [row["unknown_score"] for row in plain]
+    assert rows[0]["unknown_score"] < rows[1]["unknown_score"]
+    assert rows[0]["label"] == "unknown" and rows[0]["unknown"] is True and rows[1]["unknown"] is False
+    assert plain[0]["label"] in features_model.classes_ and "unknown" not in plain[0]

@@ -51,6 +51,17 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
     A scikit-learn classifier: ``get_params``/``set_params`` (from ``BaseEstimator``), ``clone``,
     ``score`` (accuracy, from ``ClassifierMixin``), so ``cross_val_score`` and ``GridSearchCV`` work
     on lists or arrays of inputs (paths, texts) with their labels.
+
+    Parameters every modality shares for predictions a user can trust (``wukong.calibration``,
+    ``wukong.openset``); probabilities are always calibrated (a temperature fitted on held-out
+    predictions):
+        class_weight: ``"auto"`` (weigh classes inversely to their counts when the largest has more
+            than 3x the smallest's examples), ``"balanced"`` (always) or ``None`` (never); for the
+            linear classifier and the training loss alike.
+        reject_unknown: ``predict`` answers ``unknown_label`` for an input unlike the training data
+            (its ``unknown_score`` below what ``unknown_keep`` of the known validation inputs reach).
+        unknown_label: the answer for such an input (default ``"unknown"``).
+        unknown_keep: the share of known inputs kept (default 0.95); may change after fitting.
     """
 
     modality: ClassVar[str] = ""

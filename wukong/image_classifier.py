@@ -62,6 +62,8 @@ class ImageClassifier(TransferClassifier):
             starting again from the pretrained backbone.
         tuning: thresholds and grid the strategies decide with, e.g. ``{"small": 30}`` (see
             ``wukong.tuning.DEFAULTS``); ``None``: the measured defaults.
+        class_weight, reject_unknown, unknown_label, unknown_keep: imbalanced classes and "none of
+            these" (see ``TransferClassifier``).
 
     Example:
         >>> from wukong import ImageClassifier
@@ -105,6 +107,7 @@ class ImageClassifier(TransferClassifier):
     def _run_strategy(
         self, choice: Choice, train: Labelled, val: Labelled, *, work: Path, resume: bool, carved: bool
     ) -> tuple[Choice, dict[str, Any]]:
+        self._backbone_tuned = choice.strategy == "finetune"
         if choice.strategy == "features":
             return self._fit_features(train.examples, val.examples, choice, refit_on_val=carved)
         return choice, self._fit_network(train.examples, val.examples, choice, work, resume)
@@ -227,6 +230,8 @@ class ImageClassifier(TransferClassifier):
         return self._passes.embed(self.net_, self.backbone_, pixels)
 
     def _features_of(self, examples: ImageStore) -> np.ndarray:
+        if self._backbone_tuned:  # features of these weights will not be asked for again: not cached
+            return super()._features_of(examples)
         return self._passes.cached(self.net_, self.backbone_, examples, flip=False)[0]  # on disk, by content
 
     def decode_for_prediction(self, inputs: Any) -> ImageStore:

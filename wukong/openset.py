@@ -15,8 +15,8 @@ Scores (higher: more like the training data), compared by ``benchmarks/trust.py`
 
 The threshold is the score's quantile among known validation inputs that keeps ``keep`` of them
 (95% by default), computed when asked, so ``keep`` may change after fitting. The percentile of a
-part is taken against the same validation inputs' scores, so the parts are on one scale: the share
-of known inputs that score lower.
+part is taken against the same validation inputs' values of that part, so the parts are on one
+scale (the share of known inputs that score lower on it) before they are averaged.
 
 Example:
     >>> rng = np.random.default_rng(0)

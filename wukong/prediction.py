@@ -54,8 +54,10 @@ class Prediction:
         ``{"input", "label", "score", "top_k", "unknown_score", "unknown"}``, or ``{"input", "error"}``
         for an input that cannot be used (the others are still predicted). ``score`` is the top
         known class's probability; ``unknown_score`` how much the input looks like the training data
-        (the share of known validation inputs that score lower); with ``reject_unknown``, ``label``
-        is ``unknown_label`` where that share is below ``1 - unknown_keep``.
+        (higher: more familiar; for the default score, the mean of the shares of known validation
+        inputs that score lower on the maximum logit and on the similarity to the nearest training
+        example); with ``reject_unknown``, ``label`` is ``unknown_label`` where it is below what
+        ``unknown_keep`` of the known validation inputs reach.
 
         Example:
             >>> model.predict_records(["cat_dog/test"], top_k=2)[0]["top_k"]   # doctest: +SKIP
@@ -85,8 +87,9 @@ class Prediction:
         return self._proba_from_logits(logits), scores, rejected
 
     def unknown_score(self, inputs: Any) -> np.ndarray:
-        """How much each input looks like the training data: the share of known validation inputs
-        that score lower (``wukong.openset``); an input under ``1 - unknown_keep`` is "unknown"."""
+        """How much each input looks like the training data (``wukong.openset``; higher: more
+        familiar); an input below what ``unknown_keep`` of the known validation inputs reach is
+        "unknown" (``open_set_.threshold(unknown_keep)``)."""
         self._check_fitted()
         scores = self._outputs(self._prepare(inputs))[1]
         if scores is None:

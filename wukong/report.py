@@ -110,6 +110,7 @@ def html_report(
         f"{esc(str(metrics.get('backbone')))} · strategy <b>{esc(str(metrics.get('strategy')))}</b></p>",
         _cards(metrics),
         f"<p class='reason'><b>Why this strategy:</b> {esc(str(metrics.get('strategy_reason', '')))}</p>",
+        _trust(metrics),
     ]
     for name, (png, caption) in drawn.items():
         title = TITLES[name.removesuffix(f"_{which}")] + (f" ({which})" if name.endswith(which) else "")
@@ -155,6 +156,25 @@ def _cards(metrics: dict[str, Any]) -> str:
         if value is not None
     ]
     return "<div class='cards'>" + "".join(shown) + "</div>"
+
+
+def _trust(metrics: dict[str, Any]) -> str:
+    """One paragraph: how the probabilities were calibrated and how "unknown" is decided."""
+    said = []
+    calibration = metrics.get("calibration") or {}
+    if calibration:
+        said.append(
+            f"Probabilities are calibrated by the temperature {calibration.get('temperature')}, fitted on "
+            f"{calibration.get('fitted_on')}."
+        )
+    open_set = metrics.get("open_set") or {}
+    if open_set:
+        said.append(
+            f"“None of these”: the {open_set.get('score')} score, against {open_set.get('validation_examples')} "
+            f"known validation inputs (with --reject-unknown, inputs below {open_set.get('threshold_at_0.95')} "
+            "are answered unknown, keeping 95% of known ones)."
+        )
+    return f"<p class='note'>{html.escape(' '.join(said))}</p>" if said else ""
 
 
 def _error_table(errors: list[dict[str, Any]]) -> str:

@@ -69,6 +69,8 @@ class TextClassifier(TransferClassifier):
         bf16: bf16 autocast (``None``: where it is measured faster, once per model and machine).
         tuning: thresholds and grid the strategies decide with, e.g. ``{"small": 30}`` (see
             ``wukong.tuning.DEFAULTS``); ``None``: the measured defaults.
+        class_weight, reject_unknown, unknown_label, unknown_keep: imbalanced classes and "none of
+            these" (see ``TransferClassifier``).
 
     Example:
         >>> from wukong import TextClassifier
