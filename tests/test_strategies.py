@@ -152,8 +152,8 @@ def test_transfer_beats_training_from_scratch(cifar_small: Path) -> None:
 
 def test_features_with_a_linear_svm_learns_and_is_chosen_by_cv_error(cifar_small: Path) -> None:
     """The SVM's C by cross-validated error; its margins calibrated on their out-of-fold values; with
-    ``class_weight="balanced"`` its classes weighted."""
-    how = {"linear_model": "svm", "tap": "final", "class_weight": "balanced", "progress": False, "seed": 0}
+    ``class_weight="loss"`` its classes weighted."""
+    how = {"linear_model": "svm", "tap": "final", "class_weight": "loss", "progress": False, "seed": 0}
     clf = ImageClassifier(FAST_BACKBONE, strategy="features", **how)
     clf.fit(cifar_small / "train")
     assert clf.metrics_["classifier"]["classifier"] == "linear_svm"

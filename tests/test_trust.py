@@ -47,12 +47,14 @@ def test_temperature_is_recovered_from_labels_drawn_at_that_temperature() -> Non
         assert log_loss(logits, labels, found) <= log_loss(logits, labels, 1.0)
 
 
-def test_class_weight_auto_weighs_only_past_three_to_one() -> None:
+def test_class_weight_auto_balances_only_past_three_to_one() -> None:
     assert resolve_class_weight("auto", np.array([30, 10]))[0] is None  # 3x: not more than 3x
-    weights, why = resolve_class_weight("auto", np.array([31, 10]))
-    assert weights is not None and weights[1] > weights[0] and "3.1x" in why
+    method, offsets, why = resolve_class_weight("auto", np.array([31, 10]))
+    assert method == "balanced" and offsets[1] > offsets[0] and "3.1x" in why
+    assert np.isclose(offsets[1] - offsets[0], np.log(31 / 10))  # the log prior ratio, divided out
+    method, weights, _ = resolve_class_weight("loss", np.array([31, 10]))
     assert np.isclose((weights * np.array([31, 10])).sum(), 41)  # the total weight stays the number of examples
-    assert resolve_class_weight("balanced", np.array([10, 10]))[0] is not None
+    assert resolve_class_weight("balanced", np.array([10, 10]))[0] == "balanced"
     assert resolve_class_weight(None, np.array([100, 1]))[0] is None
 
 
@@ -81,21 +83,29 @@ def test_timid_head_is_sharpened_and_the_temperature_travels_with_the_model(inte
     assert written["parity"]["max_abs_diff"] < 1e-4  # the graph divides by the same temperature
 
 
-def test_features_are_calibrated_out_of_fold_and_rare_classes_weighted(intents) -> None:
+def test_features_are_calibrated_out_of_fold_and_rare_classes_balanced(intents, tmp_path: Path) -> None:
     """``features`` fits the temperature on its out-of-fold logits; with 6x fewer examples in half
-    of the classes, ``auto`` weighs them, says so, and they are found more often than unweighted."""
+    of the classes, ``auto`` divides the training prior out, says so, the balanced model finds the
+    rare classes more often than the plain one, and its export gives the same probabilities."""
     texts, labels = intents["test"]
-    weighted = TextClassifier(strategy="features", **FAST).fit(*intents["train"])
+    balanced = TextClassifier(strategy="features", **FAST).fit(*intents["train"])
     plain = TextClassifier(strategy="features", class_weight=None, **FAST).fit(*intents["train"])
-    assert "classes weighted inversely to their counts" in weighted.strategy_reason_
-    assert weighted.metrics_["class_weight"] == "balanced" and plain.metrics_["class_weight"] is None
-    assert "out-of-fold" in weighted.calibration_["fitted_on"] and weighted.calibration_["examples"] > 0
+    assert "decisions balanced across classes" in balanced.strategy_reason_
+    assert balanced.metrics_["class_weight"] == "balanced" and plain.metrics_["class_weight"] is None
+    assert "out-of-fold" in balanced.calibration_["fitted_on"] and balanced.calibration_["examples"] > 0
+    offsets = np.array(balanced.calibration_["logit_offsets"])
+    rare = [balanced.classes_.index(name) for name in intents["rare"]]
+    assert (offsets[rare] > 0).all() and np.isclose(offsets.mean(), 0, atol=1e-5)
 
     def rare_recall(model: TextClassifier) -> float:
         per_class = model.evaluate(texts, labels)["per_class"]
         return float(np.mean([per_class[name]["recall"] for name in intents["rare"]]))
 
-    assert rare_recall(weighted) > rare_recall(plain)
+    assert rare_recall(balanced) > rare_recall(plain)
+    again = load(balanced.save(tmp_path / "balanced"))
+    np.testing.assert_allclose(again.predict_proba(texts[:20]), balanced.predict_proba(texts[:20]), atol=1e-6)
+    written = export(again, tmp_path / "balanced.onnx", data=texts[:30], labels=labels[:30])
+    assert written["parity"]["max_abs_diff"] < 1e-4  # the offsets are in the graph too
 
 
 @pytest.fixture(scope="module")

@@ -60,28 +60,46 @@ def check_temperature(value: Any, where: str) -> float:
     return float(value)
 
 
-def resolve_class_weight(setting: str | None, counts: np.ndarray) -> tuple[np.ndarray | None, str]:
-    """Per-class loss weights (``None``: every example weighs the same) and the sentence explaining them.
+def check_offsets(value: Any, classes: int) -> np.ndarray | None:
+    """Saved logit offsets, checked: ``None``, or one finite number per class (``ValueError`` otherwise)."""
+    if value is None:
+        return None
+    offsets = np.asarray(value, dtype=np.float64) if isinstance(value, list) else None
+    if offsets is None or offsets.shape != (classes,) or not np.isfinite(offsets).all():
+        raise ValueError(f"calibration: logit_offsets must be a list of {classes} numbers, not {value!r}"[:200])
+    return offsets.astype(np.float32)
 
-    ``"balanced"`` weighs each class by ``n / (classes * count)``, as scikit-learn does, so every
-    class weighs the same in the loss; ``"auto"`` does so when the largest class has more than
-    ``IMBALANCE_RATIO`` times the examples of the smallest; ``None`` never.
+
+def resolve_class_weight(setting: str | None, counts: np.ndarray) -> tuple[str | None, np.ndarray | None, str]:
+    """How to treat imbalanced classes: (the method, per-class values, the sentence explaining it).
+
+    - ``"balanced"``: logit adjustment (Menon et al. 2021): the model is trained as it is, then the
+      training prior is divided out of its probabilities, ``softmax(logits / T - log prior)``, so
+      that its decisions weigh every class the same; the values are the offsets ``-log prior``
+      (centred). Measured better than weighting the loss on both imbalance tasks of
+      ``benchmarks/trust.py``.
+    - ``"loss"``: the loss weighted by ``n / (classes * count)`` per class, as scikit-learn's
+      ``class_weight="balanced"`` does; the values are those weights.
+    - ``"auto"``: ``"balanced"`` when the largest class has more than ``IMBALANCE_RATIO`` times the
+      examples of the smallest; ``None``: neither.
 
     Example:
-        >>> weights, why = resolve_class_weight("auto", np.array([100, 10]))
-        >>> weights.round(2).tolist(), why.startswith("classes weighted")
-        ([0.55, 5.5], True)
+        >>> method, offsets, why = resolve_class_weight("auto", np.array([100, 10]))
+        >>> method, offsets.round(2).tolist(), why.startswith("decisions balanced")
+        ('balanced', [-1.15, 1.15], True)
     """
     counts = np.asarray(counts, dtype=np.float64)
     present = counts[counts > 0]
     ratio = float(present.max() / present.min()) if len(present) else 1.0
-    balanced = setting == "balanced" or (setting == "auto" and ratio > IMBALANCE_RATIO)
-    if not balanced:
-        return None, ""
-    weights = np.where(counts > 0, counts.sum() / (len(present) * np.maximum(counts, 1)), 0.0)
-    cause = "asked for" if setting == "balanced" else f"more than {IMBALANCE_RATIO:g}x"
-    why = (
-        f"classes weighted inversely to their counts (the largest has {ratio:.1f}x the smallest's examples, "
-        f"{cause}), so that every class counts the same in the loss"
-    )
-    return weights, why
+    method = "balanced" if setting == "auto" and ratio > IMBALANCE_RATIO else setting
+    if method not in ("balanced", "loss"):
+        return None, None, ""
+    cause = "asked for" if setting != "auto" else f"more than {IMBALANCE_RATIO:g}x"
+    sizes = f"the largest class has {ratio:.1f}x the smallest's examples, {cause}"
+    if method == "loss":
+        weights = np.where(counts > 0, counts.sum() / (len(present) * np.maximum(counts, 1)), 0.0)
+        return method, weights, f"classes weighted inversely to their counts in the loss ({sizes})"
+    log_prior = np.log(np.maximum(counts, 0.5) / counts.sum())
+    offsets = -(log_prior - log_prior.mean())
+    why = f"decisions balanced across classes: the training prior divided out of the probabilities ({sizes})"
+    return method, offsets, why

@@ -41,7 +41,7 @@ from wukong.training.quiet import quiet_lightning
 from wukong.tuning import resolve_tuning
 
 STRATEGIES = ("auto", "features", "head", "finetune")
-CLASS_WEIGHTS = ("auto", "balanced", None)
+CLASS_WEIGHTS = ("auto", "balanced", "loss", None)
 
 
 @dataclass(eq=False, repr=False)  # scikit-learn's repr; identity for equality and hashing
@@ -55,9 +55,11 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
     Parameters every modality shares for predictions a user can trust (``wukong.calibration``,
     ``wukong.openset``); probabilities are always calibrated (a temperature fitted on held-out
     predictions):
-        class_weight: ``"auto"`` (weigh classes inversely to their counts when the largest has more
-            than 3x the smallest's examples), ``"balanced"`` (always) or ``None`` (never); for the
-            linear classifier and the training loss alike.
+        class_weight: ``"auto"`` (``"balanced"`` when the largest class has more than 3x the
+            smallest's examples), ``"balanced"`` (the training prior divided out of the
+            probabilities: decisions that weigh every class the same), ``"loss"`` (the classes
+            weighted inversely to their counts in the loss, of the linear classifier and of
+            training, as scikit-learn's ``class_weight="balanced"``) or ``None``.
         reject_unknown: ``predict`` answers ``unknown_label`` for an input unlike the training data
             (its ``unknown_score`` below what ``unknown_keep`` of the known validation inputs reach).
         unknown_label: the answer for such an input (default ``"unknown"``).
@@ -142,11 +144,13 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         if len(val_set) == 0:
             raise DataError(f"{val_set.origin}: no usable validation example")
         choice = self._choose(train.labels, len(self.classes_), self._stages())
-        weights, why = resolve_class_weight(self.class_weight, np.bincount(train.labels, minlength=len(self.classes_)))
-        self.class_weights_ = weights
+        counts = np.bincount(train.labels, minlength=len(self.classes_))
+        self.balance_, values, why = resolve_class_weight(self.class_weight, counts)
+        self.class_weights_ = values if self.balance_ == "loss" else None  # in the losses
+        self.logit_offsets_ = values if self.balance_ == "balanced" else None  # in the probabilities
         if why:
             choice = Choice(choice.strategy, choice.unfreeze, f"{choice.reason}; {why}")
-        self.temperature_, self.calibration_ = 1.0, None
+        self._set_temperature(1.0, "nothing yet", 0)
         work = self._work_dir(work_dir)
         choice, extra = self._run_strategy(choice, train, val_set, work=work, resume=resume, carved=carved)
         # measured before any refit on train + val, so it is an honest held-out figure
@@ -201,7 +205,7 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
                 f"unknown_keep={self.unknown_keep!r}: give the share of known inputs to keep, in [0.5, 1)"
             )
         if self.class_weight not in CLASS_WEIGHTS:
-            raise ParameterError(f"class_weight={self.class_weight!r}: choose 'auto', 'balanced' or None")
+            raise ParameterError(f"class_weight={self.class_weight!r}: choose 'auto', 'balanced', 'loss' or None")
 
     def _auto_choice(self, per_class_min: int, per_class_median: float, stages: int) -> Choice:
         """The modality's ``auto`` rule (``wukong.strategies.auto``) with this estimator's tuning."""
@@ -255,6 +259,8 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
     def _set_temperature(self, temperature: float, source: str, examples: int | None) -> None:
         self.temperature_ = float(temperature)
         self.calibration_ = {"temperature": self.temperature_, "fitted_on": source, "examples": examples}
+        if self.logit_offsets_ is not None:
+            self.calibration_["logit_offsets"] = [round(float(v), 6) for v in self.logit_offsets_]
 
     def _fit_open_set(self, train_examples: Any, val_examples: Any, val_logits: np.ndarray | None) -> OpenSetScore:
         """The score of how much an input looks like the training data, and its reference among known
@@ -327,7 +333,7 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
             "skipped": sum(1 for s in skipped if not s.get("kept")),
             "notes": sum(1 for s in skipped if s.get("kept")),
             "bf16": self.bf16_,
-            "class_weight": "balanced" if self.class_weights_ is not None else None,
+            "class_weight": self.balance_,
             "calibration": self.calibration_,
             **extra,
         }

@@ -10,7 +10,7 @@ from typing import Any, Self
 import numpy as np
 import torch
 
-from wukong.calibration import check_temperature
+from wukong.calibration import check_offsets, check_temperature
 from wukong.errors import DataError, ParameterError, WukongError
 from wukong.heads import final_linear
 from wukong.openset import load_score
@@ -110,6 +110,7 @@ class Persistence:
             calibration = saved.config.get("calibration") or {}  # folders written before calibration: none
             model.temperature_ = check_temperature(calibration.get("temperature", 1.0), "calibration")
             model.calibration_ = calibration or None
+            model.logit_offsets_ = check_offsets(calibration.get("logit_offsets"), len(model.classes_))
         except WukongError as exc:
             raise DataError(f"{saved.config_file}: {exc}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

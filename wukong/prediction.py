@@ -5,7 +5,7 @@ A modality supplies four hooks: ``_read_unlabelled`` (inputs -> what ``_features
 and the inputs that cannot be used), ``_features_prepared`` (the frozen or tuned network's
 features), ``_read_labelled`` and ``_inputs_of`` (labelled data read with the training classes).
 Probabilities are the head's logits divided by the fitted temperature (``wukong.calibration``),
-then softmaxed: here and nowhere else.
+plus the prior offsets of ``class_weight="balanced"``, then softmaxed: here and nowhere else.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class Prediction:
     ``temperature_`` (1.0: uncalibrated)."""
 
     temperature_: float = 1.0
+    logit_offsets_: np.ndarray | None = None  # class_weight="balanced": minus the training log prior
 
     # --- prediction ------------------------------------------------------------------------------
 
@@ -117,7 +118,11 @@ class Prediction:
             return head(batch.to(next(head.parameters()).device)).float().cpu().numpy()
 
     def _proba_from_logits(self, logits: np.ndarray) -> np.ndarray:
-        return softmax(logits, self.temperature_)
+        """``softmax(logits / T + offsets)``: calibrated, and (``class_weight="balanced"``) with the
+        training prior divided out."""
+        offsets = self.logit_offsets_
+        shifted = logits if offsets is None else logits + self.temperature_ * np.asarray(offsets, dtype=np.float32)
+        return softmax(shifted, self.temperature_)
 
     def predict_proba(self, inputs: Any) -> np.ndarray:
         """Class probabilities, shape ``(n, len(classes_))``, columns in ``classes_`` order."""

@@ -167,6 +167,10 @@ def _trust(metrics: dict[str, Any]) -> str:
             f"Probabilities are calibrated by the temperature {calibration.get('temperature')}, fitted on "
             f"{calibration.get('fitted_on')}."
         )
+    if metrics.get("class_weight") == "balanced":
+        said.append("The training prior is divided out of them (imbalanced classes), so every class weighs the same.")
+    elif metrics.get("class_weight") == "loss":
+        said.append("The classes were weighted inversely to their counts in the loss.")
     open_set = metrics.get("open_set") or {}
     if open_set:
         said.append(

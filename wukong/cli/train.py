@@ -47,8 +47,9 @@ def train(
     class_weight: Annotated[
         str,
         typer.Option(
-            help="Weigh classes inversely to their counts: auto (when the largest class has more than 3x the "
-            "smallest's examples) | balanced | none."
+            help="Imbalanced classes: auto (balanced when the largest class has more than 3x the smallest's "
+            "examples) | balanced (the training prior divided out of the probabilities) | loss (classes weighted "
+            "in the loss) | none."
         ),
     ] = "auto",
     epochs: Annotated[

@@ -126,7 +126,9 @@ def describe(model: Any, format: str, any_size: bool) -> dict[str, Any]:
             "name": "probabilities",
             "dtype": "float32",
             "shape": ["batch", len(model.classes_)],
-            "calibration": f"softmax of the logits divided by the temperature {model.temperature_:g}, inside the graph",
+            "calibration": f"softmax of the logits divided by the temperature {model.temperature_:g}"
+            + (", plus offsets that divide out the training prior" if model.logit_offsets_ is not None else "")
+            + ", inside the graph",
         },
         "strategy": model.strategy_,
         "backbone": (getattr(model, "metrics_", None) or {}).get("backbone"),

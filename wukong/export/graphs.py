@@ -2,8 +2,9 @@
 
 TorchScript, and ``torch.export`` programs.
 
-Every graph ends in softmax of the logits divided by the model's fitted temperature (its output is
-``probabilities``, calibrated as ``predict_proba``'s are, columns in the model's class order).
+Every graph ends in softmax of the logits divided by the model's fitted temperature, plus its prior
+offsets where it has them (its output is ``probabilities``, as ``predict_proba``'s, columns in the
+model's class order).
 Image graphs take float ``pixels`` (N, 3, S, S) in [0, 1], resized and cropped as the metadata says,
 or (``any_size``) one uint8 RGB ``image`` (H, W, 3) of any size with the resize and crop inside the
 graph (``wukong.export.preprocess``). Text graphs take the tokenizer's ``input_ids`` and
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,13 +34,15 @@ TEXT_INPUTS = ("input_ids", "attention_mask")
 class ImageProbabilities(nn.Module):
     """Float pixels in [0, 1] -> class probabilities (normalisation inside the network)."""
 
-    def __init__(self, net: nn.Module, temperature: float = 1.0) -> None:
+    def __init__(self, net: nn.Module, temperature: float = 1.0, offsets: Any = None) -> None:
         super().__init__()
         self.net = net
         self.temperature = float(temperature)
+        shift = torch.zeros(1) if offsets is None else torch.as_tensor(np.asarray(offsets, dtype=np.float32))
+        self.register_buffer("offsets", shift)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net(pixels) / self.temperature, dim=1)
+        return torch.softmax(self.net(pixels) / self.temperature + self.offsets, dim=1)
 
 
 class TextProbabilities(ImageProbabilities):
@@ -54,9 +58,11 @@ def probabilities_module(model: Any) -> tuple[nn.Module, tuple[torch.Tensor, ...
     if model.modality == "image":
         size = model.backbone_.input_size
         net = static_same_padding(net, size).to(memory_format=torch.contiguous_format)  # fixed size: constant pads
-        return ImageProbabilities(net, model.temperature_).eval(), (torch.rand(2, 3, size, size),), ("pixels",)
+        module = ImageProbabilities(net, model.temperature_, model.logit_offsets_)
+        return module.eval(), (torch.rand(2, 3, size, size),), ("pixels",)
     tokens = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.int64)
-    return TextProbabilities(net, model.temperature_).eval(), (tokens, (tokens != 0).long()), TEXT_INPUTS
+    module = TextProbabilities(net, model.temperature_, model.logit_offsets_)
+    return module.eval(), (tokens, (tokens != 0).long()), TEXT_INPUTS
 
 
 def write_onnx(model: Any, out: Path, *, any_size: bool = False) -> None:
