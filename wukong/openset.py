@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -50,12 +51,11 @@ def _normalise(features: np.ndarray) -> np.ndarray:
 
 
 def knn_similarity(features: np.ndarray, bank: np.ndarray, k: int = K) -> np.ndarray:
-    """Cosine similarity of each row of ``features`` to its ``k``-th nearest row of ``bank`` (normalised)."""
+    """Cosine similarity of each row of ``features`` to its ``k``-th nearest row of ``bank`` (normalised, float32)."""
     k = max(1, min(k, len(bank)))
     out = np.empty(len(features), np.float32)
-    bank32 = bank.astype(np.float32)
     for start in range(0, len(features), 1024):
-        sims = _normalise(features[start : start + 1024]) @ bank32.T
+        sims = _normalise(features[start : start + 1024]) @ bank.T
         out[start : start + 1024] = np.partition(sims, -k, axis=1)[:, -k]
     return out
 
@@ -92,8 +92,13 @@ class OpenSetScore:
         if "maxlogit" in wanted:
             out["maxlogit"] = np.asarray(logits, dtype=np.float32).max(axis=1)
         if "knn" in wanted:
-            out["knn"] = knn_similarity(features, self.bank, self.k)
+            out["knn"] = knn_similarity(features, self._bank32, self.k)
         return out
+
+    @cached_property
+    def _bank32(self) -> np.ndarray:
+        """The bank in float32, converted once (not on every prediction: 4,096 x 1,280 is 21 MB)."""
+        return self.bank.astype(np.float32)
 
     def __call__(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
         parts = self.parts(features, logits)

@@ -21,6 +21,7 @@ from wukong.calibration import softmax
 from wukong.data.labelled import origin_of
 from wukong.errors import DataError, NotFittedError, ParameterError
 from wukong.metrics import brier_score, classification_metrics, expected_calibration_error, reliability
+from wukong.openset import OpenSetScore
 
 
 class Prediction:
@@ -74,28 +75,32 @@ class Prediction:
 
     def _outputs(self, prepared: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """(calibrated probabilities, unknown scores, which inputs are rejected as unknown) of prepared inputs."""
+        score = self._open_set("reject_unknown") if self.reject_unknown else getattr(self, "open_set_", None)
         features = self._features_prepared(prepared)
         logits = self._logits_from_features(features)
-        score = getattr(self, "open_set_", None)
-        if score is None:
-            if self.reject_unknown:
-                raise ParameterError(
-                    "reject_unknown: this model was saved by a Wukong without open-set scores; train it again"
-                )
+        if score is None:  # a model saved before open-set scores
             return self._proba_from_logits(logits), None, None
         scores = score(features, logits)
         rejected = scores < score.threshold(self.unknown_keep) if self.reject_unknown else None
         return self._proba_from_logits(logits), scores, rejected
+
+    def _open_set(self, wanted_by: str) -> OpenSetScore:
+        """The fitted open-set score, or a one-line error for a model saved before there were any."""
+        score = getattr(self, "open_set_", None)
+        if score is None:
+            raise ParameterError(
+                f"{wanted_by}: this model was saved by a Wukong without open-set scores; train it again"
+            )
+        return score
 
     def unknown_score(self, inputs: Any) -> np.ndarray:
         """How much each input looks like the training data (``wukong.openset``; higher: more
         familiar); an input below what ``unknown_keep`` of the known validation inputs reach is
         "unknown" (``open_set_.threshold(unknown_keep)``)."""
         self._check_fitted()
-        scores = self._outputs(self._prepare(inputs))[1]
-        if scores is None:
-            raise ParameterError("this model was saved by a Wukong without open-set scores; train it again")
-        return scores
+        score = self._open_set("unknown_score")
+        features = self._features_prepared(self._prepare(inputs))
+        return score(features, self._logits_from_features(features))
 
     @abstractmethod
     def _features_prepared(self, prepared: Any) -> np.ndarray:
