@@ -33,16 +33,26 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def log_loss(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
-    """Mean negative log-likelihood of ``labels`` under ``softmax(logits / temperature)``."""
+def sigmoid(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Element-wise logistic function of ``logits / temperature``, in float32 (multi-label outputs)."""
     z = np.asarray(logits, dtype=np.float64) / temperature
+    return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)  # tanh form: no overflow
+
+
+def log_loss(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of ``labels`` under ``softmax(logits / temperature)``; of
+    indicator rows (multi-label), the binary cross-entropy summed over labels, averaged over examples."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    if np.ndim(labels) == 2:  # log(1 + e^z) - y z, stably
+        return float((np.logaddexp(0.0, z) - np.asarray(labels) * z).sum(axis=1).mean())
     top = z.max(axis=1, keepdims=True)
     log_norm = np.log(np.exp(z - top).sum(axis=1)) + top[:, 0]
     return float((log_norm - z[np.arange(len(labels)), labels]).mean())
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature minimising the log loss of held-out ``logits`` against their ``labels``."""
+    """The temperature minimising the log loss of held-out ``logits`` against their ``labels``
+    (class ids, or indicator rows: then one temperature for every label's sigmoid)."""
     from scipy.optimize import minimize_scalar
 
     labels = np.asarray(labels, dtype=np.int64)
@@ -51,6 +61,41 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     low, high = np.log(T_BOUNDS[0]), np.log(T_BOUNDS[1])
     found = minimize_scalar(lambda log_t: log_loss(logits, labels, np.exp(log_t)), bounds=(low, high), method="bounded")
     return round(float(np.exp(found.x)), 4)
+
+
+def tune_thresholds(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-label decision thresholds of multi-label probabilities: for each label, the cut that
+    maximises its F1 on held-out ``proba`` against indicator ``labels``, halfway between the
+    lowest probability it keeps and the next one down; 0.5 for a label with no held-out positive.
+
+    Example:
+        >>> tune_thresholds(np.array([[0.9, 0.2], [0.4, 0.3], [0.1, 0.6]]), np.array([[1, 0], [1, 0], [0, 0]])).tolist()
+        [0.25, 0.5]
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    labels = np.asarray(labels)
+    thresholds = np.full(proba.shape[1], 0.5)
+    for j in range(proba.shape[1]):
+        positives = int(labels[:, j].sum())
+        if positives == 0:
+            continue
+        order = np.argsort(-proba[:, j], kind="stable")
+        scores, hits = proba[order, j], labels[order, j]
+        kept = np.arange(1, len(scores) + 1)
+        f1 = 2 * np.cumsum(hits) / (kept + positives)
+        f1[:-1][scores[:-1] == scores[1:]] = -1  # a cut between equal scores keeps both
+        k = int(np.argmax(f1))
+        below = scores[k + 1] if k + 1 < len(scores) else 0.0
+        thresholds[j] = round(float(np.clip((scores[k] + below) / 2, 1e-6, 1 - 1e-6)), 6)
+    return thresholds.astype(np.float32)
+
+
+def check_thresholds(value: Any, classes: int) -> np.ndarray:
+    """Saved per-label thresholds, checked: one number in (0, 1) per class (``ValueError`` otherwise)."""
+    thresholds = np.asarray(value, dtype=np.float64) if isinstance(value, list) else None
+    if thresholds is None or thresholds.shape != (classes,) or not ((thresholds > 0) & (thresholds < 1)).all():
+        raise ValueError(f"calibration: thresholds must be a list of {classes} numbers in (0, 1), not {value!r}"[:200])
+    return thresholds.astype(np.float32)
 
 
 def check_temperature(value: Any, where: str) -> float:

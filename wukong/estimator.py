@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
-from wukong.calibration import fit_temperature, resolve_class_weight
+from wukong.calibration import fit_temperature, resolve_class_weight, sigmoid, tune_thresholds
+from wukong.data.label_sets import as_model_labels, label_counts, stratify_key
 from wukong.data.labelled import Labelled, check_every_class_present, per_class_counts
 from wukong.data.split import stratified_split
 from wukong.errors import DataError, ParameterError
@@ -132,10 +134,12 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         self._start_fit()
         train, skipped = self._read_labelled(data, labels, None, "training")
         self.classes_ = list(train.classes)
+        self.multi_label_ = train.labels.ndim == 2
         check_every_class_present(train.labels, self.classes_, train.origin)
         if val is not None:
             pair = val if isinstance(val, tuple) else (val, None)
             val_set, more = self._read_labelled(*pair, self.classes_, "validation")
+            val_set = self._model_labels(val_set)
             skipped += more
             carved = False
         else:
@@ -144,12 +148,14 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         if len(val_set) == 0:
             raise DataError(f"{val_set.origin}: no usable validation example")
         choice = self._choose(train.labels, len(self.classes_), self._stages())
-        counts = np.bincount(train.labels, minlength=len(self.classes_))
-        self.balance_, values, why = resolve_class_weight(self.class_weight, counts)
+        counts = label_counts(train.labels, len(self.classes_))
+        self.balance_, values, why = self._balance(counts)
+        self._label_prior = counts / max(1, len(train))  # multi-label: where a trained head's biases start
         self.class_weights_ = values if self.balance_ == "loss" else None  # in the losses
         self.logit_offsets_ = values if self.balance_ == "balanced" else None  # in the probabilities
         if why:
             choice = Choice(choice.strategy, choice.unfreeze, f"{choice.reason}; {why}")
+        self.thresholds_ = np.full(len(self.classes_), 0.5, np.float32) if self.multi_label_ else None
         self._set_temperature(1.0, "nothing yet", 0)
         work = self._work_dir(work_dir)
         choice, extra = self._run_strategy(choice, train, val_set, work=work, resume=resume, carved=carved)
@@ -183,6 +189,31 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         """Read a labelled set (``classes``: the training classes, for a validation set) and report
         what had to be skipped."""
 
+    def _balance(self, counts: np.ndarray) -> tuple[str | None, np.ndarray | None, str]:
+        """How imbalance is treated (``wukong.calibration.resolve_class_weight``); multi-label
+        models tune a threshold per label instead."""
+        if not self.multi_label_:
+            return resolve_class_weight(self.class_weight, counts)
+        if self.class_weight not in ("auto", None):
+            raise ParameterError(
+                f"class_weight={self.class_weight!r} is for one label per example; a multi-label model tunes "
+                "a threshold per label instead: leave class_weight='auto'"
+            )
+        why = (
+            "several labels per example: one sigmoid output per label, each with its own threshold "
+            "tuned on held-out predictions"
+        )
+        return None, None, why
+
+    def _model_labels(self, labelled: Labelled) -> Labelled:
+        """A validation or test set's labels in the fitted model's form (``as_model_labels``)."""
+        labels = as_model_labels(labelled.labels, len(self.classes_), self.multi_label_, labelled.origin)
+        if labels is not labelled.labels:
+            labelled.labels = labels
+            if isinstance(getattr(labelled.examples, "labels", None), np.ndarray):  # an ImageStore's own copy
+                labelled.examples.labels = labels
+        return labelled
+
     def _stages(self) -> int:
         """How many blocks the backbone has (for the auto rule's unfreezing); 0 where it does not say."""
         return 0
@@ -214,7 +245,7 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
 
     def _choose(self, labels: np.ndarray, num_classes: int, stages: int) -> Choice:
         """The strategy: ``auto``'s, or the one asked for, with the blocks ``finetune`` unfreezes."""
-        counts = np.bincount(labels, minlength=num_classes)
+        counts = label_counts(labels, num_classes)
         auto = self._auto_choice(int(counts.min()), float(np.median(counts)), stages)
         linear = is_linear(self.head)
         if self.strategy == "auto":
@@ -248,19 +279,25 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
             return
         if fit.info["calibration_examples"]:
             source = f"out-of-fold predictions of the linear classifier ({fit.info['cv_folds']} folds)"
+            self.thresholds_ = fit.thresholds if self.multi_label_ else None
             self._set_temperature(fit.temperature, source, fit.info["calibration_examples"])
         else:
             self._set_temperature(1.0, "nothing: too few examples to hold any out", 0)
 
     def _calibrate(self, logits: np.ndarray, labels: np.ndarray, source: str) -> None:
-        """Fit the temperature on held-out ``logits`` (``wukong.calibration``)."""
-        self._set_temperature(fit_temperature(logits, labels), source, len(labels))
+        """Fit the temperature (and, multi-label, the thresholds) on held-out ``logits`` (``wukong.calibration``)."""
+        temperature = fit_temperature(logits, labels)
+        if self.multi_label_:
+            self.thresholds_ = tune_thresholds(sigmoid(logits, temperature), labels)
+        self._set_temperature(temperature, source, len(labels))
 
     def _set_temperature(self, temperature: float, source: str, examples: int | None) -> None:
         self.temperature_ = float(temperature)
         self.calibration_ = {"temperature": self.temperature_, "fitted_on": source, "examples": examples}
         if self.logit_offsets_ is not None:
             self.calibration_["logit_offsets"] = [round(float(v), 6) for v in self.logit_offsets_]
+        if self.multi_label_:
+            self.calibration_["thresholds"] = [round(float(v), 6) for v in self.thresholds_]
 
     def _fit_open_set(self, train_examples: Any, val_examples: Any, val_logits: np.ndarray | None) -> OpenSetScore:
         """The score of how much an input looks like the training data, and its reference among known
@@ -280,7 +317,15 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         return self._features_prepared(self._inputs_of(examples)[1])
 
     def _train_plan(self, blocks: list[nn.Module], epochs: int, head_epochs: int, **more: Any) -> TrainPlan:
-        """A training plan with this estimator's rates, precision, class weights and seed (``strategies.finetune``)."""
+        """A training plan with this estimator's rates, precision, class weights and seed
+        (``strategies.finetune``). A multi-label head about to be trained starts with each label's
+        training log-odds as its bias: its first sigmoid outputs are then the label frequencies, not
+        0.5 for every label, which trains many times faster (the usual prior initialisation)."""
+        layer = final_linear(self.net_.head)
+        if self.multi_label_ and layer is not None and not getattr(self, "_warm", False):
+            prior = np.clip(self._label_prior, 1e-4, 1 - 1e-4)
+            with torch.no_grad():
+                layer.bias.copy_(torch.from_numpy(np.log(prior / (1 - prior)).astype(np.float32)))
         how = {"lr": self.lr, "backbone_lr_ratio": self.backbone_lr_ratio, "bf16": self.bf16_, "seed": self.seed}
         weights = tuple(float(w) for w in self.class_weights_) if self.class_weights_ is not None else None
         return TrainPlan(blocks=blocks, epochs=epochs, head_epochs=head_epochs, class_weight=weights, **how, **more)
@@ -296,7 +341,7 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
 
     def _hold_out(self, labels: np.ndarray, origin: str) -> tuple[np.ndarray, np.ndarray]:
         """Train and validation indices: a seeded stratified ``val_fraction`` of the data."""
-        train_idx, val_idx = stratified_split(labels, self.val_fraction, seed=self.seed)
+        train_idx, val_idx = stratified_split(stratify_key(labels), self.val_fraction, seed=self.seed)
         if len(val_idx) == 0:
             raise DataError(f"{origin}: too few examples to hold out a validation set; pass val=...")
         return train_idx, val_idx
@@ -334,6 +379,7 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
             "notes": sum(1 for s in skipped if s.get("kept")),
             "bf16": self.bf16_,
             "class_weight": self.balance_,
+            "multi_label": self.multi_label_,
             "calibration": self.calibration_,
             **extra,
         }

@@ -124,6 +124,10 @@ def worst_errors(
 
 def format_metrics(metrics: dict[str, Any], classes: Sequence[str]) -> str:
     """A plain-text table for the terminal."""
+    if metrics.get("multi_label"):
+        from wukong.multilabel_metrics import format_multilabel
+
+        return format_multilabel(metrics)
     width = max(8, *(len(c) for c in classes))
     lines = [
         f"accuracy {metrics['accuracy']:.4f}  balanced accuracy {metrics['balanced_accuracy']:.4f}  "

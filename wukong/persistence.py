@@ -10,7 +10,7 @@ from typing import Any, Self
 import numpy as np
 import torch
 
-from wukong.calibration import check_offsets, check_temperature
+from wukong.calibration import check_offsets, check_temperature, check_thresholds
 from wukong.errors import DataError, ParameterError, WukongError
 from wukong.heads import final_linear
 from wukong.openset import load_score
@@ -61,6 +61,8 @@ class Persistence:
             "bf16": self.bf16_,
             # probabilities are softmax(logits / temperature): every reader of the folder applies it
             "calibration": getattr(self, "calibration_", None) or {"temperature": self.temperature_},
+            # several labels per example: sigmoid outputs, and calibration["thresholds"] decide the set
+            "multi_label": bool(self.multi_label_),
             **self._config_extra(),
         }
         state = self._state_to_save()
@@ -111,6 +113,11 @@ class Persistence:
             model.temperature_ = check_temperature(calibration.get("temperature", 1.0), "calibration")
             model.calibration_ = calibration or None
             model.logit_offsets_ = check_offsets(calibration.get("logit_offsets"), len(model.classes_))
+            model.multi_label_ = saved.config.get("multi_label", False)
+            if not isinstance(model.multi_label_, bool):
+                raise ValueError(f"multi_label must be true or false, not {model.multi_label_!r}")
+            if model.multi_label_:
+                model.thresholds_ = check_thresholds(calibration.get("thresholds"), len(model.classes_))
         except WukongError as exc:
             raise DataError(f"{saved.config_file}: {exc}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

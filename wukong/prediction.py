@@ -6,6 +6,8 @@ and the inputs that cannot be used), ``_features_prepared`` (the frozen or tuned
 features), ``_read_labelled`` and ``_inputs_of`` (labelled data read with the training classes).
 Probabilities are the head's logits divided by the fitted temperature (``wukong.calibration``),
 plus the prior offsets of ``class_weight="balanced"``, then softmaxed: here and nowhere else.
+A multi-label model (trained on several labels per example) has a sigmoid per label instead, and
+predicts the set of labels whose probability reaches that label's tuned threshold.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from wukong.calibration import softmax
+from wukong.calibration import sigmoid, softmax
+from wukong.data.label_sets import label_names, label_set
 from wukong.data.labelled import origin_of
 from wukong.errors import DataError, NotFittedError, ParameterError
 from wukong.metrics import brier_score, classification_metrics, expected_calibration_error, reliability
+from wukong.multilabel_metrics import binary_decisions, multilabel_metrics
 from wukong.openset import OpenSetScore
 
 
@@ -30,6 +34,8 @@ class Prediction:
 
     temperature_: float = 1.0
     logit_offsets_: np.ndarray | None = None  # class_weight="balanced": minus the training log prior
+    multi_label_: bool = False  # several labels per example: a sigmoid per label
+    thresholds_: np.ndarray | None = None  # multi-label: each label's decision threshold
 
     # --- prediction ------------------------------------------------------------------------------
 
@@ -124,7 +130,9 @@ class Prediction:
 
     def _proba_from_logits(self, logits: np.ndarray) -> np.ndarray:
         """``softmax(logits / T + offsets)``: calibrated, and (``class_weight="balanced"``) with the
-        training prior divided out."""
+        training prior divided out; multi-label: ``sigmoid(logits / T)``."""
+        if self.multi_label_:
+            return sigmoid(logits, self.temperature_)
         offsets = self.logit_offsets_
         shifted = logits if offsets is None else logits + self.temperature_ * np.asarray(offsets, dtype=np.float32)
         return softmax(shifted, self.temperature_)
@@ -134,17 +142,37 @@ class Prediction:
         self._check_fitted()
         return self._proba_prepared(self._prepare(inputs))
 
-    def predict(self, inputs: Any) -> list[str]:
+    def predict(self, inputs: Any) -> list[Any]:
         """The most probable class name for each input (``unknown_label`` for an input rejected as
-        unknown, with ``reject_unknown``)."""
+        unknown, with ``reject_unknown``); multi-label: the list of labels each input has (those whose
+        probability reaches the label's threshold; ``[unknown_label]`` for an input rejected).
+
+        Example:
+            >>> model.predict(["card lost, and where is my refund?"])          # doctest: +SKIP
+            [['lost_or_stolen_card', 'refund_not_showing_up']]
+        """
         self._check_fitted()
         proba, _, rejected = self._outputs(self._prepare(inputs))
-        labels = [self.classes_[i] for i in proba.argmax(axis=1)]
-        return (
-            labels
-            if rejected is None
-            else [self.unknown_label if r else x for x, r in zip(labels, rejected, strict=True)]
+        labels: list[Any] = (
+            [label_names(row, self.classes_) for row in self._decide(proba)]
+            if self.multi_label_
+            else [self.classes_[i] for i in proba.argmax(axis=1)]
         )
+        unknown = [self.unknown_label] if self.multi_label_ else self.unknown_label
+        return labels if rejected is None else [unknown if r else x for x, r in zip(labels, rejected, strict=True)]
+
+    def _decide(self, proba: np.ndarray) -> np.ndarray:
+        """Multi-label decisions: (n, classes) booleans, each label's probability against its threshold."""
+        return proba >= np.asarray(self.thresholds_, dtype=np.float32)[None, :]
+
+    def score(self, inputs: Any, labels: Sequence[Any], sample_weight: Any = None) -> float:
+        """Accuracy (scikit-learn's ``score``); multi-label: subset accuracy, the share of inputs whose
+        predicted label set is exactly theirs (labels as lists of names, or ``;``-separated)."""
+        if not self.multi_label_:
+            return super().score(inputs, labels, sample_weight=sample_weight)  # type: ignore[misc]
+        predicted = self.predict(inputs)
+        hits = [set(label_set(cell)) == set(names) for cell, names in zip(labels, predicted, strict=True)]
+        return float(np.average(hits, weights=sample_weight))
 
     def predict_top_k(self, inputs: Any, k: int = 1) -> list[list[tuple[str, float]]]:
         """For each input, the ``k`` most probable ``(class, probability)`` pairs."""
@@ -162,14 +190,22 @@ class Prediction:
     ) -> list[dict[str, Any]]:
         """Prediction records as the CLI and the server print them."""
         rows = []
+        decided = self._decide(proba) if self.multi_label_ else None
         for i, (name, top) in enumerate(zip(names, self._top_k(proba, k), strict=True)):
             row = {"input": name, "label": top[0][0], "score": top[0][1], "top_k": [list(t) for t in top]}
+            if decided is not None:  # the label set, each label with its probability
+                chosen = np.flatnonzero(decided[i])
+                row["labels"] = [self.classes_[j] for j in chosen]
+                row["scores"] = {self.classes_[j]: round(float(proba[i, j]), 6) for j in chosen}
+                row["label"] = ";".join(row["labels"])
             if scores is not None:
                 row["unknown_score"] = round(float(scores[i]), 4)
             if rejected is not None:
                 row["unknown"] = bool(rejected[i])
                 if rejected[i]:
                     row["label"] = self.unknown_label
+                    if decided is not None:
+                        row["labels"], row["scores"] = [self.unknown_label], {}
             rows.append(row)
         return rows
 
@@ -183,6 +219,7 @@ class Prediction:
         it, with the training classes)."""
         self._check_fitted()
         labelled, skipped = self._read_labelled(data, labels, self.classes_, "evaluation")
+        labelled = self._model_labels(labelled)
         if len(labelled.labels) == 0:
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
             raise DataError(f"{origin_of(data)}: no usable example to evaluate ({len(skipped)} skipped: {reasons})")
@@ -195,8 +232,15 @@ class Prediction:
         """``classification_metrics`` of the calibrated probabilities, with the calibration before
         and after the temperature (ECE, Brier score, the reliability diagram's bins)."""
         proba = self._proba_from_logits(logits)
-        metrics = classification_metrics(labels, proba, self.classes_, names)
-        raw = softmax(logits)
+        if self.multi_label_:
+            metrics = multilabel_metrics(labels, proba, self._decide(proba), self.classes_, names)
+            # the calibration of every (input, label) decision, as a binary classifier's
+            indicator = labels
+            labels, proba = binary_decisions(indicator, proba)
+            raw = binary_decisions(indicator, sigmoid(logits))[1]
+        else:
+            metrics = classification_metrics(labels, proba, self.classes_, names)
+            raw = softmax(logits)
         metrics["calibration"] = {
             "temperature": self.temperature_,
             "ece_before": round(expected_calibration_error(labels, raw), 4) if len(labels) else None,

@@ -52,22 +52,29 @@ def draw(config: dict[str, Any], metrics: dict[str, Any]) -> dict[str, tuple[byt
             "than one standard error.",
         ),
     }
-    if evaluation:
+    multi = bool(metrics.get("multi_label"))
+    if evaluation and not multi:  # a label set has no single predicted class to cross with the true one
         wanted[f"confusion_{which}"] = (
             figures.confusion(evaluation["confusion_matrix"], classes),
             "Rows: true class; colour: the share of it predicted as each class.",
         )
+    if evaluation:
         wanted[f"per_class_{which}"] = (
             figures.per_class_scores(evaluation["per_class"]),
             "Precision, recall and F1 of each class.",
         )
         calibration = evaluation.get("calibration") or {}
         changed = calibration.get("temperature", 1.0) != 1.0
+        binned = (
+            "each label's probability, every (input, label) pair (size: how many)"
+            if multi
+            else "the top probability (size: how many inputs)"
+        )
         wanted[f"reliability_{which}"] = (
             figures.reliability_diagram(
                 calibration.get("reliability") or [], calibration.get("reliability_before") if changed else None
             ),
-            "Dots: bins of the top probability (size: how many inputs); "
+            f"Dots: bins of {binned}; "
             f"temperature {calibration.get('temperature', 1.0):g}. "
             f"Expected calibration error {evaluation.get('ece')}"
             + (f", {calibration.get('ece_before')} before calibration." if changed else "."),
@@ -75,7 +82,9 @@ def draw(config: dict[str, Any], metrics: dict[str, Any]) -> dict[str, tuple[byt
         if config.get("modality") == "image":
             wanted[f"worst_errors_{which}"] = (
                 figures.worst_image_errors(evaluation.get("worst_errors") or []),
-                "Each image: true class → predicted class, with the predicted probability.",
+                "Each image: true → predicted, with the probability of the most confident wrong decision."
+                if multi
+                else "Each image: true class → predicted class, with the predicted probability.",
             )
     return {name: (figures.png_bytes(fig), caption) for name, (fig, caption) in wanted.items() if fig is not None}
 
@@ -141,9 +150,12 @@ def _evaluation(metrics: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
 def _cards(metrics: dict[str, Any]) -> str:
     evaluation, where = _evaluation(metrics)
     evaluation = evaluation or {}
+    accuracy = "subset accuracy" if metrics.get("multi_label") else "accuracy"  # the whole label set right
     cards = [
-        ("validation accuracy", metrics.get("val_accuracy")),
-        ("test accuracy", metrics.get("test_accuracy")),
+        (f"validation {accuracy}", metrics.get("val_accuracy")),
+        (f"test {accuracy}", metrics.get("test_accuracy")),
+        (f"micro F1 ({where})", evaluation.get("micro_f1")),
+        (f"mean average precision ({where})", evaluation.get("mAP")),
         (f"balanced accuracy ({where})", evaluation.get("balanced_accuracy")),
         (f"calibration error, ECE ({where})", evaluation.get("ece")),
         ("training time", f"{metrics['train_seconds']:.0f} s" if metrics.get("train_seconds") is not None else None),
@@ -166,6 +178,13 @@ def _trust(metrics: dict[str, Any]) -> str:
         said.append(
             f"Probabilities are calibrated by the temperature {calibration.get('temperature')}, fitted on "
             f"{calibration.get('fitted_on')}."
+        )
+    thresholds = calibration.get("thresholds")
+    if thresholds:
+        said.append(
+            f"Several labels per input: a sigmoid per label, and an input gets every label whose probability "
+            f"reaches that label's threshold (tuned for F1 on the same held-out predictions; from "
+            f"{min(thresholds):.2f} to {max(thresholds):.2f})."
         )
     if metrics.get("class_weight") == "balanced":
         said.append("The training prior is divided out of them (imbalanced classes), so every class weighs the same.")

@@ -116,7 +116,8 @@ class TextClassifier(TransferClassifier):
         if choice.strategy == "fewshot" and self.backbone is None and entry(BETTER_FEWSHOT_ENCODER).installed():
             choice = Choice(choice.strategy, choice.unfreeze, choice.reason + MPNET_HINT)
         texts = list(train.examples.texts) + (names or [])
-        labels = np.concatenate([train.labels, np.arange(len(self.classes_))]) if names else train.labels
+        name_labels = np.eye(len(self.classes_), dtype=np.int64) if self.multi_label_ else np.arange(len(self.classes_))
+        labels = np.concatenate([train.labels, name_labels]) if names else train.labels
         self.net_, self.head_spec_ = text.assemble(self.encoder_, self.head, len(self.classes_))
         step = {"features": self._fit_linear, "fewshot": self._fit_fewshot}
         fit_step = step.get(choice.strategy, self._fit_network)

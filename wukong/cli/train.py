@@ -170,9 +170,10 @@ def train(
     lines = [f"backbone: {m['backbone']}", f"strategy: {m['strategy']} ({m['strategy_reason']})"]
     for item in clf.skipped_:
         lines.append(f"{'note' if item.get('kept') else 'skipped'} {item['path']}: {item['reason']}")
-    lines.append(f"val accuracy: {m['val_accuracy']}")
+    accuracy = "subset accuracy (the whole label set right)" if m.get("multi_label") else "accuracy"
+    lines.append(f"val {accuracy}: {m['val_accuracy']}")
     if "test_accuracy" in m:
-        lines.append(f"test accuracy: {m['test_accuracy']}")
+        lines.append(f"test {accuracy}: {m['test_accuracy']}")
     lines.append(f"trained in {m['train_seconds']:.1f}s; model written to {out}")
     emit(_summary(m), as_json, "\n".join(lines))
     if test_problem:
@@ -201,6 +202,7 @@ def _summary(metrics: dict) -> dict:
         "classes",
         "train_seconds",
         "skipped",
+        "multi_label",
     )
     return {k: metrics[k] for k in keep if k in metrics}
 

@@ -69,7 +69,9 @@ def predict(
         elif "error" in row:
             typer.echo(f"{row['input']}\tskipped: {row['error']}")
         else:
-            ranked = ", ".join(f"{label} {score:.3f}" for label, score in row["top_k"])
+            # a multi-label model: the label set it predicts, each label with its probability
+            pairs = row["scores"].items() if "scores" in row and not row.get("unknown") else row["top_k"]
+            ranked = ", ".join(f"{label} {score:.3f}" for label, score in pairs) or "(no label)"
             verdict = (
                 f"{row['label']} (unknown score {row['unknown_score']:.3f}; nearest: " if row.get("unknown") else ""
             )

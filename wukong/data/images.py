@@ -20,6 +20,7 @@ from PIL import Image
 
 from wukong.data.archive import extract_cached, is_archive
 from wukong.data.inputs import as_items, as_labelled, is_table
+from wukong.data.label_sets import indicator, read_label_cells
 from wukong.data.labelled import Skipped
 from wukong.errors import DataError
 
@@ -31,7 +32,7 @@ class ImageSource:
     """Labelled image files: ``paths[i]`` has class ``classes[labels[i]]``."""
 
     paths: list[Path]
-    labels: list[int]
+    labels: list[Any]  # class ids, or indicator rows (several labels per image)
     classes: list[str]
     skipped: list[Skipped] = field(default_factory=list)
     origin: str = ""
@@ -82,25 +83,35 @@ def read_image_source(path: str | Path, classes: Sequence[str] | None = None) ->
             f"{path}: not an image folder or CSV; give a folder with one sub-folder per class, "
             "or a CSV with 'path,label' columns"
         )
-    found = sorted({label for _, label in pairs})
+    hint = "one sub-folder of images per class"  # a folder's name is one label, whatever it holds
+    labels, classes = encode_labels([label for _, label in pairs], classes, str(path), hint, several=not path.is_dir())
+    return ImageSource(paths=[p for p, _ in pairs], labels=labels, classes=classes, skipped=skipped, origin=str(path))
+
+
+def encode_labels(
+    cells: Sequence[Any],
+    classes: Sequence[str] | None,
+    origin: str,
+    hint: str = "a label per image",
+    *,
+    several: bool = True,
+) -> tuple[list[Any], list[str]]:
+    """Label cells as class ids, or (``several`` allowed and several labels in a cell:
+    ``wukong.data.label_sets``) as indicator rows; and the classes (``classes``, the training
+    classes, when given)."""
+    names, multi = read_label_cells(cells) if several else ([str(c) for c in cells], False)
+    found = sorted({n for row in names for n in row} if multi else set(names))
     if classes is None:
         if len(found) < 2:
-            raise DataError(
-                f"{path}: found {len(found)} class(es) {found}; need at least two, one sub-folder of images per class"
-            )
+            raise DataError(f"{origin}: found {len(found)} class(es) {found}; need at least two, {hint}")
         classes = found
-    else:
-        unknown = sorted(set(found) - set(classes))
-        if unknown:
-            raise DataError(f"{path}: classes {unknown} are not among the training classes {list(classes)}")
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise DataError(f"{origin}: classes {unknown} are not among the training classes {list(classes)}")
+    if multi:
+        return list(indicator(names, classes, origin)), list(classes)
     index = {name: i for i, name in enumerate(classes)}
-    return ImageSource(
-        paths=[p for p, _ in pairs],
-        labels=[index[label] for _, label in pairs],
-        classes=list(classes),
-        skipped=skipped,
-        origin=str(path),
-    )
+    return [index[name] for name in names], list(classes)
 
 
 def is_in_memory(item: Any) -> bool:
@@ -259,13 +270,5 @@ def labelled_images(data: Any, labels: Sequence[str] | None, classes: Sequence[s
     for i, item in enumerate(items):  # a wrong kind of input is a mistake in the calling code: stop at once
         check_image_input(item, f"image[{i}]")
     paths = [x if is_in_memory(x) else Path(x) for x in items]
-    names = [str(label) for label in label_list]
-    found = sorted(set(names))
-    classes = list(classes) if classes is not None else found
-    unknown = sorted(set(found) - set(classes))
-    if unknown:
-        raise DataError(f"labels {unknown} are not among the training classes {classes}")
-    if len(classes) < 2:
-        raise DataError(f"need at least two classes, got {classes}")
-    index = {c: i for i, c in enumerate(classes)}
-    return ImageSource(paths, [index[n] for n in names], classes, [], "the given images")
+    labels, classes = encode_labels(label_list, classes, "the given images")
+    return ImageSource(paths, labels, classes, [], "the given images")

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from wukong.data.label_sets import label_counts
 from wukong.errors import DataError
 
 
@@ -29,7 +30,7 @@ class Labelled:
     """Labelled examples as a modality keeps them (decoded images, texts), with their label ids."""
 
     examples: Any  # an ImageStore, a TextSource: anything with ``subset(indices)``
-    labels: np.ndarray  # int64 ids into ``classes``
+    labels: np.ndarray  # int64 ids into ``classes``; or (multi-label) an (n, classes) indicator matrix
     classes: list[str]
     origin: str  # where they came from, for messages
 
@@ -42,12 +43,12 @@ class Labelled:
 
 
 def per_class_counts(labels: np.ndarray, classes: Sequence[str]) -> dict[str, int]:
-    counts = np.bincount(labels, minlength=len(classes))
+    counts = label_counts(labels, len(classes))
     return {name: int(counts[i]) for i, name in enumerate(classes)}
 
 
 def check_every_class_present(labels: np.ndarray, classes: Sequence[str], origin: str) -> None:
-    counts = np.bincount(labels, minlength=len(classes))
+    counts = label_counts(labels, len(classes))
     empty = [classes[i] for i in np.flatnonzero(counts == 0)]
     if empty:
         raise DataError(

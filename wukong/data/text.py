@@ -23,6 +23,7 @@ import numpy as np
 
 from wukong.data.encoding import DecodedText, read_table_text
 from wukong.data.images import IMAGE_EXTENSIONS, is_image_source
+from wukong.data.label_sets import indicator, read_label_cells
 from wukong.data.labelled import Skipped
 from wukong.data.tables import FORMAT_HINT, MERGED, Row, parse_table, pick_columns
 from wukong.errors import DataError, ParameterError
@@ -43,20 +44,24 @@ class TextSource:
     """
 
     texts: list[str]
-    labels: list[str]
+    labels: list[Any]  # a name per text; a tuple of names with ``multi_label``
     classes: list[str]
     skipped: list[Skipped] = field(default_factory=list)
     origin: str = ""
     encoding: str = "utf-8"
     text_col: str = ""
     label_col: str = ""
+    multi_label: bool = False
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def label_ids(self, classes: Sequence[str] | None = None) -> np.ndarray:
-        """Labels as int64 indices into ``classes`` (default: this source's own classes)."""
+        """Labels as int64 indices into ``classes`` (default: this source's own classes), or with
+        ``multi_label`` an (n, classes) indicator matrix."""
         classes = list(self.classes if classes is None else classes)
+        if self.multi_label:
+            return indicator(self.labels, classes, self.origin)
         index = {name: i for i, name in enumerate(classes)}
         unknown = sorted(set(self.labels) - index.keys())
         if unknown:
@@ -73,6 +78,7 @@ class TextSource:
             encoding=self.encoding,
             text_col=self.text_col,
             label_col=self.label_col,
+            multi_label=self.multi_label,
         )
 
 
@@ -121,8 +127,9 @@ def read_text_table(
             problem = f"no readable rows ({skipped[0].path}: {skipped[0].reason})"
         raise DataError(f"{path}: {problem}; {FORMAT_HINT}")
     tcol, lcol = pick_columns(path, columns, rows, text_col, label_col)
-    texts, labels, bad_rows = _extract(path, rows, tcol, lcol)
+    texts, cells, bad_rows = _extract(path, rows, tcol, lcol)
     skipped.extend(bad_rows)
+    labels, multi = read_label_cells(cells)
     if not texts:
         reasons = sorted({s.reason for s in skipped})
         raise DataError(
@@ -131,12 +138,13 @@ def read_text_table(
     return TextSource(
         texts=texts,
         labels=labels,
-        classes=_resolve_classes(path, labels, classes),
+        classes=_resolve_classes(str(path), labels, classes, multi),
         skipped=skipped,
         origin=str(path),
         encoding=decoded.encoding,
         text_col=tcol,
         label_col=lcol,
+        multi_label=multi,
     )
 
 
@@ -165,9 +173,9 @@ def _first_column_is_image_paths(path: Path) -> bool:
 # --- rows ----------------------------------------------------------------------------------------
 
 
-def _extract(path: Path, rows: list[Row], tcol: str, lcol: str) -> tuple[list[str], list[str], list[Skipped]]:
+def _extract(path: Path, rows: list[Row], tcol: str, lcol: str) -> tuple[list[str], list[Any], list[Skipped]]:
     texts: list[str] = []
-    labels: list[str] = []
+    labels: list[Any] = []
     skipped: list[Skipped] = []
     for number, record in rows:
         text, label = record.get(tcol), record.get(lcol)
@@ -182,7 +190,7 @@ def _extract(path: Path, rows: list[Row], tcol: str, lcol: str) -> tuple[list[st
             skipped.append(Skipped(f"{path}:{number}", reason))
             continue
         texts.append(str(text).strip())
-        labels.append(str(label).strip())
+        labels.append(label)
     return texts, labels, skipped
 
 
@@ -193,13 +201,13 @@ def _row_problem(text: Any, label: Any) -> str | None:
         return "text is not a string"
     if label is None or (isinstance(label, str) and not label.strip()):
         return "missing label"
-    if isinstance(label, dict | list):
-        return "label is not a single value"
+    if isinstance(label, dict):
+        return "label is not a name or a list of names"
     return None
 
 
-def _resolve_classes(path: Path, labels: list[str], classes: Sequence[str] | None) -> list[str]:
-    found = sort_labels(set(labels))
+def _resolve_classes(path: str, labels: list[Any], classes: Sequence[str] | None, multi: bool) -> list[str]:
+    found = sort_labels({name for names in labels for name in names} if multi else set(labels))
     if classes is None:
         if len(found) < 2:
             raise DataError(
@@ -258,7 +266,7 @@ def texts_source(texts: Sequence[Any], labels: Sequence[Any] | None, classes: Se
     if isinstance(texts, str) or labels is None or len(labels) != len(texts):
         raise ValueError("give a data file, or a list of texts and a list of labels of the same length")
     kept_texts: list[str] = []
-    kept_labels: list[str] = []
+    kept_labels: list[Any] = []
     skipped: list[Skipped] = []
     for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
         if not isinstance(text, str) or not text.strip():
@@ -268,17 +276,17 @@ def texts_source(texts: Sequence[Any], labels: Sequence[Any] | None, classes: Se
                     "empty text" if isinstance(text, str) or text is None else f"not a string ({type(text).__name__})",
                 )
             )
-        elif label is None or (isinstance(label, float) and math.isnan(label)) or not str(label).strip():
+        elif _missing_label(label):
             skipped.append(Skipped(f"texts[{i}]", "missing label"))
         else:
             kept_texts.append(text.strip())
-            kept_labels.append(str(label).strip())
-    found = sort_labels(set(kept_labels))
-    if classes is None:
-        if len(found) < 2:
-            raise DataError(f"the given texts: found {len(found)} class(es) {found}; need at least two labels")
-        classes = found
-    unknown = sorted(set(found) - set(classes))
-    if unknown:
-        raise DataError(f"the given texts: labels {unknown} are not among the training classes {list(classes)}")
-    return TextSource(kept_texts, kept_labels, list(classes), skipped, origin="the given texts")
+            kept_labels.append(label)
+    cells, multi = read_label_cells(kept_labels)
+    found = _resolve_classes("the given texts", cells, classes, multi)
+    return TextSource(kept_texts, cells, found, skipped, origin="the given texts", multi_label=multi)
+
+
+def _missing_label(label: Any) -> bool:
+    if label is None or (isinstance(label, float) and math.isnan(label)):
+        return True
+    return isinstance(label, str) and not label.strip()

@@ -126,13 +126,19 @@ def describe(model: Any, format: str, any_size: bool) -> dict[str, Any]:
             "name": "probabilities",
             "dtype": "float32",
             "shape": ["batch", len(model.classes_)],
-            "calibration": f"softmax of the logits divided by the temperature {model.temperature_:g}"
+            "calibration": f"{'sigmoid' if model.multi_label_ else 'softmax'} of the logits divided by the "
+            f"temperature {model.temperature_:g}"
             + (", plus offsets that divide out the training prior" if model.logit_offsets_ is not None else "")
             + ", inside the graph",
         },
         "strategy": model.strategy_,
         "backbone": (getattr(model, "metrics_", None) or {}).get("backbone"),
     }
+    if model.multi_label_:
+        info["multi_label"] = {
+            "rule": "an input has every label whose probability reaches that label's threshold",
+            "thresholds": {c: round(float(t), 6) for c, t in zip(model.classes_, model.thresholds_, strict=True)},
+        }
     if getattr(model, "open_set_", None) is not None:
         info["unknown"] = (
             f"not in the graph: answering 'unknown' needs the model's {model.open_set_.name} score, which wukong "

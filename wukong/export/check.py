@@ -98,6 +98,7 @@ class Reference:
 def reference(model: Any, data: Any, labels: Any = None) -> Reference:
     """Read labelled ``data`` (as ``evaluate`` takes it) and predict it with ``model``."""
     labelled, _ = model._read_labelled(data, labels, model.classes_, "evaluation")
+    labelled = model._model_labels(labelled)
     _, prepared = model._inputs_of(labelled.examples)
     expected = model._proba_prepared(prepared)
     return Reference(origin_of(data), labelled.examples, np.asarray(labelled.labels), expected)
@@ -105,15 +106,19 @@ def reference(model: Any, data: Any, labels: Any = None) -> Reference:
 
 def measure(model: Any, run: Callable[[Any], np.ndarray], ref: Reference, *, any_size: bool = False) -> dict[str, Any]:
     """The export against ``predict_proba`` on the reference data: max and mean absolute difference of
-    the probabilities, how often the top class differs, both accuracies."""
+    the probabilities, how often the top class differs (multi-label: how many input-label decisions
+    differ at the model's thresholds), both accuracies (multi-label: subset accuracies)."""
     got = export_probabilities(model, run, ref.examples, any_size=any_size)
     diff = np.abs(got - ref.expected)
-    return {
-        "data": ref.origin,
-        "examples": int(len(ref.labels)),
-        "max_abs_diff": float(diff.max()),
-        "mean_abs_diff": float(diff.mean()),
-        "top1_disagreements": int((got.argmax(1) != ref.expected.argmax(1)).sum()),
-        "accuracy_model": float((ref.expected.argmax(1) == ref.labels).mean()),
-        "accuracy_export": float((got.argmax(1) == ref.labels).mean()),
-    }
+    measured = {"data": ref.origin, "examples": int(len(ref.labels)), "max_abs_diff": float(diff.max())}
+    measured["mean_abs_diff"] = float(diff.mean())
+    if model.multi_label_:
+        mine, theirs, truth = model._decide(ref.expected), model._decide(got), ref.labels.astype(bool)
+        measured["decision_disagreements"] = int((mine != theirs).sum())
+        measured["accuracy_model"] = float((mine == truth).all(axis=1).mean())
+        measured["accuracy_export"] = float((theirs == truth).all(axis=1).mean())
+        return measured
+    measured["top1_disagreements"] = int((got.argmax(1) != ref.expected.argmax(1)).sum())
+    measured["accuracy_model"] = float((ref.expected.argmax(1) == ref.labels).mean())
+    measured["accuracy_export"] = float((got.argmax(1) == ref.labels).mean())
+    return measured

@@ -3,8 +3,8 @@
 TorchScript, and ``torch.export`` programs.
 
 Every graph ends in softmax of the logits divided by the model's fitted temperature, plus its prior
-offsets where it has them (its output is ``probabilities``, as ``predict_proba``'s, columns in the
-model's class order).
+offsets where it has them, or (multi-label) in a sigmoid per label (its output is ``probabilities``,
+as ``predict_proba``'s, columns in the model's class order).
 Image graphs take float ``pixels`` (N, 3, S, S) in [0, 1], resized and cropped as the metadata says,
 or (``any_size``) one uint8 RGB ``image`` (H, W, 3) of any size with the resize and crop inside the
 graph (``wukong.export.preprocess``). Text graphs take the tokenizer's ``input_ids`` and
@@ -34,14 +34,19 @@ TEXT_INPUTS = ("input_ids", "attention_mask")
 class ImageProbabilities(nn.Module):
     """Float pixels in [0, 1] -> class probabilities (normalisation inside the network)."""
 
-    def __init__(self, net: nn.Module, temperature: float = 1.0, offsets: Any = None) -> None:
+    def __init__(
+        self, net: nn.Module, temperature: float = 1.0, offsets: Any = None, multi_label: bool = False
+    ) -> None:
         super().__init__()
         self.net = net
         self.temperature = float(temperature)
+        self.multi_label = multi_label
         shift = torch.zeros(1) if offsets is None else torch.as_tensor(np.asarray(offsets, dtype=np.float32))
         self.register_buffer("offsets", shift)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.multi_label:  # one probability per label
+            return torch.sigmoid(self.net(pixels) / self.temperature)
         return torch.softmax(self.net(pixels) / self.temperature + self.offsets, dim=1)
 
 
@@ -58,10 +63,10 @@ def probabilities_module(model: Any) -> tuple[nn.Module, tuple[torch.Tensor, ...
     if model.modality == "image":
         size = model.backbone_.input_size
         net = static_same_padding(net, size).to(memory_format=torch.contiguous_format)  # fixed size: constant pads
-        module = ImageProbabilities(net, model.temperature_, model.logit_offsets_)
+        module = ImageProbabilities(net, model.temperature_, model.logit_offsets_, model.multi_label_)
         return module.eval(), (torch.rand(2, 3, size, size),), ("pixels",)
     tokens = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.int64)
-    module = TextProbabilities(net, model.temperature_, model.logit_offsets_)
+    module = TextProbabilities(net, model.temperature_, model.logit_offsets_, model.multi_label_)
     return module.eval(), (tokens, (tokens != 0).long()), TEXT_INPUTS
 
 

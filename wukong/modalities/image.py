@@ -58,7 +58,8 @@ def read_labelled(
     source = labelled_images(data, labels, classes=classes)
     store = decode(source.paths, source.labels, backbone, progress=progress, desc=f"Reading {role} images")
     skipped = [s.to_dict() for s in source.skipped + store.skipped]
-    keep, clashes = conflicting_labels(store, source.classes)
+    # (the same image under two label sets: both are kept, as a multi-label set may hold such pairs)
+    keep, clashes = conflicting_labels(store, source.classes) if store.labels.ndim == 1 else ([], [])
     if clashes:
         store = store.subset(keep)
         skipped += [s.to_dict() for s in clashes]
@@ -184,7 +185,7 @@ class FrozenPasses:
                 )
             )
         groups = np.tile(np.arange(len(store)), len(views))
-        return np.concatenate(parts), np.tile(store.labels, len(views)), groups
+        return np.concatenate(parts), np.concatenate([store.labels] * len(views)), groups
 
 
 def candidate_sizes(backbone: ImageBackbone, input_size: str | int) -> list[int]:

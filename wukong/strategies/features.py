@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from wukong.calibration import fit_temperature
+from wukong.calibration import fit_temperature, sigmoid, tune_thresholds
+from wukong.data.label_sets import label_counts, stratify_key
 from wukong.errors import ParameterError
 from wukong.strategies.softmax import cross_validated_softmax
 
@@ -35,7 +36,7 @@ REFIT_BELOW = 50
 
 def refit_with_validation(carved: bool, labels: np.ndarray, below: int = REFIT_BELOW) -> bool:
     """Whether the final linear fit should also use the (carved) validation examples; see ``REFIT_BELOW``."""
-    return carved and int(np.bincount(labels).min()) < below
+    return carved and int(label_counts(labels, 0).min()) < below
 
 
 @dataclass
@@ -44,6 +45,7 @@ class LinearFit:
     bias: np.ndarray  # (classes,)
     info: dict[str, Any]
     temperature: float = 1.0  # fitted on the out-of-fold logits (1.0 without folds)
+    thresholds: np.ndarray | None = None  # multi-label: per-label thresholds tuned on them
 
 
 # The linear models ``features`` can fit: multinomial logistic regression (softmax), whose outputs
@@ -68,19 +70,26 @@ def fit_linear_classifier(
     ``model="svm"``: linear SVM, C chosen by CV error (hinge scores are not probabilities; the
     model's ``predict_proba`` is then a softmax of the margins: it ranks, it is not calibrated).
     ``groups`` keeps augmented copies of one example (e.g. its mirror image) in the same fold, so
-    the cross-validation score is honest. ``class_weight`` (one weight per class) weighs the loss
-    (``wukong.calibration.resolve_class_weight``). Returns weights mapping *raw* features to logits,
-    and the temperature that calibrates them, fitted on the out-of-fold logits at the chosen C.
+    the cross-validation score is honest. ``labels`` as indicator rows (multi-label): one-vs-rest
+    logistic regressions, and per-label thresholds tuned on their out-of-fold probabilities.
+    ``class_weight`` (one weight per class) weighs the loss (``wukong.calibration.resolve_class_weight``).
+    Returns weights mapping *raw* features to logits, and the temperature that calibrates them,
+    fitted on the out-of-fold logits at the chosen C.
     """
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     if model not in LINEAR_MODELS:
         raise ParameterError(f"linear_model={model!r}: choose one of {', '.join(LINEAR_MODELS)}")
+    multi = np.ndim(labels) == 2
+    if multi and model != "logistic":
+        raise ParameterError(f"linear_model={model!r} takes one label per example; multi-label data needs 'logistic'")
     mean = features.mean(axis=0)
     std = features.std(axis=0) + 1e-6
     x = (features - mean) / std
-    counts = np.bincount(labels, minlength=num_classes)
-    folds = int(min(5, counts[counts > 0].min()))
+    counts = label_counts(labels, num_classes)
+    # multi-label: folds stratified by each example's rarest label; a label seen once cannot be in every fold
+    folds = int(min(5, len(labels) // 2 if multi else counts[counts > 0].min()))
+    key = stratify_key(labels)
     splitter = None
     if folds >= 2:
         splitter = (
@@ -89,11 +98,13 @@ def fit_linear_classifier(
             else StratifiedKFold(folds, shuffle=True, random_state=seed)
         )
     if model == "logistic":  # softmax regression in torch: the same model as sklearn's, many times faster
-        split = list(splitter.split(x, labels, groups)) if splitter is not None else []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # multi-label keys rarer than the folds: stratified as far as they go
+            split = list(splitter.split(x, key, groups)) if splitter is not None else []
         rows = class_weight[labels] if class_weight is not None else None
         search = cross_validated_softmax(x, labels, num_classes, c_grid, folds=split, sample_weight=rows)
         weight, bias = search.weight.astype(np.float64), search.bias.astype(np.float64)
-        present = np.unique(labels)
+        present = np.flatnonzero(counts)
         best_c, cv_loss, cv_loss_se, metric = search.best_c, search.cv_loss, search.cv_loss_se, "log_loss"
         held_out = search.held_out_logits
     else:
@@ -108,8 +119,14 @@ def fit_linear_classifier(
     raw_weight = weight / std
     raw_bias = bias - weight @ (mean / std)
     temperature = fit_temperature(held_out, labels) if held_out is not None else 1.0
+    thresholds = None
+    if multi:
+        thresholds = np.full(num_classes, 0.5, np.float32)
+        if held_out is not None:
+            thresholds = tune_thresholds(sigmoid(held_out, temperature), labels)
+    kind = "one_vs_rest_logistic_regression" if multi else "logistic_regression"
     info = {
-        "classifier": "logistic_regression" if model == "logistic" else "linear_svm",
+        "classifier": kind if model == "logistic" else "linear_svm",
         "C": best_c,
         "cv_folds": folds,
         "cv_metric": metric,
@@ -119,7 +136,7 @@ def fit_linear_classifier(
         "temperature": temperature,
         "calibration_examples": int(len(labels)) if held_out is not None else 0,
     }
-    return LinearFit(raw_weight.astype(np.float32), raw_bias.astype(np.float32), info, temperature)
+    return LinearFit(raw_weight.astype(np.float32), raw_bias.astype(np.float32), info, temperature, thresholds)
 
 
 def _linear_svm(x, labels, num_classes, splitter, groups, seed, c_grid, class_weight):  # noqa: ANN001, ANN202

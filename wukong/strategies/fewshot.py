@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from wukong.backbones.text import length_batches, pad_tokens
+from wukong.data.label_sets import stratify_key
 from wukong.network import set_trainable
 from wukong.progress import track
 from wukong.runtime import autocast
@@ -106,7 +107,9 @@ def _tune(
     encoder.train()  # dropout on: two views of a text differ a little, as in SimCSE
     losses: list[float] = []
     pairs = 0
-    batches = balanced_batches(labels, plan.batch_size, steps, seed=plan.seed)
+    # multi-label: batches balanced over each text's rarest label, and a pair is positive when its
+    # texts share a label (SetFit's rule for multi-label pairs)
+    batches = balanced_batches(stratify_key(labels), plan.batch_size, steps, seed=plan.seed)
     for batch in track(batches, total=steps, desc="Contrastive tuning", enabled=progress, unit="steps"):
         batch = batch[np.argsort([len(tokens[i]) for i in batch], kind="stable")]
         with autocast(device, plan.bf16):
@@ -176,7 +179,7 @@ def cosine_pair_loss(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[to
     unit = nn.functional.normalize(embeddings, dim=1)
     similarity = unit @ unit.T
     upper = torch.triu(torch.ones_like(similarity, dtype=torch.bool), diagonal=1)
-    same = labels[:, None] == labels[None, :]
+    same = same_label(labels)
     positive, negative = upper & same, upper & ~same
     terms = []
     if positive.any():
@@ -185,6 +188,13 @@ def cosine_pair_loss(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[to
         terms.append(similarity[negative].pow(2).mean())
     loss = torch.stack(terms).mean()
     return loss, int(positive.sum() + negative.sum())
+
+
+def same_label(labels: torch.Tensor) -> torch.Tensor:
+    """Which pairs of a batch are positive: the same class, or (indicator rows) a label in common."""
+    if labels.dim() == 2:
+        return (labels.float() @ labels.float().T) > 0
+    return labels[:, None] == labels[None, :]
 
 
 def embed_bucketed(
@@ -210,7 +220,7 @@ def supcon_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: flo
     self_mask = torch.eye(n, dtype=torch.bool, device=logits.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    positive = (labels[:, None] == labels[None, :]) & ~self_mask
+    positive = same_label(labels) & ~self_mask
     anchors = positive.any(dim=1)
     per_anchor = -(log_prob.masked_fill(~positive, 0.0).sum(1) / positive.sum(1).clamp(min=1))
     return per_anchor[anchors].mean(), int(n * (n - 1) // 2)

@@ -18,7 +18,10 @@ class TransferModule(L.LightningModule):
     """Cross-entropy on the logits of a transfer network (``net.features`` + ``net.head``).
 
     Batches are ``(inputs, labels)``; the network takes the inputs as the loader gives them (uint8
-    images, tokenised texts). ``class_weight``: one weight per class in the training loss.
+    images, tokenised texts). ``class_weight``: one weight per class in the training loss. Labels
+    as indicator rows (multi-label): binary cross-entropy per label, and the validation "accuracy"
+    is the label ranking average precision (scikit-learn's ``label_ranking_average_precision_score``:
+    free of thresholds, which are tuned after training, and a mean over examples, so exact over batches).
     """
 
     def __init__(
@@ -40,9 +43,14 @@ class TransferModule(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if labels.dim() == 2:
+            return nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
+        return self.loss(logits, labels)
+
     def training_step(self, batch, batch_idx):
         images, labels = batch
-        loss = self.loss(self(images).float(), labels)
+        loss = self._loss(self(images).float(), labels)
         self.log("train_loss", loss, prog_bar=True, on_epoch=True, on_step=False, batch_size=len(labels))
         return loss
 
@@ -50,8 +58,12 @@ class TransferModule(L.LightningModule):
         images, labels = batch
         logits = self(images).float()
         n = len(labels)
-        loss = nn.functional.cross_entropy(logits, labels)
-        accuracy = (logits.argmax(1) == labels).float().mean()
+        if labels.dim() == 2:
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
+            accuracy = ranking_precision(logits, labels > 0).mean()
+        else:
+            loss = nn.functional.cross_entropy(logits, labels)
+            accuracy = (logits.argmax(1) == labels).float().mean()
         self.log("val_loss", loss, prog_bar=True, batch_size=n)
         self.log("val_acc", accuracy, prog_bar=True, batch_size=n)
         # Which epoch is best: the most accurate, and among equally accurate ones the lower loss.
@@ -65,3 +77,19 @@ class TransferModule(L.LightningModule):
         # parameter groups, with smaller learning rates, when it unfreezes them.
         params = [p for p in self.net.head.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+
+def ranking_precision(scores: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Each example's label ranking average precision: over its true labels, the share of true ones
+    among the labels scored at least as high (1 for an example with no label).
+
+    Example:
+        >>> ranking_precision(torch.tensor([[0.9, 0.1, 0.5]]), torch.tensor([[True, False, True]])).tolist()
+        [1.0]
+    """
+    at_least = scores[:, None, :] >= scores[:, :, None]  # [i, j, k]: label k scores at least label j's
+    above = at_least.sum(dim=2).float()
+    true_above = (at_least & truth[:, None, :]).sum(dim=2).float()
+    per_label = torch.where(truth, true_above / above, torch.zeros_like(above))
+    count = truth.sum(dim=1)
+    return torch.where(count > 0, per_label.sum(dim=1) / count.clamp(min=1), torch.ones_like(above[:, 0]))
