@@ -36,3 +36,4 @@ bench: install
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/exports.py
 	$(BIN)/python benchmarks/trust.py
+	$(BIN)/python benchmarks/multilabel.py

@@ -136,8 +136,9 @@ def test_pytorch_exports_match_predict_with_a_free_batch(cat_dog: Path, tmp_path
     crop = (256 - 224) // 2
     pixels = torch.from_numpy(store.pixels[:, crop : crop + 224, crop : crop + 224].copy()).permute(0, 3, 1, 2)
     with torch.no_grad():
-        got = module(pixels.float() / 255).numpy()
+        got, unknown = (out.numpy() for out in module(pixels.float() / 255))  # probabilities, unknown score
     assert np.abs(got - model.predict_proba(TEST_FILES[:5])).max() < SAME_NETWORK
+    assert np.abs(unknown - model.unknown_score(TEST_FILES[:5])).max() < 1e-4
 
 
 def test_int8_export_records_its_measured_accuracy_change(cat_dog: Path, tmp_path: Path) -> None:
@@ -155,6 +156,13 @@ def test_int8_export_records_its_measured_accuracy_change(cat_dog: Path, tmp_pat
     assert int8["accuracy_change"] == pytest.approx(int8["accuracy_int8"] - int8["accuracy_fp32_export"])
     assert int8["accuracy_int8"] >= 0.85
     assert (tmp_path / "q.onnx").stat().st_size < 0.4 * fp32["bytes"]
+    # the unknown score, a second output by default, whose thresholds the metadata lists; or left out
+    assert [o.name for o in session.get_outputs()] == ["probabilities", "unknown_score"]
+    assert fp32["parity"]["unknown_answers_differ"] == 0 and "keep 0.95 of known inputs" in str(meta["unknown_output"])
+    plain = export(model, tmp_path / "p.onnx", any_size=True, unknown=False)
+    session, meta = _session(tmp_path / "p.onnx")
+    assert [o.name for o in session.get_outputs()] == ["probabilities"] and "unknown_output" not in meta
+    assert "unknown_score_max_abs_diff" not in plain["parity"] and plain["bytes"] < fp32["bytes"]
 
 
 def test_int8_without_labelled_data_is_refused_and_writes_nothing(cat_dog: Path, tmp_path: Path) -> None:
@@ -203,6 +211,7 @@ def test_text_int8_and_torch_export(banking, tmp_path: Path) -> None:
         info["int8"]["accuracy_int8"] - info["int8"]["accuracy_fp32_export"]
     )
     assert info["int8"]["accuracy_int8"] >= 0.6 and info["parity"]["max_abs_diff"] < 0.1
+    assert info["parity"]["unknown_answers_differ"] <= len(texts) // 10  # its score's similarities stay in float
     export(model, tmp_path / "t.pt2", format="torch-export")
     module = torch.export.load(str(tmp_path / "t.pt2")).module()
     from tokenizers import Tokenizer
@@ -211,7 +220,7 @@ def test_text_int8_and_torch_export(banking, tmp_path: Path) -> None:
     encoded = tokenizer.encode_batch(texts[:7])
     ids = torch.tensor([e.ids for e in encoded])
     with torch.no_grad():
-        got = module(ids, torch.tensor([e.attention_mask for e in encoded])).numpy()
+        got = module(ids, torch.tensor([e.attention_mask for e in encoded]))[0].numpy()
     assert np.abs(got - model.predict_proba(texts[:7])).max() < SAME_NETWORK
 
 

@@ -69,16 +69,25 @@ def test_label_cells_are_read_as_sets() -> None:
     assert stratify_key(np.array([[1, 1], [1, 0], [1, 1], [0, 0]])).tolist() == [1, 0, 1, 2]
 
 
-def test_thresholds_maximise_each_labels_f1() -> None:
+def test_thresholds_maximise_f1_and_lean_on_the_shared_one_with_few_positives() -> None:
     from sklearn.metrics import f1_score
 
     rng = np.random.default_rng(0)
-    truth = rng.random((300, 4)) < [0.1, 0.3, 0.5, 0.05]
+    truth = rng.random((300, 4)) < [0.1, 0.3, 0.5, 0.01]
     proba = np.clip(truth * 0.35 + rng.random((300, 4)) * 0.65, 0, 1)
-    found = tune_thresholds(proba, truth.astype(int))
+    own = tune_thresholds(proba, truth.astype(int), prior=0)  # each label's own F1-maximising cut
     for j in range(4):
         best = max(f1_score(truth[:, j], proba[:, j] >= t) for t in np.unique(proba[:, j]))
-        assert f1_score(truth[:, j], proba[:, j] >= found[j]) == pytest.approx(best)
+        assert f1_score(truth[:, j], proba[:, j] >= own[j]) == pytest.approx(best)
+    shared = tune_thresholds(proba, truth.astype(int), prior=1e9)  # the one cut best for micro F1
+    assert np.ptp(shared) < 1e-6
+    assert f1_score(truth, proba >= shared[0], average="micro") >= f1_score(truth, proba >= 0.5, average="micro")
+    # by default each label keeps n / (n + 50) of its own cut: the rarest (3 positives) about 6%
+    positives = truth.sum(axis=0)
+    weight = positives / (positives + 50)
+    np.testing.assert_allclose(
+        tune_thresholds(proba, truth.astype(int)), weight * own + (1 - weight) * shared, atol=2e-6
+    )
 
 
 def test_text_pairs_get_both_intents(text_model: TextClassifier, pairs) -> None:

@@ -14,6 +14,7 @@ from wukong import TextClassifier, load
 from wukong.calibration import fit_temperature, log_loss, resolve_class_weight, softmax
 from wukong.errors import DataError
 from wukong.export import export
+from wukong.export.check import export_runner
 
 from .test_text_classifier import BANKING, _per_class
 
@@ -163,6 +164,15 @@ def test_texts_of_unseen_intents_score_lower_and_can_be_answered_unknown(
     assert (np.array(again.predict(unseen)) == "none of these").sum() <= (
         answers[len(known_texts) :] == "none of these"
     ).sum()
+
+    # the ONNX export has the score as its second output, and the thresholds in its metadata
+    known_labels = intents["test"][1]
+    written = export(again, tmp_path / "model.onnx", data=known_texts[:40], labels=known_labels[:40])
+    assert written["parity"]["unknown_score_max_abs_diff"] < 1e-4 and written["parity"]["unknown_answers_differ"] == 0
+    listed = written["unknown_output"]["thresholds"]["keep 0.95 of known inputs"]
+    assert listed == round(again.open_set_.threshold(0.95), 6)
+    _, from_graph = export_runner(tmp_path / "model.onnx", tmp_path / "model.tokenizer")(unseen)
+    np.testing.assert_allclose(from_graph, again.unknown_score(unseen), atol=1e-4)
 
 
 def test_cli_predict_rejects_unknown_texts_only_when_asked(features_model, intents, tmp_path: Path) -> None:

@@ -63,31 +63,48 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return round(float(np.exp(found.x)), 4)
 
 
-def tune_thresholds(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per-label decision thresholds of multi-label probabilities: for each label, the cut that
-    maximises its F1 on held-out ``proba`` against indicator ``labels``, halfway between the
-    lowest probability it keeps and the next one down; 0.5 for a label with no held-out positive.
+# Each label's own threshold is pulled towards the one shared threshold with the weight of this many
+# held-out positives: a label with n of them keeps n / (n + THRESHOLD_PRIOR) of its own.
+THRESHOLD_PRIOR = 50
+
+
+def best_cut(scores: np.ndarray, hits: np.ndarray) -> float:
+    """The threshold on ``scores`` that maximises F1 against boolean ``hits``: halfway between the
+    lowest score it keeps and the next one down (0.5 when there is no positive)."""
+    positives = int(hits.sum())
+    if positives == 0:
+        return 0.5
+    order = np.argsort(-scores, kind="stable")
+    scores, hits = scores[order], hits[order]
+    f1 = 2 * np.cumsum(hits) / (np.arange(1, len(scores) + 1) + positives)
+    f1[:-1][scores[:-1] == scores[1:]] = -1  # a cut between equal scores keeps both
+    k = int(np.argmax(f1))
+    below = scores[k + 1] if k + 1 < len(scores) else 0.0
+    return float(np.clip((scores[k] + below) / 2, 1e-6, 1 - 1e-6))
+
+
+def tune_thresholds(proba: np.ndarray, labels: np.ndarray, prior: float = THRESHOLD_PRIOR) -> np.ndarray:
+    """Per-label decision thresholds of multi-label probabilities, from held-out ``proba`` and
+    indicator ``labels``: the one threshold that maximises F1 over every (input, label) pair (micro
+    F1), and each label's own F1-maximising one, mixed by how many held-out positives the label has
+    (``n / (n + prior)`` of its own): a label's own cut from a handful of positives is mostly noise.
+    ``prior=0`` keeps each label's own (the shared one for a label with no held-out positive).
 
     Example:
-        >>> tune_thresholds(np.array([[0.9, 0.2], [0.4, 0.3], [0.1, 0.6]]), np.array([[1, 0], [1, 0], [0, 0]])).tolist()
-        [0.25, 0.5]
+        >>> proba = np.array([[0.9, 0.2], [0.4, 0.3], [0.1, 0.6]])
+        >>> tune_thresholds(proba, np.array([[1, 0], [1, 0], [0, 0]]), prior=0).tolist()
+        [0.25, 0.35]
     """
     proba = np.asarray(proba, dtype=np.float64)
-    labels = np.asarray(labels)
-    thresholds = np.full(proba.shape[1], 0.5)
+    truth = np.asarray(labels) > 0
+    shared = best_cut(proba.reshape(-1), truth.reshape(-1))
+    thresholds = np.empty(proba.shape[1])
     for j in range(proba.shape[1]):
-        positives = int(labels[:, j].sum())
-        if positives == 0:
-            continue
-        order = np.argsort(-proba[:, j], kind="stable")
-        scores, hits = proba[order, j], labels[order, j]
-        kept = np.arange(1, len(scores) + 1)
-        f1 = 2 * np.cumsum(hits) / (kept + positives)
-        f1[:-1][scores[:-1] == scores[1:]] = -1  # a cut between equal scores keeps both
-        k = int(np.argmax(f1))
-        below = scores[k + 1] if k + 1 < len(scores) else 0.0
-        thresholds[j] = round(float(np.clip((scores[k] + below) / 2, 1e-6, 1 - 1e-6)), 6)
-    return thresholds.astype(np.float32)
+        positives = int(truth[:, j].sum())
+        own = best_cut(proba[:, j], truth[:, j]) if positives else shared
+        weight = positives / (positives + prior) if positives + prior > 0 else 1.0
+        thresholds[j] = round(weight * own + (1 - weight) * shared, 6)
+    return thresholds
 
 
 def check_thresholds(value: Any, classes: int) -> np.ndarray:

@@ -141,14 +141,15 @@ def export_graph(
     example: torch.Tensor | tuple[torch.Tensor, ...],
     path: Path,
     *,
-    output: str,
+    output: str | Sequence[str],
     inputs: Sequence[str] = ("pixels",),
     free_axes: dict[int, str] | None = None,
     opset: int = OPSET,
 ) -> None:
-    """``module`` as an ONNX graph with the named ``inputs`` and one ``output``; axis 0 (the batch) is
-    free, and ``free_axes`` of every input too (e.g. ``{1: "tokens"}``)."""
+    """``module`` as an ONNX graph with the named ``inputs`` and ``output`` (one name, or one per
+    output); axis 0 (the batch) is free, and ``free_axes`` of every input too (e.g. ``{1: "tokens"}``)."""
     example = example if isinstance(example, tuple) else (example,)
+    names = [output] if isinstance(output, str) else list(output)
     axes = {name: {0: "batch", **(free_axes or {})} for name in inputs}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about constants: the input size is fixed on purpose
@@ -157,8 +158,8 @@ def export_graph(
             example,
             str(path),
             input_names=list(inputs),
-            output_names=[output],
-            dynamic_axes={**axes, output: {0: "batch"}},
+            output_names=names,
+            dynamic_axes={**axes, **{name: {0: "batch"} for name in names}},
             opset_version=opset,
             dynamo=False,
         )

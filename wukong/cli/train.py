@@ -18,7 +18,8 @@ def train(
     data: Annotated[
         Path,
         typer.Argument(
-            help="Image folder (one sub-folder per class), image CSV (path,label), or text table (CSV/TSV/JSONL)."
+            help="Image folder (one sub-folder per class), image CSV (path,label), or text table (CSV/TSV/JSONL). "
+            "Several labels in a label cell ('cat;dog', or a JSON list) train a multi-label model."
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],

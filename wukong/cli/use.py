@@ -159,6 +159,14 @@ def export(
             help="onnx-int8: refuse to write it if it loses more accuracy than this (a fraction).",
         ),
     ] = 0.02,
+    unknown: Annotated[
+        bool,
+        typer.Option(
+            "--unknown/--no-unknown",
+            help="A second output, unknown_score ('none of these'); --no-unknown leaves out the training "
+            "features it needs (up to 4,096 x the feature size, float32).",
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was written, its metadata and parity.")] = False,
 ) -> None:
     """Export a trained model for use without Wukong: ONNX (classes and preprocessing in its metadata;
@@ -172,9 +180,8 @@ def export(
         raise WukongError(f"--any-size: for ONNX exports of image models, not --format {format}")
     suffix = (".int8" if format == "onnx-int8" else "") + SUFFIXES[format]
     target = out if out is not None else model.with_name(model.name + suffix)
-    info = export(
-        wukong.load(model), target, format=format, any_size=any_size, data=data, max_accuracy_loss=max_accuracy_loss
-    )
+    how = {"format": format, "any_size": any_size, "data": data, "max_accuracy_loss": max_accuracy_loss}
+    info = export(wukong.load(model), target, unknown=unknown, **how)
     lines = [f"exported {model} to {target} ({info['bytes'] / 1e6:.1f} MB, {format})"]
     lines.append(f"input: {json.dumps(info['input'])}")
     if "tokenizer" in info:

@@ -53,11 +53,14 @@ def export(
     data: Any = None,
     labels: Any = None,
     max_accuracy_loss: float = MAX_ACCURACY_LOSS,
+    unknown: bool = True,
 ) -> dict[str, Any]:
     """Write ``model`` to ``out`` in ``format``; return what was written, its metadata and its parity
     with ``predict_proba`` on labelled ``data`` (as ``evaluate`` takes it; default: the test set
     recorded at training, where there is one). An int8 export that loses more than
-    ``max_accuracy_loss`` (a fraction) of accuracy on that data is refused, and nothing is written."""
+    ``max_accuracy_loss`` (a fraction) of accuracy on that data is refused, and nothing is written.
+    ``unknown``: the unknown score as a second output (``unknown=False`` leaves out the bank of
+    training features it needs: up to 4,096 x the feature size in float32)."""
     from wukong.export import check, graphs
 
     if format not in FORMATS:
@@ -74,18 +77,19 @@ def export(
             f"{out}: an int8 export needs labelled data to measure its accuracy change: pass --data "
             "(the model records no test set that is here)"
         )
-    metadata = describe(model, format, any_size)
+    metadata = describe(model, format, any_size, unknown)
     ref = check.reference(model, data, labels) if data is not None else None
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".wukong-export-") as tmp:
         staged = Path(tmp) / f"model{SUFFIXES[format]}"
         tokenizer = write_tokenizer(model, Path(tmp) / "tokenizer") if model.modality == "text" else None
         if tokenizer is not None:
             metadata["tokenizer"] = f"{out.stem}.tokenizer"
-        program = graphs.torch_program(model, traced=format == "torchscript") if format in TORCH else None
+        traced = format == "torchscript"
+        program = graphs.torch_program(model, traced=traced, unknown=unknown) if format in TORCH else None
         if program is not None:
             graphs.save_torch(program, staged, json.dumps(metadata))
         else:
-            graphs.write_onnx(model, staged, any_size=any_size)
+            graphs.write_onnx(model, staged, any_size=any_size, unknown=unknown)
         if ref is not None:
             metadata["parity"] = check.measure(model, check.export_runner(staged, tokenizer), ref, any_size=any_size)
         if format == "onnx-int8":
@@ -113,7 +117,10 @@ def export(
     return {"path": str(out), "bytes": out.stat().st_size, **metadata}
 
 
-def describe(model: Any, format: str, any_size: bool) -> dict[str, Any]:
+KEEPS = (0.9, 0.95, 0.99)  # shares of known inputs kept, whose thresholds the metadata lists
+
+
+def describe(model: Any, format: str, any_size: bool, unknown: bool = True) -> dict[str, Any]:
     """What a user of the export needs to know: classes, input, output, preprocessing, provenance."""
     import wukong
 
@@ -139,11 +146,16 @@ def describe(model: Any, format: str, any_size: bool) -> dict[str, Any]:
             "rule": "an input has every label whose probability reaches that label's threshold",
             "thresholds": {c: round(float(t), 6) for c, t in zip(model.classes_, model.thresholds_, strict=True)},
         }
-    if getattr(model, "open_set_", None) is not None:
-        info["unknown"] = (
-            f"not in the graph: answering 'unknown' needs the model's {model.open_set_.name} score, which wukong "
-            "predict and wukong serve compute (--reject-unknown)"
-        )
+    score = getattr(model, "open_set_", None)
+    if score is not None and unknown:
+        info["unknown_output"] = {
+            "name": "unknown_score",
+            "dtype": "float32",
+            "shape": ["batch"],
+            "score": f"{score.name}, as wukong predict --json gives it (higher: more like the training data)",
+            "rule": "an input scoring below a threshold is 'none of these'",
+            "thresholds": {f"keep {keep:g} of known inputs": round(score.threshold(keep), 6) for keep in KEEPS},
+        }
     if model.modality == "text":
         info["input"] = {"names": ["input_ids", "attention_mask"], "dtype": "int64", "shape": ["batch", "tokens"]}
         info["preprocessing"] = {"max_length": model.encoder_.max_length, "tokenizer_files": "beside the export"}
@@ -211,8 +223,9 @@ def _quantise(
 
 def quantise_dynamic(source: Path, target: Path) -> int:
     """onnxruntime's dynamic int8 quantisation, per-channel weights, depthwise convolutions left in
-    float (quantised, they cost most of a network's accuracy: the README's Benchmarks); returns how
-    many were left in float."""
+    float (quantised, they cost most of a network's accuracy: the README's Benchmarks), and so is
+    the unknown score's similarity to the training features (its thresholds were measured in float);
+    returns how many depthwise convolutions were left in float."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -224,9 +237,14 @@ def quantise_dynamic(source: Path, target: Path) -> int:
         for node in graph.graph.node
         if node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
     ]
+    unknown = [node.name for node in graph.graph.node if node.name.startswith("/unknown/")]
     with quiet():  # the quantiser logs each tensor it leaves in float
         quantize_dynamic(
-            str(source), str(target), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=depthwise
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            nodes_to_exclude=depthwise + unknown,
         )
     return len(depthwise)
 
