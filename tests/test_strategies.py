@@ -131,6 +131,7 @@ def test_auto_draws_the_line_between_a_linear_classifier_and_a_finetune_by_size(
     assert (choose(LARGE, LARGE, stages=5).unfreeze, choose(SMALL, SMALL, stages=0).unfreeze) == ("all", "all")
 
 
+@pytest.mark.slow  # 14 s; benchmarks/image_strategies.py measures from-scratch training beside every strategy
 def test_transfer_beats_training_from_scratch(cifar_small: Path) -> None:
     """20 labels per class of CIFAR-10 (not in the pretraining data): transfer must win clearly."""
     from wukong.backbones.vision import scratch_twin

@@ -304,6 +304,7 @@ def test_label_descriptions_are_checked_against_the_classes(sst2) -> None:
         TextClassifier(strategy="features", label_names={"0": "negative"}, **FAST).fit(*sst2["train"])
 
 
+@pytest.mark.slow  # 16 s of a subprocess; the label descriptions themselves are tested through the API above
 def test_cli_label_names_option(sst2, tmp_path: Path) -> None:
     data = tmp_path / "few.tsv"
     with data.open("w", newline="", encoding="utf-8") as handle:

@@ -66,6 +66,11 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
             (its ``unknown_score`` below what ``unknown_keep`` of the known validation inputs reach).
         unknown_label: the answer for such an input (default ``"unknown"``).
         unknown_keep: the share of known inputs kept (default 0.95); may change after fitting.
+
+    Several labels per example (a list of labels each, or label cells like ``"cat;dog"`` or a JSON
+    list in a file: ``wukong.data.label_sets``) train a multi-label model (``multi_label_``): a
+    sigmoid per label, thresholds tuned per label on held-out predictions, ``predict`` giving lists
+    of labels and ``score`` the subset accuracy.
     """
 
     modality: ClassVar[str] = ""

@@ -65,7 +65,8 @@ class Prediction:
         (higher: more familiar; for the default score, the mean of the shares of known validation
         inputs that score lower on the maximum logit and on the similarity to the nearest training
         example); with ``reject_unknown``, ``label`` is ``unknown_label`` where it is below what
-        ``unknown_keep`` of the known validation inputs reach.
+        ``unknown_keep`` of the known validation inputs reach. A multi-label model adds ``labels``
+        (the input's label set) and their ``scores``, and ``label`` is that set written ``a;b``.
 
         Example:
             >>> model.predict_records(["cat_dog/test"], top_k=2)[0]["top_k"]   # doctest: +SKIP
