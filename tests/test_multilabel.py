@@ -201,14 +201,20 @@ def _column(csv_file: Path) -> list[str]:
     return [row["label"] for row in csv.DictReader(open(csv_file, encoding="utf-8"))]
 
 
-def test_fewshot_pairs_share_a_label(pairs) -> None:
+def test_fewshot_pairs_share_a_label() -> None:
     """SetFit's rule for several labels: two texts make a positive pair when they share a label."""
     import torch
 
     from wukong.strategies.fewshot import same_label
 
     rows = torch.tensor([[1, 1, 0], [0, 1, 0], [0, 0, 1]])
-    assert same_label(rows).tolist() == [[True, True, False], [True, True, False], [False, False, True]]
+    expected = [[True, True, False], [True, True, False], [False, False, True]]
+    assert same_label(rows).tolist() == expected
+    assert same_label(torch.tensor([2, 2, 0])).tolist() == expected  # one class per text: the same class
+
+
+@pytest.mark.slow  # 9 s; benchmarks/multilabel.py runs fewshot on 2,000 BANKING77 pairs
+def test_fewshot_tunes_on_pairs_that_share_a_label(pairs) -> None:
     texts, labels = pairs["train"]
     model = TextClassifier(strategy="fewshot", pair_steps=8, **FAST).fit(texts[:120], labels[:120])
     assert model.metrics_["contrastive"]["steps"] == 8 and model.multi_label_
