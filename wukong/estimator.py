@@ -205,8 +205,8 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
                 "a threshold per label instead: leave class_weight='auto'"
             )
         why = (
-            "several labels per example: one sigmoid output per label, each with its own threshold "
-            "tuned on held-out predictions"
+            "several labels per example: one sigmoid output per label, and a threshold per label tuned "
+            "on held-out predictions (pulled towards one shared threshold for labels with few of them)"
         )
         return None, None, why
 
