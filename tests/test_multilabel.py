@@ -111,6 +111,11 @@ def test_text_pairs_get_both_intents(text_model: TextClassifier, pairs) -> None:
     assert metrics["subset_accuracy"] == pytest.approx(model.score(texts, labels))
     assert metrics["subset_accuracy"] > 0.5 and metrics["mean_predicted_labels"] > 1.5, (metrics, naive)
     assert metrics["calibration"]["reliability"] and metrics["ece"] < 0.1
+    from wukong.metrics import format_metrics
+
+    table = format_metrics(metrics, model.classes_)  # what 'wukong evaluate' prints
+    assert table.startswith(f"subset accuracy {metrics['subset_accuracy']:.4f}") and "mAP" in table
+    assert all(name in table for name in model.classes_) and "confusion" not in table
     record = model.predict_records(texts[:1])[0]
     assert record["labels"] == predicted[0] and set(record["scores"]) == set(predicted[0])
     assert all(record["scores"][name] >= thresholds[model.classes_.index(name)] for name in record["labels"])
@@ -142,6 +147,18 @@ def test_saved_exported_and_predicted_from_the_cli(text_model: TextClassifier, p
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(DataError, match="config.json: .*thresholds"):
         load(folder)
+
+
+def test_served_on_127_0_0_1_with_label_sets(text_model: TextClassifier, pairs) -> None:
+    from wukong.serve import BackgroundServer, create_app
+
+    from .test_serve import post
+
+    texts = pairs["test"][0][:4]
+    with BackgroundServer(create_app(text_model)) as server:
+        status, rows = post(f"{server.url}/predict", json.dumps({"texts": texts}).encode(), "application/json")
+    assert status == 200 and [row["labels"] for row in rows] == text_model.predict(texts)
+    assert all(set(row["scores"]) == set(row["labels"]) for row in rows)
 
 
 def test_head_trains_with_binary_cross_entropy(pairs) -> None:
