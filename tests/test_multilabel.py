@@ -20,6 +20,7 @@ from wukong.data.label_sets import indicator, is_multi_label, label_set, stratif
 from wukong.errors import DataError, ParameterError
 from wukong.export import export
 
+from .conftest import FAST_BACKBONE
 from .test_text_classifier import BANKING
 
 FAST = {"progress": False, "seed": 0}
@@ -202,7 +203,7 @@ def _mosaics(cifar: Path, split: str, n: int, seed: int, out: Path) -> Path:
 def test_image_mosaics_get_the_classes_they_show(cifar_small: Path, tmp_path: Path) -> None:
     train = _mosaics(cifar_small, "train", 150, 0, tmp_path / "train")
     test = _mosaics(cifar_small, "test", 50, 1, tmp_path / "test")
-    model = ImageClassifier(strategy="features", **FAST).fit(str(train))
+    model = ImageClassifier(FAST_BACKBONE, strategy="features", **FAST).fit(str(train))  # 64px: quick
     assert model.multi_label_ and len(model.classes_) == 10
     metrics = model.evaluate(str(test))
     truth = np.array([[name in row.split(";") for name in model.classes_] for row in _column(test)])

@@ -151,6 +151,7 @@ def test_transfer_beats_training_from_scratch(cifar_small: Path) -> None:
     assert transfer_accuracy > scratch_accuracy + 0.05, (transfer_accuracy, scratch_accuracy)
 
 
+@pytest.mark.slow  # 16 s; the SVM is also fitted by the grid searches of test_sklearn_contract.py
 def test_features_with_a_linear_svm_learns_and_is_chosen_by_cv_error(cifar_small: Path) -> None:
     """The SVM's C by cross-validated error; its margins calibrated on their out-of-fold values; with
     ``class_weight="loss"`` its classes weighted."""
