@@ -107,12 +107,17 @@ def tune_thresholds(proba: np.ndarray, labels: np.ndarray, prior: float = THRESH
     return thresholds
 
 
+def _per_class(value: Any, classes: int, name: str, what: str, valid: Any) -> np.ndarray:
+    """A saved list of one number per class, checked by ``valid`` (``ValueError`` naming ``name`` otherwise)."""
+    numbers = np.asarray(value, dtype=np.float64) if isinstance(value, list) else None
+    if numbers is None or numbers.shape != (classes,) or not valid(numbers).all():
+        raise ValueError(f"calibration: {name} must be a list of {classes} {what}, not {value!r}"[:200])
+    return numbers.astype(np.float32)
+
+
 def check_thresholds(value: Any, classes: int) -> np.ndarray:
     """Saved per-label thresholds, checked: one number in (0, 1) per class (``ValueError`` otherwise)."""
-    thresholds = np.asarray(value, dtype=np.float64) if isinstance(value, list) else None
-    if thresholds is None or thresholds.shape != (classes,) or not ((thresholds > 0) & (thresholds < 1)).all():
-        raise ValueError(f"calibration: thresholds must be a list of {classes} numbers in (0, 1), not {value!r}"[:200])
-    return thresholds.astype(np.float32)
+    return _per_class(value, classes, "thresholds", "numbers in (0, 1)", lambda t: (t > 0) & (t < 1))
 
 
 def check_temperature(value: Any, where: str) -> float:
@@ -124,12 +129,7 @@ def check_temperature(value: Any, where: str) -> float:
 
 def check_offsets(value: Any, classes: int) -> np.ndarray | None:
     """Saved logit offsets, checked: ``None``, or one finite number per class (``ValueError`` otherwise)."""
-    if value is None:
-        return None
-    offsets = np.asarray(value, dtype=np.float64) if isinstance(value, list) else None
-    if offsets is None or offsets.shape != (classes,) or not np.isfinite(offsets).all():
-        raise ValueError(f"calibration: logit_offsets must be a list of {classes} numbers, not {value!r}"[:200])
-    return offsets.astype(np.float32)
+    return None if value is None else _per_class(value, classes, "logit_offsets", "numbers", np.isfinite)
 
 
 def resolve_class_weight(setting: str | None, counts: np.ndarray) -> tuple[str | None, np.ndarray | None, str]:

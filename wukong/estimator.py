@@ -143,8 +143,7 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         check_every_class_present(train.labels, self.classes_, train.origin)
         if val is not None:
             pair = val if isinstance(val, tuple) else (val, None)
-            val_set, more = self._read_labelled(*pair, self.classes_, "validation")
-            val_set = self._model_labels(val_set)
+            val_set, more = self._read_known(*pair, "validation")
             skipped += more
             carved = False
         else:
@@ -210,14 +209,16 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         )
         return None, None, why
 
-    def _model_labels(self, labelled: Labelled) -> Labelled:
-        """A validation or test set's labels in the fitted model's form (``as_model_labels``)."""
-        labels = as_model_labels(labelled.labels, len(self.classes_), self.multi_label_, labelled.origin)
-        if labels is not labelled.labels:
-            labelled.labels = labels
+    def _read_known(self, data: Any, labels: Sequence[Any] | None, role: str) -> tuple[Labelled, list[dict[str, Any]]]:
+        """``_read_labelled`` of a validation or test set: with the training classes, and its labels
+        in the fitted model's form (``as_model_labels``)."""
+        labelled, skipped = self._read_labelled(data, labels, self.classes_, role)
+        converted = as_model_labels(labelled.labels, len(self.classes_), self.multi_label_, labelled.origin)
+        if converted is not labelled.labels:
+            labelled.labels = converted
             if isinstance(getattr(labelled.examples, "labels", None), np.ndarray):  # an ImageStore's own copy
-                labelled.examples.labels = labels
-        return labelled
+                labelled.examples.labels = converted
+        return labelled, skipped
 
     def _stages(self) -> int:
         """How many blocks the backbone has (for the auto rule's unfreezing); 0 where it does not say."""

@@ -219,8 +219,7 @@ class Prediction:
         (ECE, Brier score) and the most confident mistakes on labelled data (read as ``fit`` reads
         it, with the training classes)."""
         self._check_fitted()
-        labelled, skipped = self._read_labelled(data, labels, self.classes_, "evaluation")
-        labelled = self._model_labels(labelled)
+        labelled, skipped = self._read_known(data, labels, "evaluation")
         if len(labelled.labels) == 0:
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
             raise DataError(f"{origin_of(data)}: no usable example to evaluate ({len(skipped)} skipped: {reasons})")

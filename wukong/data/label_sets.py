@@ -28,6 +28,7 @@ import numpy as np
 from wukong.errors import DataError
 
 SEPARATOR = ";"
+SETS = (list, tuple, set, frozenset, np.ndarray)  # in-memory cells that hold several labels
 
 
 def _json_list(cell: str) -> list[Any] | None:
@@ -43,7 +44,7 @@ def _json_list(cell: str) -> list[Any] | None:
 
 def holds_several(cell: Any) -> bool:
     """Whether one label cell is written as a set of labels (a list, or ``;`` between labels)."""
-    if isinstance(cell, list | tuple | set | frozenset | np.ndarray):
+    if isinstance(cell, SETS):
         return True
     return isinstance(cell, str) and (SEPARATOR in cell or _json_list(cell) is not None)
 
@@ -58,7 +59,7 @@ def label_set(cell: Any) -> tuple[str, ...]:
     if isinstance(cell, str):
         parsed = _json_list(cell)
         items: Any = parsed if parsed is not None else cell.split(SEPARATOR)
-    elif isinstance(cell, list | tuple | set | frozenset | np.ndarray):
+    elif isinstance(cell, SETS):
         items = sorted(cell, key=str) if isinstance(cell, set | frozenset) else list(cell)
     else:
         items = [cell]

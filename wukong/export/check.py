@@ -107,14 +107,9 @@ class Reference:
 
 def reference(model: Any, data: Any, labels: Any = None) -> Reference:
     """Read labelled ``data`` (as ``evaluate`` takes it) and predict it with ``model``."""
-    labelled, _ = model._read_labelled(data, labels, model.classes_, "evaluation")
-    labelled = model._model_labels(labelled)
+    labelled, _ = model._read_known(data, labels, "evaluation")
     _, prepared = model._inputs_of(labelled.examples)
-    features = model._features_prepared(prepared)
-    logits = model._logits_from_features(features)
-    score = getattr(model, "open_set_", None)
-    unknown = score(features, logits) if score is not None else None
-    expected = model._proba_from_logits(logits)
+    expected, unknown, _ = model._outputs(prepared)
     return Reference(origin_of(data), labelled.examples, np.asarray(labelled.labels), expected, unknown)
 
 
