@@ -111,3 +111,13 @@ def test_a_tap_that_cannot_be_read_is_refused_before_any_image_is(tap: object, d
 
     with pytest.raises(ParameterError, match="must be null, a stage index below"):
         ImageClassifier(FAST_BACKBONE, tap=tap, **QUIET).fit(digit_scans / "pool")
+
+
+def test_a_concatenation_asked_for_is_read_saved_and_loaded(digit_scans: Path, tmp_path: Path) -> None:
+    stages = len(load_image_backbone(FAST_BACKBONE).stage_names())
+    clf = ImageClassifier(FAST_BACKBONE, tap=[stages - 2, None], **QUIET).fit(digit_scans / "pool")
+    assert clf.metrics_["tap"] == f"stage{stages - 2}+final"
+    loaded = ImageClassifier.load(clf.save(tmp_path / "model"))
+    assert loaded.tap_ == [stages - 2, None]
+    images = sorted((digit_scans / "test").glob("*/*.png"))[:30]
+    np.testing.assert_allclose(loaded.predict_proba(images), clf.predict_proba(images), atol=1e-5)

@@ -282,7 +282,10 @@ class TapReader:
 
     def __init__(self, passes: FrozenPasses, backbone: ImageBackbone, taps: Sequence[Tap]) -> None:
         self.passes, self.backbone = passes, backbone
-        deep = [t for t in taps if not isinstance(t, list) and pixel_side(t) is None]
+        deep: list[int | None] = []  # every stage read, alone or in a concatenation, once
+        for part in (part for t in taps for part in (t if isinstance(t, list) else [t])):
+            if pixel_side(part) is None and part not in deep:
+                deep.append(part)
         self.together = network(backbone, deep if len(deep) > 1 else (deep or [None])[0], nn.Identity())
         widths = [probe_features(FeatureExtractor(backbone.network, t), backbone.input_size) for t in deep]
         ends = np.cumsum([0, *widths])
