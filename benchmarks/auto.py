@@ -21,7 +21,7 @@ Rows, each trained on the same training images and scored on the same test image
 Regret = the best row's test accuracy minus ``auto``'s (mean over the samples), and ``auto``'s
 margin over the better of the two no-transfer rows.
 
-    python benchmarks/auto.py        # writes benchmarks/results/auto.json (about 50 minutes on 2 cores)
+    python benchmarks/auto.py        # writes benchmarks/results/auto.json (about an hour on 2 cores)
 """
 
 from __future__ import annotations
