@@ -101,7 +101,7 @@ def test_tuning_defaults_are_overridable_per_estimator_and_checked(cat_dog_copy)
     default = ImageClassifier(FAST_BACKBONE, epochs=1, **QUIET).fit(cat_dog_copy)
     assert default.strategy_ == "features"  # 16 photos a class: small data under the measured default (50)
     tuned = ImageClassifier(FAST_BACKBONE, epochs=1, tuning={"small": 5}, **QUIET).fit(cat_dog_copy)
-    assert "medium data" in tuned.strategy_reason_ and "measured on the" in tuned.strategy_reason_
+    assert tuned.strategy_ == "finetune" and "examples per class" in tuned.strategy_reason_
     assert clone(tuned).get_params()["tuning"] == {"small": 5}
     for bad, message in (({"smal": 5}, "unknown 'smal'; known: small"), ({"c_grid": []}, "c_grid=\\[\\] must be")):
         with pytest.raises(ParameterError, match=message):
