@@ -51,7 +51,9 @@ def banking(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], 
             picked[row["category"]].append(row["text"])
     train = [(t, c) for c, texts in picked.items() for t in texts[:8]]
     test = [(t, c) for c, texts in picked.items() for t in texts[8:]]
-    model = TextClassifier(strategy="head", epochs=15, progress=False, seed=0).fit(*zip(*train, strict=True))
+    # fp32, so that the fp32 export is held to float rounding (bf16, where measured faster, moves ~1e-3)
+    model = TextClassifier(strategy="head", epochs=15, progress=False, seed=0, bf16=False)
+    model.fit(*zip(*train, strict=True))
     folder = tmp_path_factory.mktemp("export") / "banking"
     model.save(folder)
     texts, labels = (list(x) for x in zip(*test, strict=True))

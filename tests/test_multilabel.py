@@ -23,7 +23,8 @@ from wukong.export import export
 from .conftest import FAST_BACKBONE
 from .test_text_classifier import BANKING
 
-FAST = {"progress": False, "seed": 0}
+# fp32: the fp32 export and a reloaded model are held to float rounding (bf16, where measured faster, moves ~1e-3)
+FAST = {"progress": False, "seed": 0, "bf16": False}
 INTENTS = 8
 
 

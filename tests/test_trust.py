@@ -18,7 +18,8 @@ from wukong.export.check import export_runner
 
 from .test_text_classifier import BANKING, _per_class
 
-FAST = {"progress": False, "seed": 0}
+# fp32: the fp32 export and a reloaded model are held to float rounding (bf16, where measured faster, moves ~1e-3)
+FAST = {"progress": False, "seed": 0, "bf16": False}
 
 
 @pytest.fixture(scope="module")
