@@ -55,6 +55,18 @@ def cifar_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cifar_subset(tmp_path_factory.mktemp("cifar"), train_per_class=20, test_per_class=30)
 
 
+@pytest.fixture(scope="session")
+def digit_scans(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scikit-learn's handwritten digit scans (real data, unlike photos): ``pool/<digit>/`` holds 10
+    per digit, ``test/<digit>/`` 20 per digit (written by ``benchmarks/auto_tasks.py``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("auto_tasks", ROOT / "benchmarks" / "auto_tasks.py")
+    tasks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tasks)
+    return tasks.digits(tmp_path_factory.mktemp("digits"), pool=10, test=20)
+
+
 @pytest.fixture()
 def cat_dog_copy(tmp_path: Path) -> Path:
     """A writable copy of the cat/dog training folder (tests add bad files to it)."""

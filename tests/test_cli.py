@@ -61,7 +61,10 @@ def test_train_writes_the_model_folder_contract(trained) -> None:
     assert metrics["classes"] == ["cat", "dog"]
     assert printed["test_accuracy"] == metrics["test_accuracy"]
     config = json.loads((out / "config.json").read_text())
-    assert config["strategy_reason"]
+    assert config["strategy_reason"] == printed["strategy_reason"]
+    for name, info in metrics["taps_tried"].items():  # every candidate and its score, printed and saved
+        assert f"{name}: {info['cv_loss']}" in printed["strategy_reason"]
+    assert "pixels16@64px" in metrics["taps_tried"]  # raw pixels: whether transfer helps at all
     side = metrics["input_size"]  # measured: the embedded backbone's 64px, or 1.25x that
     assert side in (64, 80) and config["backbone"]["data_config"]["input_size"] == [3, side, side]
     assert not (out.parent / "model.partial").exists()  # work folder cleaned up

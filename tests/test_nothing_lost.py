@@ -424,6 +424,8 @@ PICKLE = b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06sys
         ("classes not names", set_config(["classes"], [1, 2]), "'classes' must be a list"),
         ("bad mean", set_config(["backbone", "data_config", "mean"], "x"), "mean and std"),
         ("bad tap", set_config(["tap"], "os"), "tap 'os'"),
+        ("bad tap list", set_config(["tap"], [0, 99]), "tap [0, 99] must be"),
+        ("bad pixel tap", set_config(["tap"], "pixelsx"), "tap 'pixelsx' must be"),
         ("unknown modality", set_config(["modality"], "audio"), "unknown modality 'audio'"),
         ("wrong format", set_config(["format"], "other/1"), "not a Wukong model config"),
     ],

@@ -42,24 +42,30 @@ def test_auto_explains_its_choice_and_measures_similarity() -> None:
     clf = ImageClassifier(FAST_BACKBONE, progress=False).fit(CAT_DOG / "train")
     assert clf.strategy_ == "features"  # 20 per class: small data
     assert "small data" in clf.strategy_reason_ and "cross-validated" in clf.strategy_reason_
-    assert set(clf.metrics_["taps_tried"]) == {"final@64px", "stage3@64px", "final@80px", "stage3@80px"}
-    # the kept candidate is the default unless another beat it by more than one standard error
+    stages = len(load_image_backbone(FAST_BACKBONE).stage_names())
+    every_stage = {f"stage{i}@64px" for i in range(stages)}
+    together = {f"stage{stages - 2}+final@64px", "+".join(f"stage{i}" for i in range(stages)) + "+final@64px"}
+    no_transfer = {"pixels16@64px", "pixels32@64px"}
+    assert set(clf.metrics_["taps_tried"]) == {"final@64px", "final@80px"} | every_stage | together | no_transfer
+    for name, info in clf.metrics_["taps_tried"].items():  # every candidate and its score, in the explanation
+        assert f"{name}: {info['cv_loss']} ± {info['cv_loss_se']}" in clf.strategy_reason_
+    # the kept candidate is the one with the fewest features within one standard error of the lowest loss
     tried = clf.metrics_["taps_tried"]
     kept = f"{clf.metrics_['tap']}@{clf.metrics_['input_size']}px"
-    best = min(tried, key=lambda name: tried[name]["cv_loss"])
-    default = tried["final@64px"]["cv_loss"]
-    if default <= tried[best]["cv_loss"] + tried[best]["cv_loss_se"]:
-        assert kept == "final@64px"
-    else:
-        assert kept == best
+    best = tried[min(tried, key=lambda name: tried[name]["cv_loss"])]
+    within = [name for name, info in tried.items() if info["cv_loss"] <= best["cv_loss"] + best["cv_loss_se"]]
+    assert tried[kept]["features"] == min(tried[name]["features"] for name in within)
 
 
-def test_one_standard_error_rule_keeps_the_default_unless_clearly_beaten() -> None:
+def test_one_standard_error_rule_keeps_the_simplest_candidate_within_the_noise() -> None:
     from wukong.strategies.features import one_standard_error_choice
 
-    assert one_standard_error_choice([(0.60, 0.05), (0.58, 0.05), (0.59, 0.01)]) == 0  # within noise
-    assert one_standard_error_choice([(0.60, 0.05), (0.40, 0.05)]) == 1  # clearly better
-    assert one_standard_error_choice([(None, None), (0.5, 0.1)]) == 1  # the default could not be scored
+    # (loss, standard error, features): the fewest features within one standard error of the lowest loss
+    assert one_standard_error_choice([(0.60, 0.05, 1280), (0.58, 0.05, 320), (0.59, 0.01, 112)]) == 2
+    assert one_standard_error_choice([(0.60, 0.05, 1280), (0.40, 0.05, 1792), (0.44, 0.01, 320)]) == 2
+    assert one_standard_error_choice([(0.60, 0.05, 320), (0.40, 0.05, 1280)]) == 1  # clearly better
+    assert one_standard_error_choice([(0.50, 0.05, 320), (0.50, 0.05, 320)]) == 0  # a tie: the first
+    assert one_standard_error_choice([(None, None, 16), (0.5, 0.1, 1280)]) == 1  # one could not be scored
 
 
 def test_features_cache_reuses_by_content_not_name(cat_dog_copy: Path, private_cache: Path) -> None:

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
-from wukong.backbones.vision import load_image_backbone, rebuild_backbone, with_input_size
+from wukong.backbones.vision import load_image_backbone, rebuild_backbone
 from wukong.data.decode import ImageStore
 from wukong.data.images import ImageSource, labelled_images
 from wukong.engine import check_engine
-from wukong.errors import ParameterError
 from wukong.estimator import Labelled, TransferClassifier
-from wukong.heads import head_from_spec
+from wukong.heads import head_from_spec, is_linear
 from wukong.modalities import image
-from wukong.network import later_blocks
+from wukong.network import Tap, later_blocks, pixel_side
 from wukong.progress import status
 from wukong.strategies.auto import Choice
 from wukong.strategies.features import (
@@ -42,7 +43,10 @@ class ImageClassifier(TransferClassifier):
             (cached features + cross-validated logistic regression), ``"head"`` (train the new top
             on the frozen network) or ``"finetune"`` (then unfreeze later blocks).
         head: ``"linear"``, ``"mlp"`` or an ``nn.Module`` (features -> logits).
-        tap: ``"auto"``, ``"final"`` or a stage index: where ``features`` reads the network.
+        tap: where ``features`` reads the network: ``"auto"`` (every candidate compared by
+            cross-validation: the top, each stage, concatenations, and raw pixels as the
+            no-transfer baseline), ``"final"``, a stage index, a list of those (concatenated) or
+            ``"pixels16"`` (no transfer: a linear model on the pixels pooled to 16 x 16).
         linear_model: the classifier ``features`` fits: ``"logistic"`` (softmax regression,
             calibrated probabilities) or ``"svm"`` (linear SVM; scores are softmaxed margins).
         input_size: ``"auto"`` (``features`` on a small-input backbone cross-validates its native
@@ -77,7 +81,7 @@ class ImageClassifier(TransferClassifier):
     backbone: str | Path | nn.Module | None = None
     _: KW_ONLY
     arch: str | None = None
-    tap: str | int = "auto"
+    tap: str | int | list[int | None] = "auto"
     input_size: str | int = "auto"
     augment: bool = True
     engine: str = "auto"
@@ -92,6 +96,8 @@ class ImageClassifier(TransferClassifier):
             if not self._warm:
                 self.backbone_ = load_image_backbone(self.backbone, arch=self.arch)
             self.backbone_name_ = self.backbone_.name
+            if self.tap not in ("auto", "final"):  # a tap asked for: checked before any image is read
+                image.check_tap(self.tap, self._stages())
             self.bf16_ = image.bf16_for(self.backbone_, self.bf16)
 
     def _read_labelled(
@@ -107,56 +113,92 @@ class ImageClassifier(TransferClassifier):
     def _run_strategy(
         self, choice: Choice, train: Labelled, val: Labelled, *, work: Path, resume: bool, carved: bool
     ) -> tuple[Choice, dict[str, Any]]:
-        self._backbone_tuned = choice.strategy == "finetune"
+        self._backbone_tuned = False
         if choice.strategy == "features":
             return self._fit_features(train.examples, val.examples, choice, refit_on_val=carved)
+        if self.strategy == "auto" and choice.strategy == "finetune" and is_linear(self.head) and not self._warm:
+            return self._features_or_finetune(train, val, choice, work, resume)
+        self._backbone_tuned = choice.strategy == "finetune"
         return choice, self._fit_network(train.examples, val.examples, choice, work, resume)
+
+    # What ``features`` leaves behind, kept while ``finetune`` is measured against it.
+    _FITTED = ("net_", "head_spec_", "backbone_", "tap_", "temperature_", "calibration_", "thresholds_")
+
+    def _features_or_finetune(
+        self, train: Labelled, val: Labelled, choice: Choice, work: Path, resume: bool
+    ) -> tuple[Choice, dict[str, Any]]:
+        """``auto`` beyond small data: the best ``features`` candidate (seconds, on cached features)
+        and then the fine-tuned network, both measured on the same held-out validation set; the more
+        accurate is kept (the fine-tuned one on a tie, as the size rule says). So data unlike the
+        pretraining set, where the pretrained features or even raw pixels may do better, is
+        measured rather than assumed."""
+        native = self.backbone_
+        linear_choice, linear = self._fit_features(train.examples, val.examples, choice, refit_on_val=False)
+        kept = {name: getattr(self, name) for name in self._FITTED}
+        self.backbone_ = copy.deepcopy(native)  # fine-tuning changes the weights the features were read with
+        self._backbone_tuned = True
+        tuned = self._fit_network(train.examples, val.examples, choice, work, resume)
+        scores = {"features": linear["val"]["accuracy"], "finetune": tuned["val"]["accuracy"]}
+        measured = (
+            f"measured on the {len(val)} validation examples: fine-tuned {scores['finetune']:.3f}, the best "
+            f"linear classifier on frozen features ({linear['tap']}@{linear['input_size']}px) {scores['features']:.3f}"
+        )
+        compared = {"compared_on_validation": scores}
+        if scores["features"] > scores["finetune"]:
+            for name, value in kept.items():
+                setattr(self, name, value)
+            self._backbone_tuned = False
+            reason = f"{linear_choice.reason}; {measured}: the linear classifier kept"
+            return Choice("features", 0, reason), {**linear, **compared}
+        return Choice(choice.strategy, choice.unfreeze, f"{choice.reason}; {measured}: the fine-tuned network kept"), {
+            **tuned,
+            **compared,
+            "features_tried": {"tap": linear["tap"], "taps_tried": linear["taps_tried"]},
+        }
 
     def _fit_features(
         self, train: ImageStore, val: ImageStore, choice: Choice, *, refit_on_val: bool
     ) -> tuple[Choice, dict[str, Any]]:
-        """Strategy ``features`` over every tap and input size worth trying (``strategies.features``)."""
+        """Strategy ``features`` over every tap and input size worth trying (``strategies.features``),
+        each size's taps read in one pass, and raw pixels (no transfer) among them."""
         native = self.backbone_
-        candidates = []  # the default (top features, native size) first
-        for size in image.candidate_sizes(native, self.input_size):
+        candidates = []
+        for sized, taps in image.candidate_views(native, self.tap, self.input_size):
             # The network is convolutional with global pooling: any input size works. Large photos
             # may gain from a slightly larger input than the native one; tiny images do not.
-            sized = with_input_size(native, size)
-            stores = (
-                (train, val)
-                if size == native.input_size
-                else image.redecode(sized, (train, val), progress=self.progress)
-            )
-            for tap in image.candidate_taps(native, self.tap):
+            same = sized.data_config == native.data_config
+            stores = (train, val) if same else image.redecode(sized, (train, val), progress=self.progress)
+            reader = image.TapReader(self._passes, sized, taps)
+            for tap in taps:
                 net, spec = image.assemble(sized, tap, self.head, len(self.classes_))
                 candidates.append(
                     Candidate(
-                        f"{image.tap_name(tap)}@{size}px",
-                        lambda n=net, b=sized, st=stores[0]: self._passes.cached(n, b, st, flip=self.augment),
-                        payload=(net, spec, sized, stores),
-                        why="earlier-layer features transfer better to data unlike the pretraining data" if tap else "",
+                        f"{image.tap_name(tap)}@{sized.input_size}px",
+                        lambda r=reader, t=tap, st=stores[0]: r(t, st, flip=self.augment),
+                        payload=(net, spec, sized, stores, reader),
+                        why=_why(tap),
                     )
                 )
         search = search_features(candidates, self._linear)
-        self.net_, self.head_spec_, self.backbone_, (train, val) = search.best.payload
+        self.net_, self.head_spec_, self.backbone_, (train, val), reader = search.best.payload
         self.tap_ = self.net_.features.tap
         self._write_linear(search.fit)
         reason = choice.reason + (f"; {search.explanation}" if search.explanation else "")
-        val_feats, _, _ = self._passes.cached(self.net_, self.backbone_, val, flip=False)  # cached: no second pass
+        val_feats, _, _ = reader(self.tap_, val, flip=False)
         extra = {
             "classifier": search.fit.info,
-            "engine": self._passes.of(self.net_, self.backbone_.input_size).note,
+            "engine": self._passes.of(reader.together, self.backbone_.input_size).note,
             "tap": image.tap_name(self.tap_),
             "input_size": self.backbone_.input_size,
             "taps_tried": search.tried,
+            "transfer": pixel_side(self.tap_) is None,
             "val_logits": self._logits_from_features(val_feats),
             "sets": (train, val),  # decoded at the input size chosen
         }
         extra["val"] = self._metrics_from_logits(val.labels, extra["val_logits"], val.paths)
         # measured above; with few examples, now use them all
         if refit_with_validation(refit_on_val, train.labels, self.tuning_["refit_below"]):
-            both = self._passes.cached(self.net_, self.backbone_, train.concat(val), flip=self.augment)
-            self._write_linear(self._linear(*both))
+            self._write_linear(self._linear(*reader(self.tap_, train.concat(val), flip=self.augment)))
             extra["refit_on_train_and_val"] = True
         return Choice("features", 0, reason), extra
 
@@ -191,6 +233,21 @@ class ImageClassifier(TransferClassifier):
             "tap": self.tap_,
         }
 
+    # A raw-pixel model does not use its backbone: its weights are left out of the folder (they are
+    # rebuilt from the backbone's source at load, as for every other model).
+    _UNUSED = "features.network."
+
+    def _state_to_save(self) -> dict[str, torch.Tensor]:
+        state = self.net_.state_dict()
+        if pixel_side(self.tap_) is None:
+            return state
+        return {k: v for k, v in state.items() if not k.startswith(self._UNUSED)}
+
+    def _load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
+        if pixel_side(self.tap_) is not None:
+            state = {**{k: v for k, v in self.net_.state_dict().items() if k.startswith(self._UNUSED)}, **state}
+        super()._load_saved_state(state)
+
     @classmethod
     def _from_config(
         cls, config: dict[str, Any], backbone: nn.Module | None = None, head: nn.Module | None = None
@@ -204,9 +261,7 @@ class ImageClassifier(TransferClassifier):
             model.backbone_ = rebuild_backbone(info["source"], info["data_config"])
         model.backbone_name_ = info["name"]
         model.tap_ = config["tap"]
-        stages = len(model.backbone_.stage_names())
-        if model.tap_ is not None and not (isinstance(model.tap_, int) and 0 <= model.tap_ < max(stages, 1)):
-            raise ParameterError(f"tap {model.tap_!r} must be null or a stage index below {stages}")
+        image.check_tap(model.tap_, len(model.backbone_.stage_names()))
         model.bf16_ = image.bf16_for(model.backbone_, model.bf16)
         model.net_ = image.network(
             model.backbone_, model.tap_, head if head is not None else head_from_spec(config["head"])
@@ -250,3 +305,15 @@ class ImageClassifier(TransferClassifier):
 
     def _inputs_of(self, examples: ImageStore) -> tuple[list[str], np.ndarray]:
         return examples.paths, examples.pixels
+
+
+def _why(tap: Tap) -> str:
+    """Why a candidate other than the top features may win (said when it does)."""
+    if pixel_side(tap):
+        return (
+            "transfer does not help on this data: a linear model on the raw pixels is as accurate as any "
+            "pretrained features, or more"
+        )
+    if tap is None:
+        return ""
+    return "earlier-layer features transfer better to data unlike the pretraining data"

@@ -11,27 +11,50 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+# Where features are read (JSON-able, saved in config.json): ``None`` the top; ``k`` stage k, pooled;
+# a list of those (``[3, None]``): each pooled, concatenated; ``"pixels16"``: the (normalised) input
+# itself, average-pooled to 16 x 16, the no-transfer baseline that the others are measured against.
+Tap = int | None | list[int | None] | str
+PIXELS = "pixels"
+
+
+def pixel_side(tap: Tap) -> int | None:
+    """The side of a raw-pixel tap (``"pixels16"`` -> 16); ``None`` for a tap into the network."""
+    side = tap.removeprefix(PIXELS) if isinstance(tap, str) and tap.startswith(PIXELS) else ""
+    return int(side) if side.isdigit() and int(side) > 0 else None
+
 
 class FeatureExtractor(nn.Module):
-    """Pooled features of a backbone, from its top (``tap=None``) or an earlier stage.
+    """Pooled features of a backbone, read at ``tap`` (see ``Tap``).
 
     Earlier stages hold more generic features (edges, textures), which transfer better to data
-    unlike the pretraining set; they are global-average pooled to a vector.
+    unlike the pretraining set; they are global-average pooled to a vector. Several taps are read
+    in one forward pass.
     """
 
-    def __init__(self, network: nn.Module, tap: int | None = None) -> None:
+    def __init__(self, network: nn.Module, tap: Tap = None) -> None:
         super().__init__()
         self.network = network
         self.tap = tap
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.tap is None:
-            out = self.network(x)
+        side = pixel_side(self.tap)
+        if side is not None:  # no transfer: the network is not used
+            return nn.functional.adaptive_avg_pool2d(x, side).flatten(1)
+        taps = self.tap if isinstance(self.tap, list) else [self.tap]
+        stages = sorted({t for t in taps if t is not None})
+        pooled: dict[int | None, torch.Tensor] = {}
+        if None in taps and stages:
+            top, maps = self.network.forward_intermediates(x, indices=stages, intermediates_only=False)
+            pooled[None] = self.network.forward_head(top)
+        elif None in taps:
+            pooled[None], maps = self.network(x), []
         else:
-            out = self.network.forward_intermediates(x, indices=[self.tap], intermediates_only=True, stop_early=True)[0]
-        if out.ndim == 4:  # user modules may return maps
-            out = out.mean(dim=(2, 3))
-        return out.flatten(1)
+            maps = self.network.forward_intermediates(x, indices=stages, intermediates_only=True, stop_early=True)
+        pooled.update(zip(stages, maps, strict=True))
+        parts = [pooled[t] for t in taps]
+        parts = [p.mean(dim=(2, 3)) if p.ndim == 4 else p for p in parts]  # stage maps (or a user module's)
+        return torch.cat([p.flatten(1) for p in parts], dim=1) if len(parts) > 1 else parts[0].flatten(1)
 
 
 class TransferNet(nn.Module):

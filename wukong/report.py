@@ -48,8 +48,8 @@ def draw(config: dict[str, Any], metrics: dict[str, Any]) -> dict[str, tuple[byt
         ),
         "features_compared": (
             figures.candidates(metrics.get("taps_tried") or {}, chosen),
-            f"Kept: {chosen} (in colour). The first is the default, kept unless another is better by more "
-            "than one standard error.",
+            f"Kept: {chosen} (in colour): the candidate with the fewest features whose loss is within one "
+            "standard error of the lowest.",
         ),
     }
     multi = bool(metrics.get("multi_label"))

@@ -16,16 +16,25 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from wukong.backbones.vision import ImageBackbone
+from wukong.backbones.vision import ImageBackbone, with_input_size
 from wukong.data.augment import ArrayImageDataset
 from wukong.data.decode import ImageStore, conflicting_labels, decode_images
 from wukong.data.images import image_items, item_name, labelled_images, list_images
 from wukong.data.labelled import Labelled
 from wukong.engine import FrozenPass, frozen_pass
-from wukong.errors import DataError
+from wukong.errors import DataError, ParameterError
 from wukong.features_cache import FeatureCache, namespace_key
 from wukong.heads import build_head
-from wukong.network import Embedding, FeatureExtractor, TransferNet, probe_features, weights_fingerprint
+from wukong.network import (
+    PIXELS,
+    Embedding,
+    FeatureExtractor,
+    Tap,
+    TransferNet,
+    pixel_side,
+    probe_features,
+    weights_fingerprint,
+)
 from wukong.progress import status, track
 from wukong.runtime import bf16_measured_faster, default_device
 from wukong.strategies.finetune import repeat_to_steps
@@ -95,7 +104,7 @@ def bf16_for(backbone: ImageBackbone, bf16: bool | None) -> bool:
     return bf16_measured_faster(lambda: network(batch), device, key)
 
 
-def network(backbone: ImageBackbone, tap: int | None, head: nn.Module) -> TransferNet:
+def network(backbone: ImageBackbone, tap: Tap, head: nn.Module) -> TransferNet:
     """The transferred network: normalisation + the backbone read at ``tap`` + ``head``."""
     cfg = backbone.data_config
     extractor = FeatureExtractor(backbone.network, tap)
@@ -103,7 +112,7 @@ def network(backbone: ImageBackbone, tap: int | None, head: nn.Module) -> Transf
 
 
 def assemble(
-    backbone: ImageBackbone, tap: int | None, head: str | nn.Module, num_classes: int
+    backbone: ImageBackbone, tap: Tap, head: str | nn.Module, num_classes: int
 ) -> tuple[TransferNet, dict[str, Any]]:
     """A new network with a new head (and the head's JSON spec) on the backbone read at ``tap``."""
     width = probe_features(FeatureExtractor(backbone.network, tap), backbone.input_size)
@@ -199,17 +208,93 @@ def candidate_sizes(backbone: ImageBackbone, input_size: str | int) -> list[int]
     return [backbone.input_size if input_size == "native" else int(input_size)]
 
 
-def candidate_taps(backbone: ImageBackbone, tap: str | int) -> list[int | None]:
-    """Where ``features`` may read the network (``None``: its top, first)."""
+# The no-transfer baseline's sides: raw pixels average-pooled to 16 x 16 and 32 x 32 (a linear model
+# on them is what a user without a pretrained network would fit first).
+PIXEL_SIDES = (16, 32)
+
+
+def candidate_views(
+    backbone: ImageBackbone, tap: Tap | str, input_size: str | int
+) -> list[tuple[ImageBackbone, list[Tap]]]:
+    """What ``features`` compares, as (the backbone with its preprocessing, the taps read through it):
+    the network's taps at each candidate size (the stages at the native one only: FixRes concerns
+    the top), and raw pixels of the whole image (no centre crop: a model of pixels should see all
+    of them, as a user's own would)."""
+    taps = candidate_taps(backbone, tap)
+    deep = [t for t in taps if isinstance(t, list) or pixel_side(t) is None]
+    pixels = [t for t in taps if not isinstance(t, list) and pixel_side(t) is not None]
+    views = []
+    for size in candidate_sizes(backbone, input_size):
+        sized = with_input_size(backbone, size)
+        chosen = deep if size == backbone.input_size else [t for t in deep if t is None]
+        if chosen:
+            views.append((sized, chosen))
+    if pixels:
+        views.append((with_input_size(backbone, backbone.input_size, crop_pct=1.0), pixels))
+    return views
+
+
+def candidate_taps(backbone: ImageBackbone, tap: Tap | str) -> list[Tap]:
+    """Where ``features`` may read the network (``wukong.network.Tap``), the default (its top) first.
+
+    ``tap="auto"``: the top, every stage, the stage before the top with the top, all of them
+    together, and raw pixels: whether transfer helps at all is measured too.
+    """
     if tap == "final":
         return [None]
-    if isinstance(tap, int) and not isinstance(tap, bool):
+    if tap != "auto":
         return [tap]
-    stages = backbone.stage_names()
-    if tap == "auto" and len(stages) >= 3 and hasattr(backbone.network, "forward_intermediates"):
-        return [None, len(stages) - 2]  # the top, and the stage before it
-    return [None]
+    taps: list[Tap] = [None]
+    stages = len(backbone.stage_names())
+    if stages >= 2 and hasattr(backbone.network, "forward_intermediates"):
+        taps += [*range(stages - 1, -1, -1), [stages - 2, None], [*range(stages), None]]
+    return taps + [f"{PIXELS}{side}" for side in PIXEL_SIDES]
 
 
-def tap_name(tap: int | None) -> str:
+def tap_name(tap: Tap) -> str:
+    """``final``, ``stage3``, ``stage3+final``, ``pixels16``."""
+    if isinstance(tap, list):
+        return "+".join(tap_name(t) for t in tap)
+    if isinstance(tap, str):
+        return tap
     return "final" if tap is None else f"stage{tap}"
+
+
+def check_tap(tap: Any, stages: int) -> None:
+    """A saved tap must be one ``FeatureExtractor`` reads (a one-line error otherwise)."""
+    parts = tap if isinstance(tap, list) and tap else [tap]
+    ok = (
+        pixel_side(tap) is not None
+        if isinstance(tap, str)
+        else all(
+            t is None or (isinstance(t, int) and not isinstance(t, bool) and 0 <= t < max(stages, 1)) for t in parts
+        )
+    )
+    if not ok:
+        raise ParameterError(
+            f"tap {tap!r} must be null, a stage index below {stages}, a list of those, or 'pixels<side>'"
+        )
+
+
+class TapReader:
+    """Features of a store at any of ``taps`` into one backbone, from one (cached) forward pass that
+    reads them all; raw-pixel taps are read on their own (a pooling, not a pass)."""
+
+    def __init__(self, passes: FrozenPasses, backbone: ImageBackbone, taps: Sequence[Tap]) -> None:
+        self.passes, self.backbone = passes, backbone
+        deep: list[int | None] = []  # every stage read, alone or in a concatenation, once
+        for part in (part for t in taps for part in (t if isinstance(t, list) else [t])):
+            if pixel_side(part) is None and part not in deep:
+                deep.append(part)
+        self.together = network(backbone, deep if len(deep) > 1 else (deep or [None])[0], nn.Identity())
+        widths = [probe_features(FeatureExtractor(backbone.network, t), backbone.input_size) for t in deep]
+        ends = np.cumsum([0, *widths])
+        self.columns = {tap_name(t): np.arange(ends[i], ends[i + 1]) for i, t in enumerate(deep)}
+
+    def __call__(self, tap: Tap, store: ImageStore, *, flip: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(features, labels, groups) as ``FrozenPasses.cached`` gives them, for ``tap``."""
+        if pixel_side(tap) is not None:
+            return self.passes.cached(network(self.backbone, tap, nn.Identity()), self.backbone, store, flip=flip)
+        features, labels, groups = self.passes.cached(self.together, self.backbone, store, flip=flip)
+        parts = tap if isinstance(tap, list) else [tap]
+        return features[:, np.concatenate([self.columns[tap_name(t)] for t in parts])], labels, groups

@@ -187,19 +187,22 @@ def _two_columns(score: np.ndarray) -> np.ndarray:
     return np.stack([-score / 2, score / 2], axis=1)
 
 
-def one_standard_error_choice(losses: list[tuple[float | None, float | None]]) -> int:
-    """Index of the candidate to keep: the first (the default) unless another is clearly better.
+def one_standard_error_choice(scores: Sequence[tuple[float | None, float | None, int]]) -> int:
+    """Index of the candidate to keep: the simplest one whose loss is within one standard error of
+    the best loss.
 
-    ``losses`` holds (cross-validated loss, its standard error) per candidate, the default first.
-    The one-standard-error rule (Breiman et al. 1984; Hastie et al., ESL 7.10): keep the default
-    when its loss is within one standard error of the best one. On a few dozen examples the
-    candidates' scores differ mostly by noise, and picking the minimum would chase that noise.
+    ``scores`` holds (cross-validated loss, its standard error, the number of features) per candidate.
+    The one-standard-error rule (Breiman et al. 1984; Hastie et al., ESL 7.10): among the candidates
+    no worse than the best one's loss plus its standard error, keep the most parsimonious, here the
+    one with the fewest features (the first listed on a tie). On a few dozen examples the scores
+    differ mostly by noise, and the minimum chases that noise; fewer features overfit less.
     """
-    scored = [(loss, se or 0.0, i) for i, (loss, se) in enumerate(losses) if loss is not None]
-    if not scored or losses[0][0] is None:
-        return 0 if not scored else min(scored)[2]
-    best_loss, best_se, best = min(scored)
-    return 0 if losses[0][0] <= best_loss + best_se else best
+    scored = [(loss, se or 0.0, i) for i, (loss, se, _) in enumerate(scores) if loss is not None]
+    if not scored:
+        return 0
+    best_loss, best_se, _ = min(scored)
+    within = [i for loss, _, i in scored if loss <= best_loss + best_se]
+    return min(within, key=lambda i: (scores[i][2], i))
 
 
 @dataclass
@@ -225,8 +228,8 @@ class Search:
 def search_features(
     candidates: Sequence[Candidate], fit: Callable[[np.ndarray, np.ndarray, np.ndarray | None], LinearFit]
 ) -> Search:
-    """Fit the cross-validated linear classifier on every candidate and keep the default (the first)
-    unless another is better by more than one standard error; the explanation lists every score.
+    """Fit the cross-validated linear classifier on every candidate and keep the simplest within one
+    standard error of the best (``one_standard_error_choice``); the explanation lists every score.
 
     Example:
         >>> x = np.r_[np.zeros((6, 2)), np.ones((6, 2))] + np.arange(12)[:, None] / 100
@@ -235,20 +238,34 @@ def search_features(
         >>> search_features([only], lambda f, lab, g: fit_linear_classifier(f, lab, 2)).best.name
         'final'
     """
-    fits = [fit(*candidate.features()) for candidate in candidates]
-    tried = {candidate.name: result.info for candidate, result in zip(candidates, fits, strict=True)}
-    index = one_standard_error_choice([(f.info["cv_loss"], f.info["cv_loss_se"]) for f in fits])
+    fits, widths = [], []
+    for candidate in candidates:
+        features, labels, groups = candidate.features()
+        fits.append(fit(features, labels, groups))
+        widths.append(int(features.shape[1]))
+    tried = {
+        candidate.name: {**result.info, "features": width}
+        for candidate, result, width in zip(candidates, fits, widths, strict=True)
+    }
+    index = one_standard_error_choice(
+        [(f.info["cv_loss"], f.info["cv_loss_se"], w) for f, w in zip(fits, widths, strict=True)]
+    )
     best = candidates[index]
     explanation = ""
     if len(candidates) > 1:
         scores = ", ".join(f"{name}: {info['cv_loss']} ± {info['cv_loss_se']}" for name, info in tried.items())
-        verdict = (
-            f"no other choice is better by more than one standard error: {best.name} kept"
-            if index == 0
-            else f"{best.name} is better by more than one standard error" + (f" ({best.why})" if best.why else "")
-        )
+        scored = [(info["cv_loss"], name) for name, info in tried.items() if info["cv_loss"] is not None]
+        lowest = min(scored)[1] if scored else None
+        if lowest is None:
+            verdict = f"too few examples to cross-validate: {best.name}"
+        elif best.name == lowest:
+            verdict = f"{best.name} has the lowest loss"
+        else:
+            verdict = f"{best.name} ({widths[index]} features) is the simplest within one standard error of {lowest}"
         metric = fits[index].info["cv_metric"].replace("_", " ")
-        explanation = f"measured by cross-validated {metric} ({scores}): {verdict}"
+        explanation = f"measured by cross-validated {metric} ({scores}): {verdict}, kept" + (
+            f" ({best.why})" if best.why else ""
+        )
     return Search(best, fits[index], tried, explanation)
 
 

@@ -40,25 +40,42 @@ class SoftmaxSearch:
     held_out_logits: np.ndarray | None  # out-of-fold logits at the best C, rows in input order (None without folds)
 
 
+Block = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # features, labels, sample weights or None
+Weights = tuple[torch.Tensor, torch.Tensor]  # (classes, features) and (classes,)
+
+
 def fit_softmax(
     x: torch.Tensor,
     y: torch.Tensor,
     num_classes: int,
     c: float,
     *,
-    start: tuple[torch.Tensor, torch.Tensor] | None = None,
+    start: Weights | None = None,
     sample_weight: torch.Tensor | None = None,
     max_iter: int = 500,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> Weights:
     """Weights minimising mean (weighted) cross-entropy + ``||W||^2 / (2 c n)``; ``start``: a warm start.
     ``y``: class ids, or (multi-label) float indicator rows: binary cross-entropy summed over labels."""
-    n, d = x.shape
-    weight = (start[0].clone() if start else torch.zeros(num_classes, d)).requires_grad_(True)
-    bias = (start[1].clone() if start else torch.zeros(num_classes)).requires_grad_(True)
-    penalty = 0.5 / (c * n)
-    weights = sample_weight / sample_weight.mean() if sample_weight is not None else None
+    return fit_softmax_blocks([(x, y, sample_weight)], num_classes, c, [start], max_iter=max_iter)[0]
+
+
+def fit_softmax_blocks(
+    blocks: Sequence[Block], num_classes: int, c: float, starts: Sequence[Weights | None], *, max_iter: int = 500
+) -> list[Weights]:
+    """``fit_softmax`` of several independent problems (the folds of a cross-validation) in one L-BFGS
+    run: their objectives are summed, and since no weight appears in two of them, each block's
+    minimiser is its own problem's. One run instead of one per fold: the optimiser's per-step cost
+    is Python overhead at this size, paid once for all the folds."""
+    params, objectives = [], []
+    for (x, y, sample_weight), start in zip(blocks, starts, strict=True):
+        n, d = x.shape
+        weight = (start[0].clone() if start else torch.zeros(num_classes, d)).requires_grad_(True)
+        bias = (start[1].clone() if start else torch.zeros(num_classes)).requires_grad_(True)
+        weights = sample_weight / sample_weight.mean() if sample_weight is not None else None
+        params.append((weight, bias))
+        objectives.append((x, y, weights, 0.5 / (c * n), weight, bias))
     optimizer = torch.optim.LBFGS(
-        [weight, bias],
+        [t for pair in params for t in pair],
         lr=1.0,
         max_iter=max_iter,
         tolerance_grad=1e-5,
@@ -69,14 +86,16 @@ def fit_softmax(
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        losses = per_example_loss(x @ weight.T + bias, y)
-        loss = (losses * weights).mean() if weights is not None else losses.mean()
-        loss = loss + penalty * weight.pow(2).sum()
-        loss.backward()
-        return loss
+        total = torch.zeros(())
+        for x, y, weights, penalty, weight, bias in objectives:
+            losses = per_example_loss(x @ weight.T + bias, y)
+            loss = (losses * weights).mean() if weights is not None else losses.mean()
+            total = total + loss + penalty * weight.pow(2).sum()
+        total.backward()
+        return total
 
     optimizer.step(closure)
-    return weight.detach(), bias.detach()
+    return [(weight.detach(), bias.detach()) for weight, bias in params]
 
 
 def cross_validated_softmax(
@@ -98,18 +117,21 @@ def cross_validated_softmax(
     y = torch.from_numpy(np.asarray(labels, dtype=np.float32 if np.ndim(labels) == 2 else np.int64))
     w = torch.from_numpy(np.asarray(sample_weight, dtype=np.float32)) if sample_weight is not None else None
     grid = sorted(c_grid)
-    per_fold: list[list[float]] = []
     held_out = np.zeros((len(grid), len(y), num_classes), dtype=np.float32)
-    for train, test in folds:
-        start = None
-        row = []
-        for i, c in enumerate(grid):  # strongest regularisation first: each solution starts the next
-            start = fit_softmax(x[train], y[train], num_classes, c, start=start, sample_weight=_take(w, train))
-            with torch.no_grad():
-                logits = x[test] @ start[0].T + start[1]
+    # every fold's problem in the coordinates of its training rows (``row_space``), fitted together
+    bases = [row_space(x[train]) for train, _ in folds]
+    blocks = [(_project(x[train], b), y[train], _take(w, train)) for (train, _), b in zip(folds, bases, strict=True)]
+    tests = [(_project(x[test], b), test) for (_, test), b in zip(folds, bases, strict=True)]
+    starts: list[Weights | None] = [None] * len(folds)
+    table_rows = np.zeros((len(folds), len(grid)))
+    for i, c in enumerate(grid):  # strongest regularisation first: each solution starts the next
+        starts = fit_softmax_blocks(blocks, num_classes, c, starts) if folds else []
+        with torch.no_grad():
+            for f, ((x_test, test), (weight, bias)) in enumerate(zip(tests, starts, strict=True)):
+                logits = x_test @ weight.T + bias
                 held_out[i, test] = logits.numpy()
-                row.append(_mean_loss(logits, y[test], _take(w, test)))
-        per_fold.append(row)
+                table_rows[f, i] = _mean_loss(logits, y[test], _take(w, test))
+    per_fold = table_rows.tolist() if len(folds) else []
     if per_fold:
         table = np.asarray(per_fold)
         mean = table.mean(axis=0)
@@ -121,8 +143,30 @@ def cross_validated_softmax(
         logits_at_best = held_out[best]
     else:
         best_c, cv_loss, cv_loss_se, losses, logits_at_best = default_c, None, None, {}, None
-    weight, bias = fit_softmax(x, y, num_classes, best_c, sample_weight=w)
+    basis = row_space(x)
+    weight, bias = fit_softmax(_project(x, basis), y, num_classes, best_c, sample_weight=w)
+    weight = weight @ basis.T if basis is not None else weight
     return SoftmaxSearch(weight.numpy(), bias.numpy(), best_c, cv_loss, cv_loss_se, losses, logits_at_best)
+
+
+def row_space(x: torch.Tensor) -> torch.Tensor | None:
+    """An orthonormal basis (features x rank) of the span of ``x``'s rows, where there are fewer rows
+    than features; ``None`` otherwise.
+
+    The L2-regularised solution lies in that span (a weight component orthogonal to every row leaves
+    the loss unchanged and only adds to the penalty), so solving in its coordinates gives exactly the
+    same model, with ``rows`` instead of ``features`` unknowns per class: with a few dozen examples
+    of thousands of features (raw pixels, concatenated stages), many times fewer.
+    """
+    rows, features = x.shape
+    if rows >= features:
+        return None
+    basis, _ = torch.linalg.qr(x.T.double())  # (features, rows)
+    return basis.float()
+
+
+def _project(x: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
+    return x if basis is None else x @ basis
 
 
 def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

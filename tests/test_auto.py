@@ -1,0 +1,123 @@
+"""``auto`` measures whether and where transfer helps: every stage, concatenations and raw pixels as
+``features`` candidates, and beyond small data the fine-tuned network against the best of them.
+
+Real data: scikit-learn's handwritten digit scans (unlike photos) and the cat/dog photos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from wukong import ImageClassifier
+from wukong.backbones.vision import load_image_backbone
+from wukong.network import FeatureExtractor
+from wukong.strategies.softmax import fit_softmax, fit_softmax_blocks, row_space
+
+from .conftest import CAT_DOG, FAST_BACKBONE
+
+QUIET = {"progress": False, "seed": 0}
+
+
+def test_auto_on_scans_weighs_every_stage_and_raw_pixels(digit_scans: Path, tmp_path: Path) -> None:
+    clf = ImageClassifier(FAST_BACKBONE, **QUIET).fit(digit_scans / "pool")
+    tried = clf.metrics_["taps_tried"]
+    assert {"pixels16@64px", "pixels32@64px", "final@64px"} <= set(tried)
+    kept = f"{clf.metrics_['tap']}@{clf.metrics_['input_size']}px"
+    assert kept in tried and f"{kept} " in clf.strategy_reason_ and f"{kept}: " in clf.strategy_reason_
+    if kept.startswith("pixels"):
+        assert "transfer does not help on this data" in clf.strategy_reason_
+    assert clf.metrics_["transfer"] is not kept.startswith("pixels")
+    assert clf.evaluate(digit_scans / "test")["accuracy"] > 0.5  # chance is 0.1
+    folder = clf.save(tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    assert "pixels16@64px: " in config["strategy_reason"]  # the explanation travels with the model
+    assert "pixels16@64px" in (folder / "report.html").read_text()
+
+
+def test_raw_pixel_model_leaves_the_backbone_out_and_exports(digit_scans: Path, tmp_path: Path) -> None:
+    from wukong.export import export
+
+    clf = ImageClassifier(FAST_BACKBONE, tap="pixels16", **QUIET).fit(digit_scans / "pool")
+    assert clf.metrics_["tap"] == "pixels16" and clf.metrics_["transfer"] is False
+    folder = clf.save(tmp_path / "model")
+    with safe_open(folder / "model.safetensors", "pt") as weights:
+        names = list(weights.keys())
+    assert names and not any(name.startswith("features.network.") for name in names)
+    loaded = ImageClassifier.load(folder)
+    images = sorted((digit_scans / "test").glob("*/*.png"))[:30]
+    np.testing.assert_allclose(loaded.predict_proba(images), clf.predict_proba(images), atol=1e-6)
+    info = export(loaded, tmp_path / "model.onnx", format="onnx", data=digit_scans / "test")
+    assert info["parity"]["top1_disagreements"] == 0
+    assert info["bytes"] < 1_000_000  # pooling and one linear layer, not the backbone
+
+
+def test_several_taps_are_read_in_one_pass_as_the_single_taps_concatenated() -> None:
+    network = load_image_backbone(FAST_BACKBONE).network.eval()
+    stages = len(load_image_backbone(FAST_BACKBONE).stage_names())
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    taps = [*range(stages), None]
+    with torch.no_grad():
+        together = FeatureExtractor(network, taps)(images)
+        alone = torch.cat([FeatureExtractor(network, tap)(images) for tap in taps], dim=1)
+        pixels = FeatureExtractor(network, "pixels16")(images)
+    torch.testing.assert_close(together, alone)
+    torch.testing.assert_close(pixels, torch.nn.functional.avg_pool2d(images, 4).flatten(1))
+
+
+def test_softmax_in_the_row_space_and_in_blocks_is_the_same_model() -> None:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.from_numpy(((digits.data - digits.data.mean(0)) / (digits.data.std(0) + 1e-6))[:60].astype(np.float32))
+    x = torch.cat([x, x.roll(1, dims=1)], dim=1)  # 128 features, 60 rows: fewer rows than features
+    y = torch.from_numpy(digits.target[:60])
+    full = fit_softmax(x, y, 10, 0.1)
+    basis = row_space(x)
+    assert basis is not None and basis.shape == (128, 60)
+    reduced = fit_softmax(x @ basis, y, 10, 0.1)
+    torch.testing.assert_close(reduced[0] @ basis.T, full[0], atol=2e-3, rtol=0)
+    torch.testing.assert_close(reduced[1], full[1], atol=2e-3, rtol=0)
+    halves = [(x[:30], y[:30], None), (x[30:], y[30:], None)]
+    together = fit_softmax_blocks(halves, 10, 0.1, [None, None])
+    for (xs, ys, _), (weight, bias) in zip(halves, together, strict=True):
+        alone = fit_softmax(xs, ys, 10, 0.1)
+        torch.testing.assert_close(weight, alone[0], atol=2e-3, rtol=0)
+        torch.testing.assert_close(bias, alone[1], atol=2e-3, rtol=0)
+
+
+def test_auto_beyond_small_data_keeps_the_better_of_features_and_finetune(tmp_path: Path) -> None:
+    small = {"small": 5}  # 16 photos a class count as medium data
+    clf = ImageClassifier(FAST_BACKBONE, epochs=1, tuning=small, **QUIET).fit(CAT_DOG / "train", work_dir=tmp_path)
+    scores = clf.metrics_["compared_on_validation"]
+    assert set(scores) == {"features", "finetune"}
+    assert clf.strategy_ == ("features" if scores["features"] > scores["finetune"] else "finetune")
+    assert clf.metrics_["val_accuracy"] == pytest.approx(scores[clf.strategy_])
+    assert f"fine-tuned {scores['finetune']:.3f}" in clf.strategy_reason_
+    # the kept model is the one measured: pretrained weights for features, changed ones when fine-tuned
+    pretrained = load_image_backbone(FAST_BACKBONE).network.state_dict()
+    kept = clf.net_.features.network.state_dict()
+    assert all(torch.equal(kept[name], pretrained[name]) for name in pretrained) is (clf.strategy_ == "features")
+    assert clf.evaluate(CAT_DOG / "test")["accuracy"] >= 0.5
+
+
+@pytest.mark.parametrize("tap", [99, "pixels", "pixels0", [0, "pixels16"]])
+def test_a_tap_that_cannot_be_read_is_refused_before_any_image_is(tap: object, digit_scans: Path) -> None:
+    from wukong.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="must be null, a stage index below"):
+        ImageClassifier(FAST_BACKBONE, tap=tap, **QUIET).fit(digit_scans / "pool")
+
+
+def test_a_concatenation_asked_for_is_read_saved_and_loaded(digit_scans: Path, tmp_path: Path) -> None:
+    stages = len(load_image_backbone(FAST_BACKBONE).stage_names())
+    clf = ImageClassifier(FAST_BACKBONE, tap=[stages - 2, None], **QUIET).fit(digit_scans / "pool")
+    assert clf.metrics_["tap"] == f"stage{stages - 2}+final"
+    loaded = ImageClassifier.load(clf.save(tmp_path / "model"))
+    assert loaded.tap_ == [stages - 2, None]
+    images = sorted((digit_scans / "test").glob("*/*.png"))[:30]
+    np.testing.assert_allclose(loaded.predict_proba(images), clf.predict_proba(images), atol=1e-5)
