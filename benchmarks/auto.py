@@ -9,10 +9,10 @@ times (seeds 0-2), 100 per class once.
 Rows, each trained on the same training images and scored on the same test images:
 
 - ``auto``: ``ImageClassifier().fit(train_folder)``, the defaults (EfficientNet-Lite0 at 224px);
-- one row per ``features`` candidate that ``auto`` compares (the top, each stage, concatenations,
+- two rows per ``features`` candidate that ``auto`` compares (the top, each stage, concatenations,
   raw pixels pooled to 16 and 32): wukong's cross-validated logistic regression on that tap's
-  features of all the training images and their mirror images (what ``features`` with that tap
-  fits at the end);
+  features of all the training images and their mirror images, and of the images alone ("no
+  mirrors"): what ``features`` with that tap fits at the end, whichever way it decides;
 - ``sklearn_pixels``: the no-transfer model a user would write by hand: scikit-learn's
   ``LogisticRegression`` (standardised inputs, default C) on the images resized to 32x32 RGB;
 - ``finetune`` (100 per class only, where ``auto`` weighs it): ``strategy="finetune"``. Where
@@ -76,12 +76,12 @@ class Candidates:
         out, cv = {}, {}
         for backbone, taps, reader, test in self.views:
             labelled = self.image.read_labelled(train, None, self.classes, backbone, progress=False, role="")[0]
-            for tap in taps:
-                feats, labels, groups = reader(tap, labelled.examples, flip=True)
+            for tap, flip in ((tap, flip) for tap in taps for flip in (True, False)):
+                feats, labels, groups = reader(tap, labelled.examples, flip=flip)
                 fit = fit_linear_classifier(feats, labels, len(self.classes), groups=groups)
                 test_feats, test_labels, _ = reader(tap, test.examples, flip=False)
                 predicted = (test_feats @ fit.weight.T + fit.bias).argmax(axis=1)
-                name = f"features[{self.image.tap_name(tap)}]"
+                name = f"features[{self.image.tap_name(tap)}]" + ("" if flip else " no mirrors")
                 out[name] = round(float((predicted == test_labels).mean()), 4)
                 cv[name] = [fit.info["cv_loss"], fit.info["cv_loss_se"], int(feats.shape[1])]
         return out, cv
@@ -115,6 +115,7 @@ def run_auto(train: Path, test: Path, **params: Any) -> dict[str, Any]:
         "strategy": model.strategy_,
         "tap": model.metrics_.get("tap"),
         "compared_on_validation": model.metrics_.get("compared_on_validation"),
+        "mirror_images": model.metrics_.get("mirror_images"),
         "reason": model.strategy_reason_,
         "fit_seconds": seconds,
     }

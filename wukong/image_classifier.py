@@ -22,11 +22,7 @@ from wukong.modalities import image
 from wukong.network import Tap, later_blocks, pixel_side
 from wukong.progress import status
 from wukong.strategies.auto import Choice
-from wukong.strategies.features import (
-    Candidate,
-    refit_with_validation,
-    search_features,
-)
+from wukong.strategies.features import Candidate, LinearFit, refit_with_validation, search_features
 from wukong.strategies.finetune import augmented_schedule, head_then_unfreeze
 
 
@@ -160,30 +156,42 @@ class ImageClassifier(TransferClassifier):
         self, train: ImageStore, val: ImageStore, choice: Choice, *, refit_on_val: bool
     ) -> tuple[Choice, dict[str, Any]]:
         """Strategy ``features`` over every tap and input size worth trying (``strategies.features``),
-        each size's taps read in one pass, and raw pixels (no transfer) among them."""
+        each size's taps read in one pass, and raw pixels (no transfer) among them.
+
+        With few examples, where the validation images join the training ones for the final fit
+        (``refit_with_validation``), the candidates are compared by cross-validation on all of them
+        (one image more per class is much at 5 per class), and the validation metrics are those of
+        the kept candidate fitted on the training part alone."""
         native = self.backbone_
+        refit = refit_with_validation(refit_on_val, train.labels, self.tuning_["refit_below"])
         candidates = []
         for sized, taps in image.candidate_views(native, self.tap, self.input_size):
             # The network is convolutional with global pooling: any input size works. Large photos
             # may gain from a slightly larger input than the native one; tiny images do not.
             same = sized.data_config == native.data_config
             stores = (train, val) if same else image.redecode(sized, (train, val), progress=self.progress)
+            searched = stores[0].concat(stores[1]) if refit else stores[0]
             reader = image.TapReader(self._passes, sized, taps)
             for tap in taps:
                 net, spec = image.assemble(sized, tap, self.head, len(self.classes_))
                 candidates.append(
                     Candidate(
                         f"{image.tap_name(tap)}@{sized.input_size}px",
-                        lambda r=reader, t=tap, st=stores[0]: r(t, st, flip=self.augment),
-                        payload=(net, spec, sized, stores, reader),
+                        lambda r=reader, t=tap, st=searched: r(t, st, flip=self.augment),
+                        payload=(net, spec, sized, stores, searched, reader),
                         why=_why(tap),
                     )
                 )
         search = search_features(candidates, self._linear)
-        self.net_, self.head_spec_, self.backbone_, (train, val), reader = search.best.payload
+        self.net_, self.head_spec_, self.backbone_, (train, val), searched, reader = search.best.payload
         self.tap_ = self.net_.features.tap
-        self._write_linear(search.fit)
+        fit, mirrors = self._mirrors_or_not(search.fit, reader, searched)
+        flip = self.augment if mirrors is None else mirrors["used"]
+        self._write_linear(self._linear(*reader(self.tap_, train, flip=flip)) if refit else fit)
         reason = choice.reason + (f"; {search.explanation}" if search.explanation else "")
+        if mirrors is not None:
+            losses = f"cross-validated loss {mirrors['with']} with them, {mirrors['without']} without"
+            reason += f"; trained {'with' if mirrors['used'] else 'without'} mirror images ({losses})"
         val_feats, _, _ = reader(self.tap_, val, flip=False)
         extra = {
             "classifier": search.fit.info,
@@ -191,16 +199,29 @@ class ImageClassifier(TransferClassifier):
             "tap": image.tap_name(self.tap_),
             "input_size": self.backbone_.input_size,
             "taps_tried": search.tried,
+            "mirror_images": mirrors,
             "transfer": pixel_side(self.tap_) is None,
             "val_logits": self._logits_from_features(val_feats),
             "sets": (train, val),  # decoded at the input size chosen
         }
         extra["val"] = self._metrics_from_logits(val.labels, extra["val_logits"], val.paths)
-        # measured above; with few examples, now use them all
-        if refit_with_validation(refit_on_val, train.labels, self.tuning_["refit_below"]):
-            self._write_linear(self._linear(*reader(self.tap_, train.concat(val), flip=self.augment)))
+        if refit:  # measured above; with few examples, now use them all
+            self._write_linear(fit)
             extra["refit_on_train_and_val"] = True
         return Choice("features", 0, reason), extra
+
+    def _mirrors_or_not(
+        self, fit: LinearFit, reader: image.TapReader, train: ImageStore
+    ) -> tuple[LinearFit, dict[str, Any] | None]:
+        """Whether training on mirror images (``augment``) helps the kept candidate: its classifier
+        fitted again without them, on the same folds of the same original images, each scored on
+        originals only; the lower loss is kept. Mirrors help photos and harm scans of writing.
+        ``None`` for the second part where there was nothing to compare."""
+        if not self.augment or fit.info["cv_loss"] is None:
+            return fit, None
+        plain = self._linear(*reader(self.tap_, train, flip=False))
+        used = fit.info["cv_loss"] <= plain.info["cv_loss"]
+        return (fit if used else plain), {"with": fit.info["cv_loss"], "without": plain.info["cv_loss"], "used": used}
 
     def _fit_network(
         self, train: ImageStore, val: ImageStore, choice: Choice, work: Path, resume: bool

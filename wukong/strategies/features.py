@@ -69,15 +69,14 @@ def fit_linear_classifier(
     ``model="logistic"``: multinomial logistic regression, C chosen by CV log loss;
     ``model="svm"``: linear SVM, C chosen by CV error (hinge scores are not probabilities; the
     model's ``predict_proba`` is then a softmax of the margins: it ranks, it is not calibrated).
-    ``groups`` keeps augmented copies of one example (e.g. its mirror image) in the same fold, so
-    the cross-validation score is honest. ``labels`` as indicator rows (multi-label): one-vs-rest
-    logistic regressions, and per-label thresholds tuned on their out-of-fold probabilities.
+    ``groups`` keeps augmented copies of one example (e.g. its mirror image) in the same fold, and
+    only the original is scored (``cv_folds``), so the cross-validation score is honest. ``labels``
+    as indicator rows (multi-label): one-vs-rest logistic regressions, and per-label thresholds
+    tuned on their out-of-fold probabilities.
     ``class_weight`` (one weight per class) weighs the loss (``wukong.calibration.resolve_class_weight``).
     Returns weights mapping *raw* features to logits, and the temperature that calibrates them,
     fitted on the out-of-fold logits at the chosen C.
     """
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-
     if model not in LINEAR_MODELS:
         raise ParameterError(f"linear_model={model!r}: choose one of {', '.join(LINEAR_MODELS)}")
     multi = np.ndim(labels) == 2
@@ -87,20 +86,9 @@ def fit_linear_classifier(
     std = features.std(axis=0) + 1e-6
     x = (features - mean) / std
     counts = label_counts(labels, num_classes)
-    # multi-label: folds stratified by each example's rarest label; a label seen once cannot be in every fold
-    folds = int(min(5, len(labels) // 2 if multi else counts[counts > 0].min()))
-    key = stratify_key(labels)
-    splitter = None
-    if folds >= 2:
-        splitter = (
-            StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
-            if groups is not None
-            else StratifiedKFold(folds, shuffle=True, random_state=seed)
-        )
+    split = cv_folds(labels, groups, seed)
+    scored = np.sort(np.concatenate([test for _, test in split])) if split else None
     if model == "logistic":  # softmax regression in torch: the same model as sklearn's, many times faster
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # multi-label keys rarer than the folds: stratified as far as they go
-            split = list(splitter.split(x, key, groups)) if splitter is not None else []
         rows = class_weight[labels] if class_weight is not None else None
         search = cross_validated_softmax(x, labels, num_classes, c_grid, folds=split, sample_weight=rows)
         weight, bias = search.weight.astype(np.float64), search.bias.astype(np.float64)
@@ -110,7 +98,7 @@ def fit_linear_classifier(
     else:
         balanced = "balanced" if class_weight is not None else None
         weight, bias, present, best_c, cv_loss, cv_loss_se, held_out = _linear_svm(
-            x, labels, num_classes, splitter, groups, seed, c_grid, balanced
+            x, labels, num_classes, split, seed, c_grid, balanced
         )
         metric = "error"
     missing = np.setdiff1d(np.arange(num_classes), present)
@@ -118,56 +106,80 @@ def fit_linear_classifier(
     # logits = W ((f - mean) / std) + b = (W / std) f + (b - W @ (mean / std))
     raw_weight = weight / std
     raw_bias = bias - weight @ (mean / std)
-    temperature = fit_temperature(held_out, labels) if held_out is not None else 1.0
+    held_out = held_out[scored] if held_out is not None else None  # each example once, as it comes
+    temperature = fit_temperature(held_out, labels[scored]) if held_out is not None else 1.0
     thresholds = None
     if multi:
         thresholds = np.full(num_classes, 0.5, np.float32)
         if held_out is not None:
-            thresholds = tune_thresholds(sigmoid(held_out, temperature), labels)
+            thresholds = tune_thresholds(sigmoid(held_out, temperature), labels[scored])
     kind = "one_vs_rest_logistic_regression" if multi else "logistic_regression"
     info = {
         "classifier": kind if model == "logistic" else "linear_svm",
         "C": best_c,
-        "cv_folds": folds,
+        "cv_folds": len(split),
         "cv_metric": metric,
         "cv_loss": cv_loss,
         "cv_loss_se": cv_loss_se,
         "class_weight": "balanced" if class_weight is not None else None,
         "temperature": temperature,
-        "calibration_examples": int(len(labels)) if held_out is not None else 0,
+        "calibration_examples": int(len(held_out)) if held_out is not None else 0,
     }
     return LinearFit(raw_weight.astype(np.float32), raw_bias.astype(np.float32), info, temperature, thresholds)
 
 
-def _linear_svm(x, labels, num_classes, splitter, groups, seed, c_grid, class_weight):  # noqa: ANN001, ANN202
+def cv_folds(labels: np.ndarray, groups: np.ndarray | None, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified k-fold (train rows, test rows) pairs, at most 5 folds and no more than the rarest
+    class has examples (none where it has one).
+
+    ``groups`` marks augmented copies of one example (e.g. its mirror image, listed after it): the
+    examples are split, and every copy goes with its example. Only the first row of each example
+    (the original) is tested, so the score is of data as it will come.
+
+    Example:
+        >>> labels, groups = np.array([0, 0, 1, 1, 0, 0, 1, 1]), np.array([0, 1, 2, 3, 0, 1, 2, 3])
+        >>> [(train.tolist(), test.tolist()) for train, test in cv_folds(labels, groups, seed=0)]
+        [([0, 3, 4, 7], [1, 2]), ([1, 2, 5, 6], [0, 3])]
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    _, first, member = np.unique(groups, return_index=True, return_inverse=True)
+    key = stratify_key(labels[first])
+    counts = label_counts(labels[first], 0)
+    # multi-label: folds stratified by each example's rarest label; a label seen once cannot be in every fold
+    folds = int(min(5, len(first) // 2 if np.ndim(labels) == 2 else counts[counts > 0].min()))
+    if folds < 2:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # multi-label keys rarer than the folds: stratified as far as they go
+        parts = StratifiedKFold(folds, shuffle=True, random_state=seed).split(key, key)
+        return [(np.flatnonzero(~np.isin(member, test)), first[test]) for _, test in parts]
+
+
+def _linear_svm(x, labels, num_classes, split, seed, c_grid, class_weight):  # noqa: ANN001, ANN202
     """A linear SVM (one-vs-rest squared hinge) with C chosen by cross-validated error, and its
     out-of-fold margins at that C (to calibrate them; ``None`` without folds)."""
-    from sklearn.model_selection import GridSearchCV, cross_val_predict
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
     from sklearn.svm import LinearSVC
 
     # the dual solver: seconds where the primal one takes minutes at large C (measured at 400 x 384)
     base = LinearSVC(dual=True, max_iter=10_000, random_state=seed, class_weight=class_weight)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter on tiny folds
-        if splitter is not None:
-            search = GridSearchCV(base, {"C": list(c_grid)}, cv=splitter, scoring="accuracy", n_jobs=1)
-            search.fit(x, labels, groups=groups)
+        if split:
+            search = GridSearchCV(base, {"C": list(c_grid)}, cv=split, scoring="accuracy", n_jobs=1)
+            search.fit(x, labels)
             fitted, best_c = search.best_estimator_, float(search.best_params_["C"])
             score = float(search.cv_results_["mean_test_score"][search.best_index_])
             cv_loss = round(1.0 - score, 4)
-            cv_loss_se = round(
-                float(search.cv_results_["std_test_score"][search.best_index_]) / np.sqrt(splitter.n_splits), 4
-            )
-            margins = cross_val_predict(
-                LinearSVC(**{**base.get_params(), "C": best_c}),
-                x,
-                labels,
-                groups=groups,
-                cv=splitter,
-                method="decision_function",
-            )
+            cv_loss_se = round(float(search.cv_results_["std_test_score"][search.best_index_]) / np.sqrt(len(split)), 4)
             held_out = np.zeros((len(labels), num_classes), dtype=np.float32)
-            held_out[:, fitted.classes_] = _two_columns(margins) if margins.ndim == 1 else margins
+            for train, test in split:
+                fold = clone(base).set_params(C=best_c).fit(x[train], labels[train])
+                margins = fold.decision_function(x[test])
+                held_out[np.ix_(test, fold.classes_)] = _two_columns(margins) if margins.ndim == 1 else margins
         else:  # one example in some class: nothing to cross-validate, use a moderate prior
             best_c, cv_loss, cv_loss_se, held_out = 0.1, None, None, None
             fitted = base.set_params(C=best_c).fit(x, labels)
