@@ -16,6 +16,7 @@ from safetensors import safe_open
 from wukong import ImageClassifier
 from wukong.backbones.vision import load_image_backbone
 from wukong.network import FeatureExtractor
+from wukong.strategies.features import cv_folds
 from wukong.strategies.softmax import fit_softmax, fit_softmax_blocks, row_space
 
 from .conftest import CAT_DOG, FAST_BACKBONE
@@ -33,6 +34,11 @@ def test_auto_on_scans_weighs_every_stage_and_raw_pixels(digit_scans: Path, tmp_
         assert "transfer does not help on this data" in clf.strategy_reason_
     assert clf.metrics_["transfer"] is not kept.startswith("pixels")
     assert clf.evaluate(digit_scans / "test")["accuracy"] > 0.5  # chance is 0.1
+    # 10 scans a digit: compared on all 100 labelled ones (validation included), each scored once
+    assert {info["calibration_examples"] for info in tried.values()} == {100}
+    mirrors = clf.metrics_["mirror_images"]  # measured, not assumed: a mirrored 2 is no 2
+    assert mirrors["used"] == (mirrors["with"] <= mirrors["without"])
+    assert f"trained {'with' if mirrors['used'] else 'without'} mirror images" in clf.strategy_reason_
     folder = clf.save(tmp_path / "model")
     config = json.loads((folder / "config.json").read_text())
     assert "pixels16@64px: " in config["strategy_reason"]  # the explanation travels with the model
@@ -54,6 +60,21 @@ def test_raw_pixel_model_leaves_the_backbone_out_and_exports(digit_scans: Path, 
     info = export(loaded, tmp_path / "model.onnx", format="onnx", data=digit_scans / "test")
     assert info["parity"]["top1_disagreements"] == 0
     assert info["bytes"] < 1_000_000  # pooling and one linear layer, not the backbone
+
+
+def test_folds_keep_mirror_images_with_their_example_and_score_only_originals() -> None:
+    from sklearn.datasets import load_digits
+
+    labels = load_digits().target[:80]
+    groups = np.tile(np.arange(80), 2)  # rows 80-159: the mirror images of rows 0-79
+    folds = cv_folds(np.tile(labels, 2), groups, seed=0)
+    assert len(folds) == 5
+    tested = np.concatenate([test for _, test in folds])
+    assert sorted(tested.tolist()) == list(range(80))  # every original once, no mirror image
+    for train, test in folds:
+        assert not set(groups[train]) & set(groups[test])  # no example on both sides
+        assert len(train) == 2 * (80 - len(test))  # the others, each with its mirror image
+    assert [t.tolist() for _, t in cv_folds(labels, None, seed=0)] == [t.tolist() for _, t in folds]
 
 
 def test_several_taps_are_read_in_one_pass_as_the_single_taps_concatenated() -> None:
