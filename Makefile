@@ -32,6 +32,7 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/image_strategies.py
 	$(BIN)/python benchmarks/auto.py
+	$(BIN)/python benchmarks/text_layers.py
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/text.py
 	$(BIN)/python benchmarks/serve.py
