@@ -194,7 +194,7 @@ class ImageClassifier(TransferClassifier):
             reason += f"; trained {'with' if mirrors['used'] else 'without'} mirror images ({losses})"
         val_feats, _, _ = reader(self.tap_, val, flip=False)
         extra = {
-            "classifier": search.fit.info,
+            "classifier": fit.info,  # the kept fit: with or without mirror images
             "engine": self._passes.of(reader.together, self.backbone_.input_size).note,
             "tap": image.tap_name(self.tap_),
             "input_size": self.backbone_.input_size,
