@@ -211,15 +211,16 @@ class ImageClassifier(TransferClassifier):
         return Choice("features", 0, reason), extra
 
     def _mirrors_or_not(
-        self, fit: LinearFit, reader: image.TapReader, train: ImageStore
+        self, fit: LinearFit, reader: image.TapReader, examples: ImageStore
     ) -> tuple[LinearFit, dict[str, Any] | None]:
         """Whether training on mirror images (``augment``) helps the kept candidate: its classifier
-        fitted again without them, on the same folds of the same original images, each scored on
-        originals only; the lower loss is kept. Mirrors help photos and harm scans of writing.
-        ``None`` for the second part where there was nothing to compare."""
+        (``fit``, on ``examples`` and their mirror images) fitted again without them, on the same
+        folds of the same original images, each scored on originals only; the lower loss is kept.
+        Mirrors help photos and harm scans of writing. ``None`` for the second part where there was
+        nothing to compare."""
         if not self.augment or fit.info["cv_loss"] is None:
             return fit, None
-        plain = self._linear(*reader(self.tap_, train, flip=False))
+        plain = self._linear(*reader(self.tap_, examples, flip=False))
         used = fit.info["cv_loss"] <= plain.info["cv_loss"]
         return (fit if used else plain), {"with": fit.info["cv_loss"], "without": plain.info["cv_loss"], "used": used}
 

@@ -123,22 +123,20 @@ def cross_validated_softmax(
     blocks = [(_project(x[train], b), y[train], _take(w, train)) for (train, _), b in zip(folds, bases, strict=True)]
     tests = [(_project(x[test], b), test) for (_, test), b in zip(folds, bases, strict=True)]
     starts: list[Weights | None] = [None] * len(folds)
-    table_rows = np.zeros((len(folds), len(grid)))
+    table = np.zeros((len(folds), len(grid)))  # held-out loss per fold and C
     for i, c in enumerate(grid):  # strongest regularisation first: each solution starts the next
         starts = fit_softmax_blocks(blocks, num_classes, c, starts) if folds else []
         with torch.no_grad():
             for f, ((x_test, test), (weight, bias)) in enumerate(zip(tests, starts, strict=True)):
                 logits = x_test @ weight.T + bias
                 held_out[i, test] = logits.numpy()
-                table_rows[f, i] = _mean_loss(logits, y[test], _take(w, test))
-    per_fold = table_rows.tolist() if len(folds) else []
-    if per_fold:
-        table = np.asarray(per_fold)
+                table[f, i] = _mean_loss(logits, y[test], _take(w, test))
+    if folds:
         mean = table.mean(axis=0)
         best = int(np.argmin(mean))
         best_c = grid[best]
         cv_loss = round(float(mean[best]), 4)
-        cv_loss_se = round(float(table[:, best].std() / np.sqrt(len(per_fold))), 4)
+        cv_loss_se = round(float(table[:, best].std() / np.sqrt(len(folds))), 4)
         losses = {c: round(float(v), 4) for c, v in zip(grid, mean, strict=True)}
         logits_at_best = held_out[best]
     else:
