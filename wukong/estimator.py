@@ -193,6 +193,12 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         """Read a labelled set (``classes``: the training classes, for a validation set) and report
         what had to be skipped."""
 
+    @abstractmethod
+    def _embedded(
+        self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None, role: str
+    ) -> tuple[Labelled, list[dict[str, Any]], np.ndarray]:
+        """``_read_labelled``, and the pretrained network's features of every example (``wukong.audit``)."""
+
     def _balance(self, counts: np.ndarray) -> tuple[str | None, np.ndarray | None, str]:
         """How imbalance is treated (``wukong.calibration.resolve_class_weight``); multi-label
         models tune a threshold per label instead."""

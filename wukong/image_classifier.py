@@ -299,6 +299,17 @@ class ImageClassifier(TransferClassifier):
         passes.progress = self.progress
         return passes
 
+    def _embedded(
+        self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None, role: str
+    ) -> tuple[Labelled, list[dict[str, Any]], np.ndarray]:
+        """A labelled set read as ``fit`` reads it, and the backbone's top features of each image
+        (cached on disk by content): what ``wukong.audit`` works on."""
+        if getattr(self, "backbone_", None) is None:
+            self._start_fit()
+        labelled, skipped = self._read_labelled(data, labels, classes, role)
+        top = image.network(self.backbone_, None, nn.Identity())
+        return labelled, skipped, self._passes.cached(top, self.backbone_, labelled.examples, flip=False)[0]
+
     # --- prediction ------------------------------------------------------------------------------
 
     def _features_prepared(self, pixels: np.ndarray) -> np.ndarray:
@@ -318,9 +329,17 @@ class ImageClassifier(TransferClassifier):
         return image.read_unlabelled(inputs, self.backbone_, progress=self.progress)[0]
 
     def _read_unlabelled(self, inputs: Any) -> tuple[list[str], np.ndarray, dict[int, str]]:
+        names, store, problems = self._unlabelled_store(inputs)
+        return names, store.pixels, problems
+
+    def _pool_features(self, inputs: Any) -> tuple[list[str], np.ndarray, dict[int, str]]:
+        names, store, problems = self._unlabelled_store(inputs)  # cached by content and the network's weights
+        return names, self._passes.cached(self.net_, self.backbone_, store, flip=False)[0], problems
+
+    def _unlabelled_store(self, inputs: Any) -> tuple[list[str], ImageStore, dict[int, str]]:
         store, names = image.read_unlabelled(inputs, self.backbone_, progress=self.progress)
         unusable = sorted(set(range(len(names))) - set(store.positions))  # skipped in input order
-        return names, store.pixels, {i: s.reason for i, s in zip(unusable, store.skipped, strict=True)}
+        return names, store, {i: s.reason for i, s in zip(unusable, store.skipped, strict=True)}
 
     def _source(self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None = None) -> ImageSource:
         return labelled_images(data, labels, classes)

@@ -109,6 +109,12 @@ class Prediction:
         features = self._features_prepared(self._prepare(inputs))
         return score(features, self._logits_from_features(features))
 
+    def _pool_features(self, inputs: Any) -> tuple[list[str], np.ndarray, dict[int, str]]:
+        """Unlabelled inputs -> (the name of every input; the network's features of the usable ones,
+        from the on-disk cache where the modality keeps one; ``{position: problem}`` of the others)."""
+        names, prepared, problems = self._read_unlabelled(inputs)
+        return names, self._features_prepared(prepared), problems
+
     @abstractmethod
     def _features_prepared(self, prepared: Any) -> np.ndarray:
         """The network's features (what its head takes) of prepared inputs, shape (n, dim)."""

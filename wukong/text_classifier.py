@@ -258,9 +258,23 @@ class TextClassifier(TransferClassifier):
     def _source(self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None = None) -> TextSource:
         return text.read_source(data, labels, classes, text_col=self.text_col, label_col=self.label_col)
 
+    def _embedded(
+        self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None, role: str
+    ) -> tuple[Labelled, list[dict[str, Any]], np.ndarray]:
+        """A labelled set read as ``fit`` reads it, and the encoder's sentence embedding of each
+        text (cached on disk): what ``wukong.audit`` works on."""
+        if getattr(self, "encoder_", None) is None:
+            self._start_encoder(text.load_encoder(self.backbone, self.max_length, self.bf16))
+        labelled, skipped = self._read_labelled(data, labels, classes, role)
+        return labelled, skipped, self._embed(Texts(list(labelled.examples.texts), cache=True))
+
     def _read_unlabelled(self, inputs: str | Sequence[str]) -> tuple[list[str], Texts, dict[int, str]]:
         texts = text.read_unlabelled(inputs)
         return texts, Texts(texts, cache=False), {}
+
+    def _pool_features(self, inputs: str | Sequence[str]) -> tuple[list[str], np.ndarray, dict[int, str]]:
+        texts = text.read_unlabelled(inputs)
+        return texts, self._features_prepared(Texts(texts, cache=True)), {}
 
     def _inputs_of(self, examples: TextSource) -> tuple[list[str], Texts]:
         return list(examples.texts), Texts(list(examples.texts), cache=True)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from wukong.cli.app import EngineOption, app, emit, may_replace, progress_wanted
 from wukong.errors import WukongError
 from wukong.progress import status
+
+if TYPE_CHECKING:
+    from wukong.audit import AuditReport
+    from wukong.estimator import TransferClassifier
 
 
 @app.command()
@@ -97,6 +101,13 @@ def train(
             "(whole numbers), c_grid (comma-separated numbers). See wukong.tuning.",
         ),
     ] = None,
+    clean: Annotated[
+        bool,
+        typer.Option(
+            help="Audit the data first (as 'wukong audit') and train without the likely label errors, repeated "
+            "copies and copies of validation/test items; what was left out is listed, the audit written into OUT."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
 ) -> None:
@@ -106,8 +117,9 @@ def train(
     prompt on a terminal); a folder holding anything else, or the data, is refused before training.
     """
     from wukong.artifact_io import MODEL_FORMAT, check_output_folder, remove_work_folder, work_folder
+    from wukong.data.inputs import modality_of
 
-    modality = _modality(data)
+    modality = modality_of(data)
     if preset is not None:
         from wukong.backbones.catalog import preset_backbone
 
@@ -151,7 +163,15 @@ def train(
             clf = TextClassifier(backbone, text_col=text_col, label_col=label_col, label_names=descriptions, **common)
         clf.check_data(data, val, test)  # every input's classes, before any training
     work = work_folder(out, create=True)
-    clf.fit(data, val=val, work_dir=work, resume=resume)
+    report = None
+    if clean:
+        from wukong.audit import audit
+
+        report = audit(data, val=val, test=test, estimator=clf, seed=seed, progress=progress)
+        clf.fit(*report.cleaned(), val=val, work_dir=work, resume=resume)
+        _record_clean(clf, report)
+    else:
+        clf.fit(data, val=val, work_dir=work, resume=resume)
     test_problem = None
     if test is not None:
         try:
@@ -166,6 +186,8 @@ def train(
         clf.save(out, overwrite=True)  # checked above, before training
     except WukongError as exc:
         raise WukongError(f"{exc}; the run's checkpoints stay in {work} (train again with --resume)") from None
+    if report is not None:
+        report.save(out)
     remove_work_folder(work)
     m = clf.metrics_
     lines = [f"backbone: {m['backbone']}", f"strategy: {m['strategy']} ({m['strategy_reason']})"]
@@ -175,22 +197,22 @@ def train(
     lines.append(f"val {accuracy}: {m['val_accuracy']}")
     if "test_accuracy" in m:
         lines.append(f"test {accuracy}: {m['test_accuracy']}")
+    if report is not None:
+        lines.append(f"--clean left out {m['clean']['left_out']} training items (listed above; see {out}/audit.html)")
     lines.append(f"trained in {m['train_seconds']:.1f}s; model written to {out}")
     emit(_summary(m), as_json, "\n".join(lines))
     if test_problem:
         raise WukongError(f"the model is written to {out}, but the test data could not be evaluated: {test_problem}")
 
 
-def _modality(data: Path) -> str:
-    from wukong.data.images import is_image_source
-
-    if not data.exists():
-        raise WukongError(f"{data}: no such file or folder")
-    if is_image_source(data):
-        return "image"
-    if data.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json", ".txt"):
-        return "text"
-    raise WukongError(f"{data}: neither an image folder (one sub-folder per class) nor a text table (.csv/.tsv/.jsonl)")
+def _record_clean(clf: TransferClassifier, report: AuditReport) -> None:
+    """What ``--clean`` left out joins the skip report (unreadable training files, read by the audit,
+    first), and ``metrics.json`` says how many and what the audit found."""
+    train = report.sets["train"]
+    left = [{"path": r["item"], "reason": f"left out by --clean: {r['reason']}"} for r in report.left_out()]
+    clf.skipped_ = [*train.skipped, *clf.skipped_, *left]
+    clf.metrics_["skipped"] = sum(1 for s in clf.skipped_ if not s.get("kept"))
+    clf.metrics_["clean"] = {"left_out": len(left), "audit": report.summary()}
 
 
 def _summary(metrics: dict) -> dict:
@@ -204,6 +226,7 @@ def _summary(metrics: dict) -> dict:
         "train_seconds",
         "skipped",
         "multi_label",
+        "clean",
     )
     return {k: metrics[k] for k in keep if k in metrics}
 

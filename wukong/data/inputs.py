@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,3 +99,32 @@ def _find(columns: list[str], wanted: Sequence[str], what: str, modality: str) -
         f"the given table has columns {columns}: none is a {modality} {what} column "
         f"(looked for {', '.join(wanted)}); rename one or pass labels=... with a single column"
     )
+
+
+def modality_of(data: Any, labels: Sequence[Any] | None = None) -> str:
+    """``"image"`` or ``"text"``: an image folder or CSV of image paths, a text table, or inputs
+    (strings that are not files are texts)."""
+    from wukong.data.images import is_image_source
+    from wukong.data.text import is_text_source
+
+    if isinstance(data, str | Path) and labels is None:
+        path = Path(data)
+        if not path.exists():
+            raise DataError(f"{path}: no such file or folder")
+        if is_image_source(path):
+            return "image"
+        if is_text_source(path):
+            return "text"
+        raise DataError(
+            f"{path}: neither an image folder (one sub-folder per class) nor a text table (.csv/.tsv/.jsonl)"
+        )
+    items = list(data)
+    texts = all(isinstance(x, str) and not _is_file(x) for x in items[:50])
+    return "text" if texts else "image"
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte: a text
+        return False

@@ -46,6 +46,7 @@ class LinearFit:
     info: dict[str, Any]
     temperature: float = 1.0  # fitted on the out-of-fold logits (1.0 without folds)
     thresholds: np.ndarray | None = None  # multi-label: per-label thresholds tuned on them
+    held_out: np.ndarray | None = None  # the out-of-fold logits of the scored rows, in input order
 
 
 # The linear models ``features`` can fit: multinomial logistic regression (softmax), whose outputs
@@ -125,7 +126,8 @@ def fit_linear_classifier(
         "temperature": temperature,
         "calibration_examples": int(len(held_out)) if held_out is not None else 0,
     }
-    return LinearFit(raw_weight.astype(np.float32), raw_bias.astype(np.float32), info, temperature, thresholds)
+    weights = raw_weight.astype(np.float32), raw_bias.astype(np.float32)
+    return LinearFit(*weights, info, temperature, thresholds, held_out)
 
 
 def cv_folds(labels: np.ndarray, groups: np.ndarray | None, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

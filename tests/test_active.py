@@ -1,0 +1,89 @@
+"""``wukong suggest``: uncertain items, spread over the feature space, written ready to label."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import CAT_DOG, DATA, FAST_BACKBONE
+from wukong.active import pick, suggest, uncertainty
+
+
+def test_uncertainty_is_one_minus_the_margin() -> None:
+    proba = np.array([[0.5, 0.5, 0.0], [0.9, 0.05, 0.05], [0.2, 0.3, 0.5]], np.float32)
+    assert np.allclose(uncertainty(proba), [1.0, 0.15, 0.8])
+    multi = np.array([[0.45, 0.9], [0.1, 0.95]], np.float32)
+    assert np.allclose(uncertainty(multi, np.array([0.5, 0.5], np.float32)), [0.9, 0.2])
+
+
+def test_pick_spreads_the_labels_over_clusters() -> None:
+    """The ten most uncertain items are near copies of one another; clustering takes one of them
+    and one from the other group, where uncertainty alone takes two of the copies."""
+    rng = np.random.default_rng(0)
+    features = np.r_[rng.normal(0, 0.01, (10, 8)) + 1.0, rng.normal(0, 0.01, (10, 8)) - 1.0]
+    features[:, 0] += np.r_[np.zeros(10), np.full(10, 3.0)]
+    scores = np.r_[np.linspace(0.99, 0.9, 10), np.linspace(0.89, 0.8, 10)]
+    spread = pick(features, scores, 2, candidates=10)
+    assert sorted(spread // 10) == [0, 1] and scores[spread[0]] >= scores[spread[1]]
+    assert (pick(features, scores, 2, candidates=1) < 10).all()
+
+
+@pytest.fixture(scope="module")
+def cat_dog_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from wukong import ImageClassifier
+
+    folder = tmp_path_factory.mktemp("model") / "cat_dog"
+    ImageClassifier(FAST_BACKBONE, strategy="features", progress=False).fit(CAT_DOG / "train").save(folder)
+    return folder
+
+
+def test_suggest_command_writes_a_csv_that_trains_once_labelled(cat_dog_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "to_label.csv"
+    command = [sys.executable, "-m", "wukong.cli", "suggest", str(cat_dog_model), str(CAT_DOG / "test")]
+    done = subprocess.run(
+        [*command, "--n", "8", "--out", str(out), "--json"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["rank"] for r in rows] == list(range(1, 9)) and len({r["input"] for r in rows}) == 8
+    assert all(Path(r["input"]).is_relative_to(CAT_DOG / "test") for r in rows)
+    assert [r["uncertainty"] for r in rows] == sorted((r["uncertainty"] for r in rows), reverse=True)
+    with open(out, newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert list(table[0]) == ["path", "label", "predicted", "score", "uncertainty", "rank"]
+    assert [t["path"] for t in table] == [r["input"] for r in rows] and not any(t["label"] for t in table)
+    for t in table[:6]:  # the person labelling fills in six of the eight
+        t["label"] = Path(t["path"]).parent.name
+    with open(out, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    model = tmp_path / "again"
+    train = [sys.executable, "-m", "wukong.cli", "train", str(out), "--backbone", FAST_BACKBONE, "--out", str(model)]
+    done = subprocess.run([*train, "--strategy", "features", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sum(json.loads((model / "metrics.json").read_text())["train_examples"].values()) <= 6
+    assert "empty path or label" in (model / "skipped.json").read_text()
+
+
+def test_suggest_on_texts_leaves_out_nothing_it_could_use() -> None:
+    import pandas as pd
+
+    from wukong import TextClassifier
+
+    frame = pd.read_csv(DATA / "banking77" / "train.csv")
+    intents = sorted(frame.category.unique())[:4]
+    part = pd.concat([frame[frame.category == c].head(8) for c in intents])
+    model = TextClassifier(strategy="features", progress=False).fit(list(part.text), list(part.category))
+    pool = list(frame[frame.category.isin(intents)].text.iloc[200:260])
+    rows = suggest(model, pool, n=10)
+    assert len(rows) == 10 and {r["input"] for r in rows} <= set(pool)
+    assert all(r["predicted"] in intents and 0 <= r["uncertainty"] <= 1 for r in rows)
+    everything = {r["input"] for r in suggest(model, pool, n=100)}
+    assert everything == set(pool)

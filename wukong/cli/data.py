@@ -1,0 +1,128 @@
+"""Commands about the data: ``wukong audit`` (``wukong.audit``) and ``wukong suggest`` (``wukong.active``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from wukong.cli.app import app, emit, progress_wanted
+from wukong.errors import WukongError
+
+
+@app.command()
+def audit(
+    data: Annotated[Path, typer.Argument(help="Labelled data, as for 'wukong train' (image folder, CSV, text table).")],
+    val: Annotated[
+        Path | None, typer.Option(help="Validation data (checked for leakage and label errors too).")
+    ] = None,
+    test: Annotated[Path | None, typer.Option(help="Test data (checked for leakage and label errors too).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder to write audit.json and audit.html into.")] = Path("audit"),
+    backbone: Annotated[
+        str | None, typer.Option(help="Pretrained network whose features are compared (default: as 'wukong train').")
+    ] = None,
+    text_col: Annotated[str | None, typer.Option(help="Text column (text tables).")] = None,
+    label_col: Annotated[str | None, typer.Option(help="Label column (text tables).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the cross-validation folds.")] = 0,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary and the page's path as JSON.")] = False,
+) -> None:
+    """Find duplicates, leakage between train/val/test, likely label errors, class imbalance, outliers
+    and unreadable files; write audit.json and a page, audit.html, with the items side by side.
+
+    'wukong train --clean' then trains without the likely label errors, repeated copies and copies of
+    validation or test items.
+    """
+    from wukong.audit import audit as run_audit
+
+    for option, path in (("DATA", data), ("--val", val), ("--test", test)):
+        if path is not None and not path.exists():
+            raise WukongError(f"{option} {path}: no such file or folder")
+    if out.exists() and not out.is_dir():
+        raise WukongError(f"--out {out}: a file, not a folder")
+    progress = progress_wanted(quiet, as_json)
+    estimator = make_estimator(data, backbone, text_col=text_col, label_col=label_col, progress=progress)
+    report = run_audit(data, val=val, test=test, estimator=estimator, seed=seed, progress=progress)
+    page = report.save(out)
+    summary = report.summary()
+    lines = [f"{name.replace('_', ' ')}: {count}" for name, count in summary.items()]
+    lines.append(f"written: {out / 'audit.json'} and {page}")
+    emit({"summary": summary, "audit_json": str(out / "audit.json"), "page": str(page)}, as_json, "\n".join(lines))
+
+
+def make_estimator(data: Path, backbone: str | None, *, text_col: str | None, label_col: str | None, progress: bool):  # noqa: ANN201
+    """The estimator whose reading and features an audit uses (the modality found from ``data``)."""
+    from wukong.data.inputs import modality_of
+
+    if modality_of(data) == "image":
+        from wukong.image_classifier import ImageClassifier
+
+        return ImageClassifier(backbone, progress=progress)
+    from wukong.text_classifier import TextClassifier
+
+    return TextClassifier(backbone, text_col=text_col, label_col=label_col, progress=progress)
+
+
+@app.command()
+def suggest(
+    model: Annotated[Path, typer.Argument(help="Model folder written by 'wukong train'.")],
+    unlabelled: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Unlabelled images (files or folders); for a text model, a file with one text per line or a "
+            "table (CSV/TSV/JSONL) with a text column."
+        ),
+    ],
+    n: Annotated[int, typer.Option("--n", help="How many items to suggest.")] = 50,
+    out: Annotated[Path, typer.Option(help="The CSV to write: fill its label column and train on it.")] = Path(
+        "to_label.csv"
+    ),
+    text_col: Annotated[
+        str | None, typer.Option(help="Text column of a table (default: 'text' or 'sentence').")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the clustering.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per suggested item.")] = False,
+) -> None:
+    """Rank unlabelled items for labelling: the most uncertain (margin of the calibrated probabilities),
+    spread over the feature space (weighted k-means), written as a CSV ready to be labelled.
+
+    The CSV's first columns are the input and an empty label (path,label for images; text,label for
+    texts), so once filled it is training data as it is; rows left unlabelled are skipped.
+    """
+    import json
+
+    import wukong
+    from wukong.active import suggest as rank
+    from wukong.active import write_csv
+
+    clf = wukong.load(model)
+    if clf.modality == "image":
+        inputs: list = [str(p) for p in unlabelled]
+    else:
+        inputs = [t for file in unlabelled for t in pool_texts(file, text_col)]
+    rows = rank(clf, inputs, n, seed=seed)
+    write_csv(rows, out, clf.modality)
+    for row in rows:
+        if as_json:
+            typer.echo(json.dumps(row))
+    if not as_json:
+        typer.echo("\n".join(f"{r['rank']}\t{r['input']}\t{r['predicted']} {r['score']:.3f}" for r in rows))
+        typer.echo(f"{len(rows)} items to label written to {out}")
+
+
+def pool_texts(file: Path, text_col: str | None) -> list[str]:
+    """Texts of a table's text column, or of a plain file's non-empty lines."""
+    from wukong.data.encoding import read_table_text
+    from wukong.data.tables import parse_table
+
+    if not file.is_file():
+        raise WukongError(f"{file}: no such file")
+    content = read_table_text(file).text
+    if file.suffix.lower() not in (".csv", ".tsv", ".jsonl", ".json"):
+        return [line.strip() for line in content.splitlines() if line.strip()]
+    columns, rows, _ = parse_table(file, content)
+    column = text_col or next((c for c in columns if c.strip().lower() in ("text", "sentence")), None)
+    if column not in columns:
+        raise WukongError(f"{file}: no text column {column or 'text'!r} among {columns}; give --text-col")
+    return [str(row[column]).strip() for _, row in rows if str(row.get(column) or "").strip()]
