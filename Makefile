@@ -38,4 +38,6 @@ bench: install
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/exports.py
 	$(BIN)/python benchmarks/trust.py
+	$(BIN)/python benchmarks/audit.py
+	$(BIN)/python benchmarks/active.py
 	$(BIN)/python benchmarks/multilabel.py

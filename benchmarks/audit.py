@@ -69,7 +69,7 @@ def precision_recall(flagged: set[int], truth: set[int]) -> dict[str, Any]:
 
 def label_error_rows(name: str, make: Any, inputs: list[Any], labels: list[str], test: tuple[list, list]) -> list:
     """The rows of one task: flagged items and test accuracy, noisy / cleaned / clean / CleanLearning."""
-    from wukong.audit import audit
+    from wukong import audit
 
     noisy, flipped = flip(labels, NOISE, seed=0)
     started = time.time()
@@ -127,8 +127,7 @@ def clean_learning(train: Any, test: tuple[list, list], make: Any, flipped: set[
 def leakage_rows(cifar: Path, work: Path) -> list[dict[str, Any]]:
     from PIL import Image
 
-    from wukong import ImageClassifier
-    from wukong.audit import audit
+    from wukong import ImageClassifier, audit
 
     test_paths, test_labels = labelled_files(cifar / "test")
     planted = np.random.default_rng(0).choice(len(test_paths), 50, replace=False)
@@ -161,8 +160,7 @@ def leakage_rows(cifar: Path, work: Path) -> list[dict[str, Any]]:
 
 
 def outlier_row(cifar: Path, work: Path) -> dict[str, Any]:
-    from wukong import ImageClassifier
-    from wukong.audit import audit
+    from wukong import ImageClassifier, audit
 
     train = work / "odd"
     shutil.copytree(cifar / "train", train)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import CAT_DOG, DATA, FAST_BACKBONE
-from wukong.active import pick, suggest, uncertainty
+from wukong.quality.suggest import pick, suggest, uncertainty
 
 
 def test_uncertainty_is_one_minus_the_margin() -> None:
@@ -23,15 +23,14 @@ def test_uncertainty_is_one_minus_the_margin() -> None:
 
 
 def test_pick_spreads_the_labels_over_clusters() -> None:
-    """The ten most uncertain items are near copies of one another; clustering takes one of them
-    and one from the other group, where uncertainty alone takes two of the copies."""
+    """The ten most uncertain items are near copies of one another; clustering takes the most
+    uncertain of them and of the other group, where uncertainty alone takes two of the copies."""
     rng = np.random.default_rng(0)
     features = np.r_[rng.normal(0, 0.01, (10, 8)) + 1.0, rng.normal(0, 0.01, (10, 8)) - 1.0]
     features[:, 0] += np.r_[np.zeros(10), np.full(10, 3.0)]
     scores = np.r_[np.linspace(0.99, 0.9, 10), np.linspace(0.89, 0.8, 10)]
-    spread = pick(features, scores, 2, candidates=10)
-    assert sorted(spread // 10) == [0, 1] and scores[spread[0]] >= scores[spread[1]]
-    assert (pick(features, scores, 2, candidates=1) < 10).all()
+    assert pick(features, scores, 2).tolist() == [0, 10]
+    assert pick(features, scores, 2, diverse=False).tolist() == [0, 1]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +63,9 @@ def test_suggest_command_writes_a_csv_that_trains_once_labelled(cat_dog_model: P
         writer = csv.DictWriter(fh, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
+    labelled = out.read_text()
+    again = subprocess.run([*command, "--n", "8", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "exists" in again.stderr and out.read_text() == labelled  # the labels kept
     model = tmp_path / "again"
     train = [sys.executable, "-m", "wukong.cli", "train", str(out), "--backbone", FAST_BACKBONE, "--out", str(model)]
     done = subprocess.run([*train, "--strategy", "features", "--quiet"], capture_output=True, text=True, timeout=300)

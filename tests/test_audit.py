@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from tests.conftest import CAT_DOG, DATA, FAST_BACKBONE
-from wukong.audit import audit
-from wukong.audit.checks import centroid_similarity, exact_groups, near_pairs
-from wukong.audit.sets import pixel_sketch, text_sketch
+from wukong import audit
+from wukong.quality.checks import centroid_similarity, exact_groups, near_pairs
+from wukong.quality.sets import pixel_sketch, text_sketch
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
-__all__ = ["ImageClassifier", "TextClassifier", "load", "__version__"]
+__all__ = ["ImageClassifier", "TextClassifier", "audit", "load", "suggest", "__version__"]
 
 if TYPE_CHECKING:
     from wukong.image_classifier import ImageClassifier
+    from wukong.quality import audit
+    from wukong.quality.suggest import suggest
     from wukong.text_classifier import TextClassifier
 
 
@@ -36,4 +38,12 @@ def __getattr__(name: str) -> Any:
         from wukong.text_classifier import TextClassifier
 
         return TextClassifier
+    if name == "audit":  # wukong.quality: check labelled data before training on it
+        from wukong.quality import audit
+
+        return audit
+    if name == "suggest":  # which unlabelled items to label next
+        from wukong.quality.suggest import suggest
+
+        return suggest
     raise AttributeError(f"module 'wukong' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Commands about the data: ``wukong audit`` (``wukong.audit``) and ``wukong suggest`` (``wukong.active``)."""
+"""Commands about the data: ``wukong audit`` (``wukong.audit``) and ``wukong suggest`` (``wukong.quality.suggest``)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def audit(
     'wukong train --clean' then trains without the likely label errors, repeated copies and copies of
     validation or test items.
     """
-    from wukong.audit import audit as run_audit
+    from wukong.quality import audit as run_audit
 
     for option, path in (("DATA", data), ("--val", val), ("--test", test)):
         if path is not None and not path.exists():
@@ -82,6 +82,7 @@ def suggest(
         str | None, typer.Option(help="Text column of a table (default: 'text' or 'sentence').")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the clustering.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists (it may hold labels already).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per suggested item.")] = False,
 ) -> None:
     """Rank unlabelled items for labelling: the most uncertain (margin of the calibrated probabilities),
@@ -93,9 +94,11 @@ def suggest(
     import json
 
     import wukong
-    from wukong.active import suggest as rank
-    from wukong.active import write_csv
+    from wukong.quality.suggest import suggest as rank
+    from wukong.quality.suggest import write_csv
 
+    if out.exists() and not overwrite:  # a half-labelled file is work: never written over unasked
+        raise WukongError(f"--out {out} exists (it may hold labels already); give another name, or --overwrite")
     clf = wukong.load(model)
     if clf.modality == "image":
         inputs: list = [str(p) for p in unlabelled]

@@ -13,8 +13,8 @@ from wukong.errors import WukongError
 from wukong.progress import status
 
 if TYPE_CHECKING:
-    from wukong.audit import AuditReport
     from wukong.estimator import TransferClassifier
+    from wukong.quality import AuditReport
 
 
 @app.command()
@@ -165,7 +165,7 @@ def train(
     work = work_folder(out, create=True)
     report = None
     if clean:
-        from wukong.audit import audit
+        from wukong import audit
 
         report = audit(data, val=val, test=test, estimator=clf, seed=seed, progress=progress)
         clf.fit(*report.cleaned(), val=val, work_dir=work, resume=resume)

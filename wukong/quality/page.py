@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from wukong.audit.sets import AuditSet
+from wukong.quality.sets import AuditSet
 from wukong.report import STYLE
 
 SHOWN = 60  # rows of each table on the page (audit.json has them all)
@@ -76,8 +76,9 @@ def _items(title: str, rows: list[dict[str, Any]], sets: dict[str, AuditSet], co
         return f"<h2>{html.escape(title)} (none)</h2>"
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ["item", "set", *columns])
     body = "".join(
-        f"<tr><td>{sets[r['set']].preview(r['index'])}<br><span class='note'>{html.escape(r['item'][:120])}</span></td>"
-        f"<td>{r['set']}</td>" + "".join(f"<td>{_cell(r.get(c))}</td>" for c in columns) + "</tr>"
+        f"<tr><td>{_shown(sets, r)}</td><td>{r['set']}</td>"
+        + "".join(f"<td>{_cell(r.get(c))}</td>" for c in columns)
+        + "</tr>"
         for r in rows[:SHOWN]
     )
     return f"<h2>{html.escape(title)} ({len(rows)})</h2><table><tr>{head}</tr>{body}</table>{_more(rows)}"
@@ -88,15 +89,21 @@ def _pairs(title: str, pairs: list[dict[str, Any]], sets: dict[str, AuditSet]) -
         return f"<h2>{html.escape(title)} (none)</h2>"
     body = "".join(
         "<tr>"
-        + "".join(
-            f"<td>{sets[x['set']].preview(x['index'])}<br><span class='note'>{x['set']}: "
-            f"{html.escape(x['item'][:120])} ({_cell(x['label'])})</span></td>"
-            for x in p["items"]
-        )
+        + "".join(f"<td>{_shown(sets, x, where=True)}</td>" for x in p["items"])
         + f"<td>{p['kind']}<br>{p['similarity']}</td></tr>"
         for p in pairs[:SHOWN]
     )
     return f"<h2>{html.escape(title)} ({len(pairs)})</h2><table>{body}</table>{_more(pairs)}"
+
+
+def _shown(sets: dict[str, AuditSet], ref: dict[str, Any], *, where: bool = False) -> str:
+    """An item as the page shows it: its thumbnail and file name, or its text; ``where``: with its
+    set and label."""
+    one = sets[ref["set"]]
+    caption = html.escape(ref["item"][:120]) if one.pixels is not None else ""
+    if where:
+        caption = " · ".join(part for part in (ref["set"], caption, _cell(ref["label"])) if part)
+    return one.preview(ref["index"]) + (f"<br><span class='note'>{caption}</span>" if caption else "")
 
 
 def _groups(groups: list[list[dict[str, Any]]], sets: dict[str, AuditSet]) -> str:

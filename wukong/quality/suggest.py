@@ -1,16 +1,14 @@
 """Which unlabelled items to label next (``wukong suggest``): uncertain ones, and not all alike.
 
 Uncertainty is the margin between the two most probable classes of the model's calibrated
-probabilities (multi-label: the label whose probability is nearest its threshold). Diversity comes
-from weighted k-means (Zhdanov 2019, "Diverse mini-batch active learning"): the ``candidates x n``
-most uncertain items are clustered into ``n`` groups in the network's feature space, each item
-weighing its uncertainty, and the item nearest each group's centre is suggested. Picking by
-uncertainty alone takes many near-identical items from one confusing region; clustering spreads
-the labels over every such region.
+probabilities (multi-label: the label whose probability is nearest its threshold). Diversity: the
+pool is clustered into ``n`` groups by k-means in the network's feature space, and the most
+uncertain item of each group is suggested. Uncertainty alone takes many items from the same few
+confusing regions and leaves whole parts of the data unseen; on CIFAR-10 the clusters gain most
+in the first rounds (``benchmarks/active.py``).
 
 Example:
-    >>> from wukong import load
-    >>> from wukong.active import suggest
+    >>> from wukong import load, suggest
     >>> rows = suggest(load("runs/cat_dog"), "unlabelled_photos/", n=20)     # doctest: +SKIP
     >>> rows[0]["input"], rows[0]["predicted"], rows[0]["uncertainty"]        # doctest: +SKIP
     ('unlabelled_photos/img_0412.jpg', 'cat', 0.93)
@@ -26,7 +24,7 @@ import numpy as np
 
 from wukong.errors import DataError, ParameterError
 
-CANDIDATES = 10  # the most uncertain ``CANDIDATES x n`` items are clustered (Zhdanov's beta)
+LARGE_POOL = 20_000  # beyond this many items, mini-batch k-means
 
 
 def uncertainty(proba: np.ndarray, thresholds: np.ndarray | None = None) -> np.ndarray:
@@ -38,36 +36,28 @@ def uncertainty(proba: np.ndarray, thresholds: np.ndarray | None = None) -> np.n
     return 1.0 - (top2[:, 0] - top2[:, 1])
 
 
-def pick(
-    features: np.ndarray, scores: np.ndarray, n: int, *, candidates: int = CANDIDATES, seed: int = 0
-) -> np.ndarray:
-    """Indices of ``n`` items: weighted k-means over the ``candidates * n`` highest ``scores``, the
-    item nearest each centre; most uncertain first."""
-    from sklearn.cluster import KMeans
+def pick(features: np.ndarray, scores: np.ndarray, n: int, *, diverse: bool = True, seed: int = 0) -> np.ndarray:
+    """Indices of ``n`` items, most uncertain first: the pool clustered into ``n`` groups by k-means
+    (on unit-length features), and the highest ``scores`` of each group; ``diverse=False``: the
+    ``n`` highest scores."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
 
     n = min(n, len(scores))
-    pool = np.argsort(-scores, kind="stable")[: max(n, candidates * n)]
-    if n == len(pool):
-        return pool
-    x = features[pool] / np.maximum(np.linalg.norm(features[pool], axis=1, keepdims=True), 1e-12)
-    weights = np.maximum(scores[pool], 1e-6)
-    kmeans = KMeans(n_clusters=n, n_init=3, random_state=seed).fit(x, sample_weight=weights)
-    chosen: list[int] = []
-    for cluster in range(n):
-        members = np.flatnonzero(kmeans.labels_ == cluster)
-        if len(members):
-            distance = np.linalg.norm(x[members] - kmeans.cluster_centers_[cluster], axis=1)
-            chosen.append(int(members[np.argmin(distance)]))
-    picked = pool[np.asarray(chosen, dtype=np.int64)]
-    if len(picked) < n:  # an empty cluster: the next most uncertain items fill in
-        rest = [i for i in pool if i not in set(picked.tolist())]
-        picked = np.concatenate([picked, rest[: n - len(picked)]])
+    ranked = np.argsort(-scores, kind="stable")
+    if not diverse or n == len(scores):
+        return ranked[:n]
+    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    clustering = MiniBatchKMeans if len(x) > LARGE_POOL else KMeans
+    groups = clustering(n_clusters=n, n_init=1, random_state=seed).fit_predict(x)
+    chosen = [members[np.argmax(scores[members])] for g in range(n) if len(members := np.flatnonzero(groups == g))]
+    if len(chosen) < n:  # an empty group: the next most uncertain items fill in
+        taken = set(chosen)
+        chosen += [i for i in ranked if i not in taken][: n - len(chosen)]
+    picked = np.asarray(chosen, dtype=np.int64)
     return picked[np.argsort(-scores[picked], kind="stable")]
 
 
-def suggest(
-    model: Any, inputs: Any, n: int = 50, *, candidates: int = CANDIDATES, seed: int = 0
-) -> list[dict[str, Any]]:
+def suggest(model: Any, inputs: Any, n: int = 50, *, diverse: bool = True, seed: int = 0) -> list[dict[str, Any]]:
     """The ``n`` unlabelled inputs (files, a folder, a text file or texts) to label next, most
     uncertain first: ``{"rank", "input", "predicted", "score", "uncertainty"}`` each. Inputs that
     cannot be read are left out."""
@@ -82,7 +72,7 @@ def suggest(
     thresholds = np.asarray(model.thresholds_, np.float32) if model.multi_label_ else None
     scores = uncertainty(proba, thresholds)
     rows = []
-    for rank, i in enumerate(pick(features, scores, n, candidates=candidates, seed=seed), start=1):
+    for rank, i in enumerate(pick(features, scores, n, diverse=diverse, seed=seed), start=1):
         top = int(proba[i].argmax())
         rows.append(
             {
@@ -106,6 +96,8 @@ def write_csv(rows: list[dict[str, Any]], path: str | Path, modality: str) -> Pa
         writer = csv.writer(fh)
         writer.writerow([first, "label", "predicted", "score", "uncertainty", "rank"])
         for r in rows:
-            item = str(Path(r["input"]).resolve()) if modality == "image" and Path(r["input"]).is_file() else r["input"]
+            item = (
+                str(Path(r["input"]).absolute()) if modality == "image" and Path(r["input"]).is_file() else r["input"]
+            )
             writer.writerow([item, "", r["predicted"], r["score"], r["uncertainty"], r["rank"]])
     return path

@@ -1,12 +1,13 @@
-"""``wukong.audit``: check labelled data before training on it: duplicates, leakage between the
-training, validation and test sets, likely label errors, class balance, outliers and unreadable
-files, from the pretrained network's features (cached, so the model trained next reuses them).
+"""Better data: ``audit`` (``wukong.audit``) checks labelled data before training on it: duplicates,
+leakage between the training, validation and test sets, likely label errors, class balance,
+outliers and unreadable files, from the pretrained network's features (cached, so the model
+trained next reuses them); ``suggest`` (``wukong.suggest``, in ``suggest.py``) picks what to label next.
 
 Example:
-    >>> from wukong.audit import audit
+    >>> from wukong import ImageClassifier, audit
     >>> report = audit("../shared/data/cat_dog/train", test="../shared/data/cat_dog/test")  # doctest: +SKIP
     >>> report.summary()["label_issues"]                                                     # doctest: +SKIP
-    3
+    0
     >>> inputs, labels = report.cleaned()       # the training data without the flagged items  # doctest: +SKIP
     >>> ImageClassifier().fit(inputs, labels)                                               # doctest: +SKIP
 """
@@ -21,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from wukong.audit import checks
-from wukong.audit.sets import AuditSet, read_sets
 from wukong.progress import status
+from wukong.quality import checks
+from wukong.quality.sets import AuditSet, read_sets
 
 __all__ = ["AuditReport", "audit"]
 
@@ -152,7 +153,7 @@ class AuditReport:
 
     def save(self, folder: str | Path) -> Path:
         """Write ``audit.json`` and ``audit.html`` into ``folder`` (made if needed); returns the page's path."""
-        from wukong.audit.page import audit_page
+        from wukong.quality.page import audit_page
 
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)

@@ -2,12 +2,11 @@
 estimator), with what differs by modality: the surface sketch that finds re-encoded copies, the
 similarity thresholds, and how an item is shown.
 
-Near duplicates are pairs at or above either threshold (measured on CIFAR-10 and BANKING77, see
-``benchmarks/audit.py``): for images, embedding cosine 0.96 (different images of 1,000 CIFAR-10
-ones reach 0.89) or 0.95 correlation of 16 x 16 grey thumbnails (a JPEG re-encoded and resized copy
-of a 32 px image keeps 0.97 or more, while its embedding may fall to 0.65); for text, embedding
-cosine 0.99 or 0.95 cosine of character-trigram counts (paraphrases that share meaning but not
-wording stay below both).
+Near duplicates are pairs at or above either threshold: for images, embedding cosine 0.96, or 0.95
+correlation of 16 x 16 grey thumbnails (a re-encoded, resized copy of a small image keeps its
+thumbnail better than its embedding); for text, embedding cosine 0.99, or 0.95 cosine of
+character-trigram counts (a paraphrase stays below both). Why these: README, "Better data";
+checked by ``benchmarks/audit.py``.
 """
 
 from __future__ import annotations

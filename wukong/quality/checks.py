@@ -93,11 +93,9 @@ def label_issues(features: np.ndarray, labels: np.ndarray, num_classes: int, *, 
     label has a probability (cleanlab's label quality) below ``GIVEN_BELOW`` (multi-label data:
     cleanlab's own set, its quality scores aggregating every label).
 
-    cleanlab estimates how many labels are wrong from the confidently misclassified items; with a
-    weak classifier (CIFAR-10's 32 px images: 69% out-of-fold accuracy) that count includes many
-    hard but right ones (precision 0.32 at 10% noise). Keeping only the items the calibrated
-    classifier finds nearly impossible under their label raises precision to 0.7
-    (``benchmarks/audit.py``).
+    cleanlab counts every confidently misclassified item as a label error; with a weak classifier
+    that count holds many hard but right items, which the probability bound leaves out (README,
+    "Better data"; ``benchmarks/audit.py``).
 
     Returns ``indices`` (most likely first), ``suggested`` (the classifier's label for each item:
     a class index, or an indicator row for multi-label data), ``quality`` (cleanlab's label quality
