@@ -193,3 +193,18 @@ def test_multi_label_texts_in_memory() -> None:
     assert first["index"] == 0 and first["suggested"] == ["Refund_not_showing_up"]
     inputs, kept = report.cleaned()
     assert texts[0] not in inputs and all(isinstance(k, list) for k in kept)
+
+
+def test_the_modality_is_found_from_paths_lists_and_tables(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from wukong.data.inputs import modality_of
+    from wukong.errors import DataError
+
+    photos = [str(p) for p in sorted((CAT_DOG / "train" / "cat").iterdir())[:2]]
+    assert modality_of(CAT_DOG / "train") == "image" and modality_of(DATA / "banking77" / "train.csv") == "text"
+    assert modality_of(photos, ["cat", "cat"]) == "image" and modality_of(["a refund", "x" * 5000], [0, 1]) == "text"
+    assert modality_of(pd.DataFrame({"path": photos, "label": ["cat", "cat"]})) == "image"
+    assert modality_of(pd.DataFrame({"text": ["a", "b"], "label": [0, 1]})) == "text"
+    with pytest.raises(DataError, match="no such file or folder"):
+        modality_of(tmp_path / "missing")

@@ -118,6 +118,8 @@ def modality_of(data: Any, labels: Sequence[Any] | None = None) -> str:
         raise DataError(
             f"{path}: neither an image folder (one sub-folder per class) nor a text table (.csv/.tsv/.jsonl)"
         )
+    if is_table(data):  # a DataFrame or Dataset: by its columns, as ``as_labelled`` finds them
+        return "image" if set(_column_names(data)) & set(INPUT_COLUMNS["image"]) else "text"
     items = list(data)
     texts = all(isinstance(x, str) and not _is_file(x) for x in items[:50])
     return "text" if texts else "image"

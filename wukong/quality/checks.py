@@ -101,30 +101,30 @@ def label_issues(features: np.ndarray, labels: np.ndarray, num_classes: int, *, 
     a class index, or an indicator row for multi-label data), ``quality`` (cleanlab's label quality
     score of each item, 0 to 1), and ``classifier`` (its C, folds, out-of-fold accuracy); no
     ``indices`` where a class has too few examples for cross-validation."""
-    from cleanlab.filter import find_label_issues
-
     multi = labels.ndim == 2
     fit = fit_linear_classifier(features, labels, num_classes, seed=seed, c_grid=DEFAULTS["c_grid"])
     info = {k: fit.info[k] for k in ("C", "cv_folds", "cv_loss")}
     if fit.held_out is None or len(fit.held_out) != len(labels):
         return {"indices": None, "classifier": info, "why_not": "a class has fewer than 2 examples to cross-validate"}
     if multi:
+        from cleanlab.multilabel_classification.filter import find_label_issues as find_multilabel_issues
         from cleanlab.multilabel_classification.rank import get_label_quality_scores
 
         proba = sigmoid(fit.held_out, fit.temperature)
         given = [np.flatnonzero(row).tolist() for row in labels]
-        found = find_label_issues(given, proba, multi_label=True, return_indices_ranked_by="self_confidence")
+        found = find_multilabel_issues(given, proba, return_indices_ranked_by="self_confidence", n_jobs=1)
         quality = get_label_quality_scores(given, proba)
         suggested = proba >= fit.thresholds
         info["out_of_fold_subset_accuracy"] = round(float((suggested == labels.astype(bool)).all(axis=1).mean()), 4)
     else:
+        from cleanlab.filter import find_label_issues
         from cleanlab.rank import get_label_quality_scores
 
         proba = softmax(fit.held_out, fit.temperature)
         present = label_counts(labels, num_classes) > 0
         proba = proba[:, present] / proba[:, present].sum(axis=1, keepdims=True)  # cleanlab: classes seen only
         remap = np.cumsum(present) - 1
-        found = find_label_issues(remap[labels], proba, return_indices_ranked_by="self_confidence")
+        found = find_label_issues(remap[labels], proba, return_indices_ranked_by="self_confidence", n_jobs=1)
         quality = get_label_quality_scores(remap[labels], proba, method="self_confidence")
         suggested = np.flatnonzero(present)[proba.argmax(axis=1)]
         info["out_of_fold_accuracy"] = round(float((suggested == labels).mean()), 4)
