@@ -34,7 +34,9 @@ def audit(
     'wukong train --clean' then trains without the likely label errors, repeated copies and copies of
     validation or test items.
     """
+    from wukong.data.inputs import modality_of
     from wukong.quality import audit as run_audit
+    from wukong.quality.sets import estimator_for
 
     for option, path in (("DATA", data), ("--val", val), ("--test", test)):
         if path is not None and not path.exists():
@@ -42,26 +44,14 @@ def audit(
     if out.exists() and not out.is_dir():
         raise WukongError(f"--out {out}: a file, not a folder")
     progress = progress_wanted(quiet, as_json)
-    estimator = make_estimator(data, backbone, text_col=text_col, label_col=label_col, progress=progress)
+    columns = {"text_col": text_col, "label_col": label_col}
+    estimator = estimator_for(modality_of(data), backbone, progress=progress, **columns)
     report = run_audit(data, val=val, test=test, estimator=estimator, seed=seed, progress=progress)
     page = report.save(out)
     summary = report.summary()
     lines = [f"{name.replace('_', ' ')}: {count}" for name, count in summary.items()]
     lines.append(f"written: {out / 'audit.json'} and {page}")
     emit({"summary": summary, "audit_json": str(out / "audit.json"), "page": str(page)}, as_json, "\n".join(lines))
-
-
-def make_estimator(data: Path, backbone: str | None, *, text_col: str | None, label_col: str | None, progress: bool):  # noqa: ANN201
-    """The estimator whose reading and features an audit uses (the modality found from ``data``)."""
-    from wukong.data.inputs import modality_of
-
-    if modality_of(data) == "image":
-        from wukong.image_classifier import ImageClassifier
-
-        return ImageClassifier(backbone, progress=progress)
-    from wukong.text_classifier import TextClassifier
-
-    return TextClassifier(backbone, text_col=text_col, label_col=label_col, progress=progress)
 
 
 @app.command()
@@ -85,8 +75,9 @@ def suggest(
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists (it may hold labels already).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per suggested item.")] = False,
 ) -> None:
-    """Rank unlabelled items for labelling: the most uncertain (margin of the calibrated probabilities),
-    spread over the feature space (weighted k-means), written as a CSV ready to be labelled.
+    """Rank unlabelled items for labelling: the pool clustered by k-means on the model's features, the
+    most uncertain item of each cluster (margin of the calibrated probabilities), written as a CSV
+    ready to be labelled.
 
     The CSV's first columns are the input and an empty label (path,label for images; text,label for
     texts), so once filled it is training data as it is; rows left unlabelled are skipped.
@@ -106,10 +97,9 @@ def suggest(
         inputs = [t for file in unlabelled for t in pool_texts(file, text_col)]
     rows = rank(clf, inputs, n, seed=seed)
     write_csv(rows, out, clf.modality)
-    for row in rows:
-        if as_json:
-            typer.echo(json.dumps(row))
-    if not as_json:
+    if as_json:
+        typer.echo("\n".join(json.dumps(row) for row in rows))
+    else:
         typer.echo("\n".join(f"{r['rank']}\t{r['input']}\t{r['predicted']} {r['score']:.3f}" for r in rows))
         typer.echo(f"{len(rows)} items to label written to {out}")
 

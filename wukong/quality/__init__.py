@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,13 +195,17 @@ def _leakage(sets: dict[str, AuditSet]) -> list[dict[str, Any]]:
     return pairs
 
 
+def _together(sets: dict[str, AuditSet]) -> tuple[list[tuple[AuditSet, int]], np.ndarray, np.ndarray]:
+    """Every set's items as one: (each row's set and index in it, features, labels)."""
+    order = list(sets.values())
+    where = [(s, i) for s in order for i in range(len(s))]
+    return where, np.concatenate([s.features for s in order]), np.concatenate([s.labels for s in order])
+
+
 def _label_issues(sets: dict[str, AuditSet], seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Likely label errors in every set, found together (more examples, a better classifier)."""
-    order = list(sets.values())
-    features = np.concatenate([s.features for s in order])
-    labels = np.concatenate([s.labels for s in order])
-    where = [(s, i) for s in order for i in range(len(s))]
-    found = checks.label_issues(features, labels, len(order[0].classes), seed=seed)
+    where, features, labels = _together(sets)
+    found = checks.label_issues(features, labels, len(sets["train"].classes), seed=seed)
     if found["indices"] is None:
         return [], {**found["classifier"], "why_not": found["why_not"]}
     issues = []
@@ -217,11 +222,8 @@ def _label_issues(sets: dict[str, AuditSet], seed: int) -> tuple[list[dict[str, 
 
 
 def _outliers(sets: dict[str, AuditSet]) -> tuple[list[dict[str, Any]], str]:
-    order = list(sets.values())
-    where = [(s, i) for s in order for i in range(len(s))]
-    features = np.concatenate([s.features for s in order])
-    labels = np.concatenate([s.labels for s in order])
-    flagged, nearest, cut = checks.outliers(features, labels, len(order[0].classes))
+    where, features, labels = _together(sets)
+    flagged, nearest, cut = checks.outliers(features, labels, len(sets["train"].classes))
     rows = [{**where[k][0].ref(where[k][1]), "class_similarity": round(float(nearest[k]), 4)} for k in flagged]
     rule = (
         f"embedding similarity to the nearest class mean below {cut:.4f}: more than {checks.OUTLIER_Z} robust "
@@ -232,14 +234,10 @@ def _outliers(sets: dict[str, AuditSet]) -> tuple[list[dict[str, Any]], str]:
 
 def _by_class(findings: dict[str, Any]) -> dict[str, dict[str, int]]:
     """Duplicate and leaked items counted by the class of the first item."""
-    counts: dict[str, dict[str, int]] = {}
+    counts: dict[str, Counter[str]] = {}
     for key in ("near_duplicates", "leakage"):
         for pair in findings[key]:
-            label = str(pair["items"][0]["label"])
-            counts.setdefault(key, {})[label] = counts.get(key, {}).get(label, 0) + 1
+            counts.setdefault(key, Counter())[str(pair["items"][0]["label"])] += 1
     for group in findings["exact_duplicates"]:
-        label = str(group[0]["label"])
-        counts.setdefault("exact_duplicates", {})[label] = (
-            counts.get("exact_duplicates", {}).get(label, 0) + len(group) - 1
-        )
-    return counts
+        counts.setdefault("exact_duplicates", Counter())[str(group[0]["label"])] += len(group) - 1
+    return {key: dict(counted) for key, counted in counts.items()}

@@ -140,7 +140,7 @@ def read_sets(
 ) -> dict[str, AuditSet]:
     """The training set and, where given, the validation and test sets, read with the training classes."""
     if estimator is None:
-        estimator = _estimator(modality or modality_of(data, labels), backbone, progress)
+        estimator = estimator_for(modality or modality_of(data, labels), backbone, progress=progress)
     train = _read(estimator, data, labels, None, "train")
     sets = {"train": train}
     for role, given in (("val", val), ("test", test)):
@@ -179,7 +179,11 @@ def _read(estimator: Any, data: Any, labels: Any, classes: Any, role: str, *, mu
     )
 
 
-def _estimator(modality: str, backbone: Any, progress: bool) -> Any:
+def estimator_for(
+    modality: str, backbone: Any, *, progress: bool, text_col: str | None = None, label_col: str | None = None
+) -> Any:
+    """The unfitted estimator whose reading and features an audit uses (``text_col``/``label_col``:
+    the columns of a text table)."""
     if modality == "image":
         from wukong.image_classifier import ImageClassifier
 
@@ -187,5 +191,5 @@ def _estimator(modality: str, backbone: Any, progress: bool) -> Any:
     if modality == "text":
         from wukong.text_classifier import TextClassifier
 
-        return TextClassifier(backbone, progress=progress)
+        return TextClassifier(backbone, text_col=text_col, label_col=label_col, progress=progress)
     raise DataError(f"modality={modality!r}: choose 'image' or 'text'")

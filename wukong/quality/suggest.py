@@ -58,7 +58,7 @@ def pick(features: np.ndarray, scores: np.ndarray, n: int, *, diverse: bool = Tr
 
 
 def suggest(model: Any, inputs: Any, n: int = 50, *, diverse: bool = True, seed: int = 0) -> list[dict[str, Any]]:
-    """The ``n`` unlabelled inputs (files, a folder, a text file or texts) to label next, most
+    """The ``n`` unlabelled inputs (image files or folders, or texts) to label next, most
     uncertain first: ``{"rank", "input", "predicted", "score", "uncertainty"}`` each. Inputs that
     cannot be read are left out."""
     if not (isinstance(n, int) and n >= 1):
@@ -67,7 +67,8 @@ def suggest(model: Any, inputs: Any, n: int = 50, *, diverse: bool = True, seed:
     names, features, problems = model._pool_features(inputs)
     usable = [name for i, name in enumerate(names) if i not in problems]
     if not usable:
-        raise DataError(f"{inputs}: no usable unlabelled input")
+        why = "; ".join(f"{names[i]}: {problem}" for i, problem in list(problems.items())[:3])
+        raise DataError(f"no usable unlabelled input ({why})")
     proba = model._proba_from_logits(model._logits_from_features(features))
     thresholds = np.asarray(model.thresholds_, np.float32) if model.multi_label_ else None
     scores = uncertainty(proba, thresholds)
