@@ -40,4 +40,5 @@ bench: install
 	$(BIN)/python benchmarks/trust.py
 	$(BIN)/python benchmarks/audit.py
 	$(BIN)/python benchmarks/active.py
+	$(BIN)/python benchmarks/semi_supervised.py
 	$(BIN)/python benchmarks/multilabel.py

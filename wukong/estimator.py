@@ -38,6 +38,7 @@ from wukong.progress import status
 from wukong.runtime import private_random_state
 from wukong.strategies.auto import Choice, choose
 from wukong.strategies.features import LINEAR_MODELS, LinearFit, fit_linear_classifier, write_linear
+from wukong.strategies.self_training import self_train
 from wukong.training.engine import TrainPlan
 from wukong.training.quiet import quiet_lightning
 from wukong.tuning import resolve_tuning
@@ -75,6 +76,9 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
 
     modality: ClassVar[str] = ""
     strategies: ClassVar[tuple[str, ...]] = STRATEGIES
+    # During ``fit`` only: the unlabelled inputs as the modality reads them, and what self-training decided.
+    _pool: ClassVar[Any] = None
+    _semi: ClassVar[dict[str, Any] | None] = None
 
     # The parameters every modality takes (documented in each subclass); a subclass adds its own
     # and may change a default. A dataclass writes ``__init__``, which only stores them, and its
@@ -111,6 +115,7 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         labels: Sequence[Any] | None = None,
         *,
         val: Any = None,
+        unlabeled: Any = None,
         work_dir: str | Path | None = None,
         resume: bool = False,
     ) -> Self:
@@ -119,7 +124,11 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         ``data``: a folder or table file whose labels it holds (image class folders, a CSV of
         ``path,label``, a CSV/TSV/JSONL of texts), or a list or array of inputs (image paths, texts)
         with ``labels``. ``val``: a validation set in the same forms (a path or an ``(inputs, labels)``
-        pair); without it a seeded stratified ``val_fraction`` is held out. ``work_dir`` keeps
+        pair); without it a seeded stratified ``val_fraction`` is held out. ``unlabeled``: inputs
+        without labels (image files or folders, texts): the linear classifier of ``features``
+        pseudo-labels them and trains again, kept only where cross-validation says it helps
+        (``wukong.strategies.self_training``; ``metrics_["semi_supervised"]`` says what was
+        decided, and why). ``work_dir`` keeps
         checkpoints and logs; ``resume=True`` continues a killed run there. The run is seeded by
         ``seed``; the caller's random generators, warning filters and log levels are left as they were.
 
@@ -131,13 +140,22 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         self._check_params()
         self.tuning_ = resolve_tuning(self.tuning)
         with private_random_state(self.seed), quiet_lightning():
-            return self._fit(data, labels, val=val, work_dir=work_dir, resume=resume)
+            try:
+                return self._fit(data, labels, val=val, unlabeled=unlabeled, work_dir=work_dir, resume=resume)
+            finally:
+                self._pool = None  # the unlabelled inputs are not kept with the model
 
-    def _fit(self, data: Any, labels: Sequence[Any] | None, *, val: Any, work_dir: Any, resume: bool) -> Self:
+    def _fit(
+        self, data: Any, labels: Sequence[Any] | None, *, val: Any, unlabeled: Any, work_dir: Any, resume: bool
+    ) -> Self:
         """One way for every modality: read -> split -> choose -> run the strategy -> record."""
         started = time.time()
         self._start_fit()
         train, skipped = self._read_labelled(data, labels, None, "training")
+        self._pool, self._semi = None, None
+        if unlabeled is not None:
+            self._pool, more = self._read_pool(unlabeled)
+            skipped += more
         self.classes_ = list(train.classes)
         self.multi_label_ = train.labels.ndim == 2
         check_every_class_present(train.labels, self.classes_, train.origin)
@@ -163,6 +181,8 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         self._set_temperature(1.0, "nothing yet", 0)
         work = self._work_dir(work_dir)
         choice, extra = self._run_strategy(choice, train, val_set, work=work, resume=resume, carved=carved)
+        if unlabeled is not None:
+            choice, extra["semi_supervised"] = self._semi_supervised(choice)
         # measured before any refit on train + val, so it is an honest held-out figure
         val_metrics = extra.pop("val")
         sets = extra.pop("sets", (train.examples, val_set.examples))
@@ -198,6 +218,11 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None, role: str
     ) -> tuple[Labelled, list[dict[str, Any]], np.ndarray]:
         """``_read_labelled``, and the pretrained network's features of every example (``wukong.audit``)."""
+
+    def _read_pool(self, inputs: Any) -> tuple[Any, list[dict[str, Any]]]:
+        """Unlabelled inputs for ``fit(unlabeled=...)``, read as the training inputs are, and what had
+        to be skipped."""
+        raise ParameterError(f"{type(self).__name__} does not take unlabelled data")
 
     def _balance(self, counts: np.ndarray) -> tuple[str | None, np.ndarray | None, str]:
         """How imbalance is treated (``wukong.calibration.resolve_class_weight``); multi-label
@@ -282,6 +307,32 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         desc = f"Cross-validating the linear classifier on {len(feats)} x {feats.shape[1]} features"
         with status(desc, enabled=self.progress):
             return fit_linear_classifier(feats, labels, len(self.classes_), groups=groups, **how)
+
+    def _self_trained(
+        self, fit: LinearFit, feats: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, *, pool: np.ndarray
+    ) -> LinearFit:
+        """``fit`` trained again with the unlabelled ``pool`` features pseudo-labelled, where
+        cross-validation says that helps (or always, with ``tuning={"pseudo_labels": "always"}``);
+        what was decided is kept for ``metrics_``."""
+        desc = f"Pseudo-labelling {len(pool)} unlabelled examples"
+        with status(desc, enabled=self.progress):
+            how = {"groups": groups, "seed": self.seed, "class_weight": self.class_weights_}
+            result = self_train(feats, labels, pool, fit, len(self.classes_), **how)
+        if self.tuning_["pseudo_labels"] == "always" and result.forced is not None:
+            result.info["used"] = True
+            result.info["why"] += " (used: tuning pseudo_labels='always')"
+            result.fit = result.forced
+        self._semi = result.info
+        return result.fit
+
+    def _semi_supervised(self, choice: Choice) -> tuple[Choice, dict[str, Any]]:
+        """What became of the unlabelled data, said in the strategy's reason too."""
+        info = self._semi or {
+            "used": False,
+            "why": f"unlabelled data not used: strategy '{choice.strategy}' trains a network, and only the linear "
+            "classifier of 'features' pseudo-labels",
+        }
+        return Choice(choice.strategy, choice.unfreeze, f"{choice.reason}; {info['why']}"), info
 
     def _write_linear(self, fit: LinearFit, *, calibrate: bool = True) -> None:
         """Put a fitted linear classifier in the head's final layer, with (``calibrate``) its

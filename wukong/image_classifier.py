@@ -16,6 +16,7 @@ from wukong.backbones.vision import load_image_backbone, rebuild_backbone
 from wukong.data.decode import ImageStore
 from wukong.data.images import ImageSource, labelled_images
 from wukong.engine import check_engine
+from wukong.errors import DataError
 from wukong.estimator import Labelled, TransferClassifier
 from wukong.heads import head_from_spec, is_linear
 from wukong.modalities import image
@@ -106,6 +107,12 @@ class ImageClassifier(TransferClassifier):
     def _stages(self) -> int:
         return len(self.backbone_.stage_names())
 
+    def _read_pool(self, inputs: Any) -> tuple[ImageStore, list[dict[str, Any]]]:
+        store, _ = image.read_unlabelled(inputs, self.backbone_, progress=self.progress)
+        if not len(store):
+            raise DataError(f"{inputs}: no readable unlabelled image")
+        return store, [{**s.to_dict(), "reason": f"unlabelled: {s.reason}"} for s in store.skipped]
+
     def _run_strategy(
         self, choice: Choice, train: Labelled, val: Labelled, *, work: Path, resume: bool, carved: bool
     ) -> tuple[Choice, dict[str, Any]]:
@@ -187,7 +194,16 @@ class ImageClassifier(TransferClassifier):
         self.tap_ = self.net_.features.tap
         fit, mirrors = self._mirrors_or_not(search.fit, reader, searched)
         flip = self.augment if mirrors is None else mirrors["used"]
-        self._write_linear(self._linear(*reader(self.tap_, train, flip=flip)) if refit else fit)
+        pool = None
+        if self._pool is not None:  # the unlabelled images, read at the size and the tap kept
+            same = self.backbone_.data_config == native.data_config
+            store = self._pool if same else image.redecode(self.backbone_, (self._pool,), progress=self.progress)[0]
+            pool = reader(self.tap_, store, flip=False)[0]
+            fit = self._self_trained(fit, *reader(self.tap_, searched, flip=flip), pool=pool)
+        measured = self._linear(*reader(self.tap_, train, flip=flip)) if refit else fit
+        if refit and pool is not None:
+            measured = self._self_trained(measured, *reader(self.tap_, train, flip=flip), pool=pool)
+        self._write_linear(measured)
         reason = choice.reason + (f"; {search.explanation}" if search.explanation else "")
         if mirrors is not None:
             losses = f"cross-validated loss {mirrors['with']} with them, {mirrors['without']} without"

@@ -21,12 +21,13 @@ from torch.utils.data import TensorDataset
 
 from wukong.backbones.catalog import entry
 from wukong.data.text import TextSource
+from wukong.errors import DataError
 from wukong.estimator import Labelled, TransferClassifier
 from wukong.heads import head_from_spec, is_linear
 from wukong.modalities import text
 from wukong.modalities.text import Texts
 from wukong.strategies.auto import BETTER_FEWSHOT_ENCODER, MPNET_HINT, Choice, choose_text_strategy
-from wukong.strategies.features import refit_with_validation
+from wukong.strategies.features import LinearFit, refit_with_validation
 from wukong.strategies.fewshot import ContrastivePlan, contrastive_tune
 from wukong.strategies.finetune import HeadPhase, cached_head_epochs, finetune_epochs, head_then_unfreeze
 from wukong.text_network import TextNet, encoder_blocks
@@ -201,7 +202,8 @@ class TextClassifier(TransferClassifier):
         not held out from it); validation texts carved out of small data are measured, then added
         back (``strategies.features.refit_with_validation``)."""
         feats = self._embed(Texts(texts, cache=True))
-        fit = self._linear(feats, labels)
+        pool = self._embed(self._pool) if self._pool is not None else None  # with the (tuned) encoder
+        fit = self._linear_and_pool(feats, labels, pool)
         self._write_linear(fit)
         extra: dict[str, Any] = {"classifier": fit.info}
         refit = refit_with_validation(carved, labels, self.tuning_["refit_below"])
@@ -213,10 +215,15 @@ class TextClassifier(TransferClassifier):
             extra["val_before_refit"] = self._metrics_from_logits(val_labels, logits, val_texts)
             extra["val_logits"] = logits
         if refit:
-            both = self._linear(np.concatenate([feats, val_feats]), np.concatenate([labels, val_labels]))
+            both = self._linear_and_pool(np.concatenate([feats, val_feats]), np.concatenate([labels, val_labels]), pool)
             self._write_linear(both, calibrate=not calibrate_on_val)  # else the validation texts' temperature stays
             extra["refit"] = True
         return extra
+
+    def _linear_and_pool(self, feats: np.ndarray, labels: np.ndarray, pool: np.ndarray | None) -> LinearFit:
+        """The linear classifier, self-trained on the unlabelled texts' embeddings where given."""
+        fit = self._linear(feats, labels)
+        return fit if pool is None else self._self_trained(fit, feats, labels, None, pool=pool)
 
     def _head_then_unfreeze(
         self, texts, labels, val_texts, val_labels, blocks: list[nn.Module], head_epochs, work: Path, resume: bool
@@ -267,6 +274,12 @@ class TextClassifier(TransferClassifier):
             self._start_encoder(text.load_encoder(self.backbone, self.max_length, self.bf16))
         labelled, skipped = self._read_labelled(data, labels, classes, role)
         return labelled, skipped, self._embed(Texts(list(labelled.examples.texts), cache=True))
+
+    def _read_pool(self, inputs: str | Sequence[str]) -> tuple[Texts, list[dict[str, Any]]]:
+        texts = [t for t in text.read_unlabelled(inputs) if t.strip()]
+        if not texts:
+            raise DataError("unlabeled: no text given")
+        return Texts(texts, cache=True), []
 
     def _read_unlabelled(self, inputs: str | Sequence[str]) -> tuple[list[str], Texts, dict[int, str]]:
         texts = text.read_unlabelled(inputs)

@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "fewshot_below": FEWSHOT_BELOW,  # text, auto: below this median per class, few-shot tuning
     "refit_below": REFIT_BELOW,  # features: add the carved validation set back below this class size
     "c_grid": C_GRID,  # features: the inverse regularisation strengths cross-validated
+    "pseudo_labels": "auto",  # features + unlabelled data: "auto" (kept where CV says) or "always"
 }
 
 
@@ -49,4 +50,6 @@ def resolve_tuning(given: Mapping[str, Any] | None) -> dict[str, Any]:
     ):
         raise ParameterError(f"tuning: c_grid={grid!r} must be a non-empty list of positive numbers")
     tuning["c_grid"] = tuple(float(c) for c in grid)
+    if tuning["pseudo_labels"] not in ("auto", "always"):
+        raise ParameterError(f"tuning: pseudo_labels={tuning['pseudo_labels']!r} must be 'auto' or 'always'")
     return tuning

@@ -98,7 +98,7 @@ def train(
         typer.Option(
             "--tuning",
             help="Override a tuning default, NAME=VALUE (repeatable): small, large, fewshot_below, refit_below "
-            "(whole numbers), c_grid (comma-separated numbers). See wukong.tuning.",
+            "(whole numbers), c_grid (comma-separated numbers), pseudo_labels (auto | always). See wukong.tuning.",
         ),
     ] = None,
     clean: Annotated[
@@ -108,6 +108,16 @@ def train(
             "copies and copies of validation/test items; what was left out is listed, the audit written into OUT."
         ),
     ] = False,
+    unlabeled: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--unlabeled",
+            "--unlabelled",
+            help="Unlabelled data (repeatable): image files or folders; for text, a file with one text per line "
+            "or a table with a text column. The linear classifier pseudo-labels it and trains again, kept only "
+            "where cross-validation says it helps (the strategy's reason says).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
 ) -> None:
@@ -128,7 +138,7 @@ def train(
         backbone = preset_backbone(preset, modality)
     if modality == "image" and label_names is not None:
         raise WukongError("--label-names describes text labels; it does not apply to image data")
-    for option, path in (("--val", val), ("--test", test)):
+    for option, path in (("--val", val), ("--test", test), *(("--unlabeled", p) for p in unlabeled or [])):
         if path is not None and not path.exists():  # found now, not after training
             raise WukongError(f"{option} {path}: no such file or folder")
     inputs = [p for p in (data, val, test) if p is not None]
@@ -162,16 +172,25 @@ def train(
             descriptions = _label_descriptions(label_names) if label_names is not None else None
             clf = TextClassifier(backbone, text_col=text_col, label_col=label_col, label_names=descriptions, **common)
         clf.check_data(data, val, test)  # every input's classes, before any training
+    pool = None
+    if unlabeled:
+        from wukong.cli.data import pool_texts
+
+        pool = (
+            [str(p) for p in unlabeled]
+            if modality == "image"
+            else [t for f in unlabeled for t in pool_texts(f, text_col)]
+        )
     work = work_folder(out, create=True)
     report = None
     if clean:
         from wukong import audit
 
         report = audit(data, val=val, test=test, estimator=clf, seed=seed, progress=progress)
-        clf.fit(*report.cleaned(), val=val, work_dir=work, resume=resume)
+        clf.fit(*report.cleaned(), val=val, unlabeled=pool, work_dir=work, resume=resume)
         _record_clean(clf, report)
     else:
-        clf.fit(data, val=val, work_dir=work, resume=resume)
+        clf.fit(data, val=val, unlabeled=pool, work_dir=work, resume=resume)
     test_problem = None
     if test is not None:
         try:
@@ -227,6 +246,7 @@ def _summary(metrics: dict) -> dict:
         "skipped",
         "multi_label",
         "clean",
+        "semi_supervised",
     )
     return {k: metrics[k] for k in keep if k in metrics}
 
@@ -239,7 +259,13 @@ def _tuning(pairs: list[str]) -> dict[str, object]:
         if not sep or not value:
             raise WukongError(f"--tuning {pair!r}: give NAME=VALUE, e.g. small=30")
         try:
-            out[name] = [float(v) for v in value.split(",")] if name == "c_grid" else int(value)
+            out[name] = (
+                [float(v) for v in value.split(",")]
+                if name == "c_grid"
+                else value
+                if name == "pseudo_labels"
+                else int(value)
+            )
         except ValueError:
             raise WukongError(
                 f"--tuning {pair!r}: {value!r} is not a {'list of numbers' if name == 'c_grid' else 'whole number'}"
