@@ -105,6 +105,27 @@ def test_text_fit_with_unlabelled_texts(banking_texts: dict[str, list[str]]) -> 
     )
     auto = decided.metrics_["semi_supervised"]
     assert auto["used"] == (auto["log_loss_gain"] > auto["log_loss_gain_se"])
+    # the decision recorded is the one the final model was made by
+    same = np.allclose(decided.predict_proba(data["test"]), plain.predict_proba(data["test"]), atol=1e-5)
+    assert same == (not auto["used"])
+
+
+def test_image_fit_records_the_final_models_decision() -> None:
+    """Small data: the classifier measured on the carved validation images and the final one (on
+    all the labelled images) are each pseudo-labelled and decided; the recorded decision is the
+    final one's."""
+    from wukong import ImageClassifier
+
+    test = sorted(str(p) for p in (CAT_DOG / "test").rglob("*.jpg"))
+    how = {"strategy": "features", "progress": False}
+    plain = ImageClassifier(FAST_BACKBONE, **how).fit(CAT_DOG / "train")
+    for tuning in (None, {"pseudo_labels": "always"}):
+        model = ImageClassifier(FAST_BACKBONE, tuning=tuning, **how).fit(CAT_DOG / "train", unlabeled=test)
+        info = model.metrics_["semi_supervised"]
+        assert info["pool"] == 22 and model.metrics_["refit_on_train_and_val"]
+        same = np.allclose(model.predict_proba(test), plain.predict_proba(test), atol=1e-5)
+        assert same == (not info["used"])
+        assert info["used"] or tuning is None
 
 
 def test_a_trained_head_says_the_unlabelled_data_was_not_used(banking_texts: dict[str, list[str]]) -> None:

@@ -194,15 +194,15 @@ class ImageClassifier(TransferClassifier):
         self.tap_ = self.net_.features.tap
         fit, mirrors = self._mirrors_or_not(search.fit, reader, searched)
         flip = self.augment if mirrors is None else mirrors["used"]
-        pool = None
+        measured = self._linear(*reader(self.tap_, train, flip=flip)) if refit else fit
         if self._pool is not None:  # the unlabelled images, read at the size and the tap kept
             same = self.backbone_.data_config == native.data_config
             store = self._pool if same else image.redecode(self.backbone_, (self._pool,), progress=self.progress)[0]
             pool = reader(self.tap_, store, flip=False)[0]
+            if refit:  # the classifier measured on the validation images, then the final one (its decision kept)
+                measured = self._self_trained(measured, *reader(self.tap_, train, flip=flip), pool=pool)
             fit = self._self_trained(fit, *reader(self.tap_, searched, flip=flip), pool=pool)
-        measured = self._linear(*reader(self.tap_, train, flip=flip)) if refit else fit
-        if refit and pool is not None:
-            measured = self._self_trained(measured, *reader(self.tap_, train, flip=flip), pool=pool)
+            measured = measured if refit else fit
         self._write_linear(measured)
         reason = choice.reason + (f"; {search.explanation}" if search.explanation else "")
         if mirrors is not None:
