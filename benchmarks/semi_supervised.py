@@ -17,7 +17,10 @@ hand: scikit-learn's ``SelfTrainingClassifier`` around ``LogisticRegression`` (i
 threshold 0.75) on the same standardised features. Test accuracy per sample, the mean, and how
 often the rule kept the pseudo-labels.
 
-    python benchmarks/semi_supervised.py     # writes benchmarks/results/semi_supervised.json (about 10 minutes on 2 cores; 7 with the features cached)
+Run (about 10 minutes on 2 cores; 7 with the features cached; writes
+benchmarks/results/semi_supervised.json):
+
+    python benchmarks/semi_supervised.py
 """
 
 from __future__ import annotations
