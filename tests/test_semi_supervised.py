@@ -128,14 +128,23 @@ def test_image_fit_records_the_final_models_decision() -> None:
         assert info["used"] or tuning is None
 
 
-def test_a_trained_head_says_the_unlabelled_data_was_not_used(banking_texts: dict[str, list[str]]) -> None:
+def test_a_trained_head_says_the_unlabelled_data_was_not_used(
+    banking_texts: dict[str, list[str]], tmp_path: Path
+) -> None:
+    """A head trained by gradient descent takes no pseudo-labels, and says so; the unlabelled
+    texts may be a file (one per line), as a ``Path``."""
     from wukong import TextClassifier
 
     data = banking_texts
+    pool = tmp_path / "pool.txt"
+    pool.write_text("\n".join(data["pool"][:20]) + "\n\n", encoding="utf-8")
     model = TextClassifier(strategy="head", epochs=2, progress=False)
-    model.fit(data["texts"], data["labels"], unlabeled=data["pool"][:20])
+    model.fit(data["texts"], data["labels"], unlabeled=pool)
     info = model.metrics_["semi_supervised"]
     assert not info["used"] and "only the linear classifier of 'features' pseudo-labels" in info["why"]
+    assert info["why"] in model.strategy_reason_
+    features = TextClassifier(strategy="features", progress=False).fit(data["texts"], data["labels"], unlabeled=pool)
+    assert features.metrics_["semi_supervised"]["pool"] == 20  # the blank lines are not texts
 
 
 def test_train_command_with_unlabelled_images(tmp_path: Path) -> None:

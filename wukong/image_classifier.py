@@ -138,6 +138,7 @@ class ImageClassifier(TransferClassifier):
         native = self.backbone_
         linear_choice, linear = self._fit_features(train.examples, val.examples, choice, refit_on_val=False)
         kept = {name: getattr(self, name) for name in self._FITTED}
+        linear_semi, self._semi = self._semi, None  # the fine-tuned network does not use the unlabelled images
         self.backbone_ = copy.deepcopy(native)  # fine-tuning changes the weights the features were read with
         self._backbone_tuned = True
         tuned = self._fit_network(train.examples, val.examples, choice, work, resume)
@@ -148,6 +149,7 @@ class ImageClassifier(TransferClassifier):
         )
         compared = {"compared_on_validation": scores}
         if scores["features"] > scores["finetune"]:
+            self._semi = linear_semi
             for name, value in kept.items():
                 setattr(self, name, value)
             self._backbone_tuned = False

@@ -275,7 +275,10 @@ class TextClassifier(TransferClassifier):
         labelled, skipped = self._read_labelled(data, labels, classes, role)
         return labelled, skipped, self._embed(Texts(list(labelled.examples.texts), cache=True))
 
-    def _read_pool(self, inputs: str | Sequence[str]) -> tuple[Texts, list[dict[str, Any]]]:
+    def _read_pool(self, inputs: str | Path | Sequence[str]) -> tuple[Texts, list[dict[str, Any]]]:
+        """Texts, or a file of them (a ``Path``: one text per line, or a table's text column)."""
+        if isinstance(inputs, Path):
+            inputs = text.texts_of_file(inputs, self.text_col)
         texts = [t for t in text.read_unlabelled(inputs) if t.strip()]
         if not texts:
             raise DataError("unlabeled: no text given")

@@ -85,6 +85,7 @@ def suggest(
     import json
 
     import wukong
+    from wukong.modalities.text import texts_of_file
     from wukong.quality.suggest import suggest as rank
     from wukong.quality.suggest import write_csv
 
@@ -94,7 +95,7 @@ def suggest(
     if clf.modality == "image":
         inputs: list = [str(p) for p in unlabelled]
     else:
-        inputs = [t for file in unlabelled for t in pool_texts(file, text_col)]
+        inputs = [t for file in unlabelled for t in texts_of_file(file, text_col)]
     rows = rank(clf, inputs, n, seed=seed)
     write_csv(rows, out, clf.modality)
     if as_json:
@@ -102,20 +103,3 @@ def suggest(
     else:
         typer.echo("\n".join(f"{r['rank']}\t{r['input']}\t{r['predicted']} {r['score']:.3f}" for r in rows))
         typer.echo(f"{len(rows)} items to label written to {out}")
-
-
-def pool_texts(file: Path, text_col: str | None) -> list[str]:
-    """Texts of a table's text column, or of a plain file's non-empty lines."""
-    from wukong.data.encoding import read_table_text
-    from wukong.data.tables import parse_table
-
-    if not file.is_file():
-        raise WukongError(f"{file}: no such file")
-    content = read_table_text(file).text
-    if file.suffix.lower() not in (".csv", ".tsv", ".jsonl", ".json"):
-        return [line.strip() for line in content.splitlines() if line.strip()]
-    columns, rows, _ = parse_table(file, content)
-    column = text_col or next((c for c in columns if c.strip().lower() in ("text", "sentence")), None)
-    if column not in columns:
-        raise WukongError(f"{file}: no text column {column or 'text'!r} among {columns}; give --text-col")
-    return [str(row[column]).strip() for _, row in rows if str(row.get(column) or "").strip()]

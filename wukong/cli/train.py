@@ -174,12 +174,12 @@ def train(
         clf.check_data(data, val, test)  # every input's classes, before any training
     pool = None
     if unlabeled:
-        from wukong.cli.data import pool_texts
+        from wukong.modalities.text import texts_of_file
 
         pool = (
             [str(p) for p in unlabeled]
             if modality == "image"
-            else [t for f in unlabeled for t in pool_texts(f, text_col)]
+            else [t for f in unlabeled for t in texts_of_file(f, text_col)]
         )
     work = work_folder(out, create=True)
     report = None

@@ -63,6 +63,24 @@ def read_unlabelled(inputs: str | Sequence[str]) -> list[str]:
     return texts
 
 
+def texts_of_file(file: Path, text_col: str | None = None) -> list[str]:
+    """Unlabelled texts kept in a file: a table's text column (``text_col``, else ``text`` or
+    ``sentence``), or a plain file's non-empty lines."""
+    from wukong.data.encoding import read_table_text
+    from wukong.data.tables import parse_table
+
+    if not file.is_file():
+        raise DataError(f"{file}: no such file")
+    content = read_table_text(file).text
+    if file.suffix.lower() not in (".csv", ".tsv", ".jsonl", ".json"):
+        return [line.strip() for line in content.splitlines() if line.strip()]
+    columns, rows, _ = parse_table(file, content)
+    column = text_col or next((c for c in columns if c.strip().lower() in ("text", "sentence")), None)
+    if column not in columns:
+        raise DataError(f"{file}: no text column {column or 'text'!r} among {columns}; give text_col (--text-col)")
+    return [str(row[column]).strip() for _, row in rows if str(row.get(column) or "").strip()]
+
+
 def label_texts(classes: Sequence[str], label_names: bool | Mapping[str, str] | None, origin: str) -> list[str] | None:
     """The classes' names or given descriptions as texts, per ``label_names`` (None: not used)."""
     if label_names is False:
