@@ -131,8 +131,9 @@ def test_bad_input_gives_one_line_without_traceback(args, message, tmp_path: Pat
 
 
 def test_every_command_has_help() -> None:
-    for command in ["train", "predict", "evaluate", "export", "pretrain", "serve"]:
-        assert "Usage" in wukong(command, "--help").stdout
+    commands = ["train", "predict", "evaluate", "export", "pretrain", "serve", "audit", "suggest", "models"]
+    for command in [*commands, "cache info", "cache clear"]:
+        assert "Usage" in wukong(*command.split(), "--help").stdout
 
 
 def test_killed_training_resumes_from_its_last_checkpoint(cifar_small: Path, tmp_path: Path) -> None:

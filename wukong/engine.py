@@ -100,11 +100,13 @@ def _onnx_pass(module: nn.Module, size: int, key: dict[str, Any]) -> FrozenPass:
 
     path = cache_dir("engines") / f"{namespace_key({**key, 'size': size, 'opset': OPSET})}.onnx"
     verdict_file = path.with_suffix(".json")
-    if not path.exists() or not verdict_file.exists():
+    verdict = None
+    try:
+        verdict = json.loads(verdict_file.read_text()) if path.exists() else None
+    except (OSError, ValueError):  # not there yet (or being written by another process): measured here
+        pass
+    if verdict is None:
         _export(module, size, path)
-        verdict = None
-    else:
-        verdict = json.loads(verdict_file.read_text())
     session = onnx_session(path)
 
     def run(batch: np.ndarray) -> np.ndarray:
@@ -112,7 +114,9 @@ def _onnx_pass(module: nn.Module, size: int, key: dict[str, Any]) -> FrozenPass:
 
     if verdict is None:
         verdict = {"min_cosine": _agreement(module, run, size)}
-        verdict_file.write_text(json.dumps(verdict))
+        temporary = verdict_file.with_name(f".{verdict_file.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(verdict))
+        os.replace(temporary, verdict_file)  # whole or absent for a process reading it at once
     if verdict["min_cosine"] < MIN_COSINE:
         raise RuntimeError(f"outputs differ from PyTorch (min cosine {verdict['min_cosine']:.5f})")
     return FrozenPass(run, "onnxruntime", f"onnxruntime (agrees with PyTorch fp32: min cosine {verdict['min_cosine']})")

@@ -5,7 +5,9 @@ that names the backbone, the tap and the preprocessing. So a changed file is rec
 or moved one is not, and changing the backbone or its input size never serves stale features.
 
 Storage: one ``.npz`` shard per computation (numeric arrays only, read with ``allow_pickle=False``),
-written to a temporary name and renamed, so a killed run leaves no broken shard.
+written to a temporary name and renamed, so a killed run leaves no broken shard. The folder is kept
+under a size limit, least recently used shards first (``wukong.cache.evict``); features whose shard
+went (evicted by this or another process) are computed again.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from wukong.cache import cache_dir
+from wukong.cache import cache_dir, evict, feature_limit, touch
 
 
 def namespace_key(description: dict[str, Any]) -> str:
@@ -49,8 +51,10 @@ class FeatureCache:
         self.folder = base / self.key
         self.folder.mkdir(parents=True, exist_ok=True)
         meta = self.folder / "namespace.json"
-        if not meta.exists():
-            meta.write_text(json.dumps(description, indent=2, sort_keys=True, default=str))
+        if not meta.exists():  # written whole under another name, then renamed: two processes may race here
+            tmp = self.folder / f".namespace-{uuid.uuid4().hex}.tmp"
+            tmp.write_text(json.dumps(description, indent=2, sort_keys=True, default=str))
+            os.replace(tmp, meta)
         self._index: dict[str, tuple[Path, int]] | None = None
 
     def _load_index(self) -> dict[str, tuple[Path, int]]:
@@ -69,27 +73,33 @@ class FeatureCache:
     def get_or_compute(self, hashes: Sequence[str], compute: Callable[[list[int]], np.ndarray]) -> np.ndarray:
         """Features for ``hashes``; ``compute(indices)`` is called once for the missing ones."""
         index = self._load_index()
-        missing = [i for i, h in enumerate(hashes) if h not in index]
         by_shard: dict[Path, list[tuple[int, int]]] = {}
         for i, h in enumerate(hashes):
             if h in index:
                 shard, row = index[h]
                 by_shard.setdefault(shard, []).append((i, row))
+        found: dict[int, np.ndarray] = {}
+        for shard, pairs in by_shard.items():
+            try:
+                with np.load(shard, allow_pickle=False) as data:
+                    feats = data["features"]
+            except (OSError, ValueError, KeyError):  # evicted meanwhile, or unreadable: computed again
+                for h in {key for key, (where, _) in index.items() if where == shard}:
+                    del index[h]
+                continue
+            touch(shard)
+            for i, row in pairs:
+                found[i] = feats[row]
+        missing = [i for i in range(len(hashes)) if i not in found]
         fresh = np.asarray(compute(missing), dtype=np.float32) if missing else None
         if fresh is not None:
             self._store([hashes[i] for i in missing], fresh)
-        result: np.ndarray | None = None
+        width = fresh.shape[1] if fresh is not None else next(iter(found.values())).shape[0] if found else 0
+        result = np.empty((len(hashes), width), dtype=np.float32)
         if fresh is not None:
-            result = np.empty((len(hashes), fresh.shape[1]), dtype=np.float32)
             result[missing] = fresh
-        for shard, pairs in by_shard.items():
-            with np.load(shard, allow_pickle=False) as data:
-                feats = data["features"]
-            if result is None:
-                result = np.empty((len(hashes), feats.shape[1]), dtype=np.float32)
-            result[[i for i, _ in pairs]] = feats[[r for _, r in pairs]]
-        if result is None:  # no input at all
-            result = np.empty((0, 0), dtype=np.float32)
+        if found:
+            result[list(found)] = np.stack(list(found.values()))
         return result
 
     def _store(self, hashes: list[str], features: np.ndarray) -> None:
@@ -98,6 +108,7 @@ class FeatureCache:
         with open(tmp, "wb") as fh:
             np.savez(fh, keys=np.asarray(hashes, dtype="S32"), features=features.astype(np.float32))
         os.replace(tmp, self.folder / name)
+        evict(self.folder.parent, feature_limit(), keep=self.folder / name)
         if self._index is not None:
             for row, h in enumerate(hashes):
                 self._index[h] = (self.folder / name, row)

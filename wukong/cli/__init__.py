@@ -1,7 +1,7 @@
 """The ``wukong`` command: ``app`` (Typer) and ``main`` (its entry point, one-line errors).
 
 One module per group of commands: ``train``; ``data`` (audit, suggest); ``use`` (predict, evaluate, export, serve);
-``store`` (pretrain, models). They are imported in the order ``--help`` lists them.
+``store`` (pretrain, models, cache). They are imported in the order ``--help`` lists them.
 """
 
 # isort: off

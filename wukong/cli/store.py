@@ -124,3 +124,44 @@ def models_install(
 
     summary = install(name, force=force, quiet=as_json)
     emit({"name": name, "result": summary}, as_json, summary)
+
+
+cache_app = typer.Typer(
+    help="The cache of what Wukong can recompute (features, exported engines, extracted archives) and the "
+    "installed networks: where it is, how big, and clearing it. WUKONG_CACHE moves it; WUKONG_CACHE_LIMIT "
+    "(e.g. 20GB) caps its features, least recently used first.",
+    no_args_is_help=True,
+)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("info")
+def cache_info(as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False) -> None:
+    """Where the cache is, and the size and number of files of each kind of entry."""
+    from wukong.cache import usage
+
+    found = usage()
+    lines = [f"cache: {found['root']} (features limit {found['features_limit_bytes'] / 1e9:.1f} GB)"]
+    for kind, sizes in found["kinds"].items():
+        lines.append(f"  {kind}: {sizes['bytes'] / 1e6:.1f} MB in {sizes['files']} files")
+    emit(found, as_json, "\n".join(lines))
+
+
+@cache_app.command("clear")
+def cache_clear(
+    kinds: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Kinds to remove: features, engines, archives, precision, models (default: all but models, "
+            "which 'wukong models install' brings back)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the bytes freed per kind as JSON.")] = False,
+) -> None:
+    """Remove cached entries; they are recomputed when next needed. Only Wukong's own folders under the
+    cache root are touched."""
+    from wukong.cache import RECOMPUTED, clear
+
+    freed = clear(tuple(kinds) if kinds else RECOMPUTED)
+    text = "\n".join(f"cleared {kind}: {size / 1e6:.1f} MB" for kind, size in freed.items())
+    emit(freed, as_json, text)

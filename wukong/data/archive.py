@@ -44,7 +44,12 @@ def extract_cached(archive: Path) -> Path:
     except (tarfile.TarError, OSError, EOFError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DataError(f"{archive}: cannot extract ({exc}); is it a complete .tar.gz?") from exc
-    os.replace(tmp, target)
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process extracted it meanwhile: use theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not target.is_dir():
+            raise
     return _single_root(target)
 
 

@@ -27,6 +27,7 @@ Example:
     >>> y = np.repeat([0, 1], 6)
     >>> x = centres[y] + rng.normal(size=(12, 2))
     >>> pool = centres[rng.integers(0, 2, 200)] + rng.normal(size=(200, 2))
+    >>> from wukong.strategies.features import fit_linear_classifier
     >>> plain = fit_linear_classifier(x, y, 2)
     >>> result = self_train(x, y, pool, plain, 2)
     >>> result.info["pseudo_labels"] > 0
@@ -42,13 +43,13 @@ import numpy as np
 import torch
 
 from wukong.calibration import fit_temperature
-from wukong.strategies.features import LinearFit, cv_folds, fit_linear_classifier  # noqa: F401  (doctest)
+from wukong.strategies.features import LinearFit, cv_folds
 from wukong.strategies.softmax import fit_softmax_blocks
 
 # Rounds of pseudo-labelling, and how many pool items per class each round adds, as a multiple of
-# the labelled examples per class (round r takes r times as many, from the whole pool again): a
-# fixed count, not a confidence threshold, since the classifier is most confident on the items
-# that teach it least (see benchmarks/semi_supervised.py for what these give).
+# the labelled examples per class (round r takes r times as many, from the whole pool again). A
+# count rather than a probability threshold: a weak classifier is sure of few items and a strong
+# one of nearly all, so one threshold takes too few from the first or too many from the second.
 ROUNDS = 2
 PER_CLASS_RATIO = 2
 # The weight of a pseudo-labelled row against a labelled one in the loss.

@@ -1,0 +1,145 @@
+"""The cache: a size limit with least-recently-used eviction, ``wukong cache info|clear``, and two
+processes sharing it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import CAT_DOG, FAST_BACKBONE
+from wukong.cache import cache_root, parse_size
+from wukong.errors import ParameterError
+from wukong.features_cache import FeatureCache
+
+
+def _rows(start: int, n: int, width: int = 256) -> np.ndarray:
+    return np.arange(start * width, (start + n) * width, dtype=np.float32).reshape(n, width)
+
+
+def test_features_stay_under_the_limit_least_recently_used_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one_shard = 10 * 256 * 4  # ten rows of 256 float32
+    monkeypatch.setenv("WUKONG_CACHE_LIMIT", str(int(3.5 * one_shard)))
+    cache = FeatureCache({"backbone": "test"}, root=tmp_path)
+    groups = [[f"g{g}-{i}" for i in range(10)] for g in range(3)]
+    for g, hashes in enumerate(groups):
+        cache.get_or_compute(hashes, lambda idx, g=g: _rows(10 * g, len(idx)))
+        time.sleep(0.05)  # distinct modification times
+    cache.get_or_compute(groups[0], lambda idx: pytest.fail("cached: not computed again"))  # used again: newest
+    time.sleep(0.05)
+    cache.get_or_compute([f"g3-{i}" for i in range(10)], lambda idx: _rows(30, len(idx)))  # over the limit
+    shards = sorted(tmp_path.glob("*/shard-*.npz"))
+    assert sum(p.stat().st_size for p in shards) <= 3.5 * one_shard
+    fresh = FeatureCache({"backbone": "test"}, root=tmp_path)  # what is left, as another process sees it
+    computed: list[list[int]] = []
+    got = fresh.get_or_compute(groups[0] + groups[1], lambda idx: computed.append(idx) or _rows(10, len(idx)))
+    assert computed == [list(range(10, 20))]  # group 1, the least recently used, went; group 0 stayed
+    assert np.array_equal(got[:10], _rows(0, 10)) and np.array_equal(got[10:], _rows(10, 10))
+
+
+def test_a_shard_removed_under_a_reader_is_computed_again(tmp_path: Path) -> None:
+    cache = FeatureCache({"backbone": "test"}, root=tmp_path)
+    cache.get_or_compute(["a", "b"], lambda idx: _rows(0, len(idx)))
+    cache.get_or_compute(["c"], lambda idx: _rows(2, len(idx)))
+    shard = next(p for p in tmp_path.glob("*/shard-*.npz") if b"a" in np.load(p)["keys"][0])
+    shard.unlink()  # another process evicted it after this one had read the index
+    computed: list[list[int]] = []
+    got = cache.get_or_compute(["a", "c", "b"], lambda idx: computed.append(idx) or _rows(0, len(idx)))
+    assert computed == [[0, 2]]
+    assert np.array_equal(got[[0, 2]], _rows(0, 2)) and np.array_equal(got[1], _rows(2, 1)[0])
+
+
+def test_limits_are_read_in_plain_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_size("20GB") == 20 * 10**9 and parse_size("500 mb") == 500 * 10**6 and parse_size("7") == 7
+    monkeypatch.setenv("WUKONG_CACHE_LIMIT", "lots")
+    from wukong.cache import feature_limit
+
+    with pytest.raises(ParameterError, match="WUKONG_CACHE_LIMIT='lots'"):
+        feature_limit()
+
+
+def _wukong(*args: str, cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WUKONG_CACHE": str(cache)}
+    return subprocess.run(
+        [sys.executable, "-m", "wukong.cli", *args], capture_output=True, text=True, timeout=600, env=env
+    )
+
+
+def test_two_trainings_share_one_cache_at_once_then_info_and_clear(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    env = {**os.environ, "WUKONG_CACHE": str(cache)}
+    command = [sys.executable, "-m", "wukong.cli", "train", str(CAT_DOG / "train"), "--backbone", FAST_BACKBONE]
+    runs = [
+        subprocess.Popen(
+            [*command, "--out", str(tmp_path / f"m{i}"), "--strategy", "features", "--json", "--quiet"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(2)
+    ]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
+    first, second = (json.loads(out) for out, _ in outputs)
+    assert first["val_accuracy"] == second["val_accuracy"]  # same seed, same cache: the same model
+    predicted = [
+        _wukong("predict", str(tmp_path / f"m{i}"), str(CAT_DOG / "test"), "--json", cache=cache) for i in (0, 1)
+    ]
+    assert predicted[0].returncode == 0 and predicted[0].stdout == predicted[1].stdout
+
+    info = json.loads(_wukong("cache", "info", "--json", cache=cache).stdout)
+    assert info["root"] == str(cache) and info["kinds"]["features"]["files"] > 0
+    (cache / "models").mkdir(exist_ok=True)
+    (cache / "models" / "kept.safetensors").write_bytes(b"x" * 10)
+    (cache / "notes.txt").write_text("a user's own file under the cache root")
+    cleared = _wukong("cache", "clear", "--json", cache=cache)
+    assert cleared.returncode == 0 and json.loads(cleared.stdout)["features"] == info["kinds"]["features"]["bytes"]
+    after = json.loads(_wukong("cache", "info", "--json", cache=cache).stdout)["kinds"]
+    assert after["features"]["files"] == 0 and after["models"]["files"] >= 1
+    assert (cache / "notes.txt").exists()  # only Wukong's own folders are removed
+
+
+def test_the_cache_root_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WUKONG_CACHE", str(tmp_path / "here"))
+    assert cache_root() == tmp_path / "here"
+    monkeypatch.delenv("WUKONG_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "wukong"  # platformdirs, as before on Linux
+
+
+def test_an_archive_extracted_by_two_processes_at_once_is_used_from_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second extraction finds the folder in place when it renames its own: it uses that one."""
+    import tarfile
+
+    import wukong.data.archive as archive_module
+
+    source = tmp_path / "src" / "shapes" / "round"
+    source.mkdir(parents=True)
+    (source / "a.txt").write_text("a")
+    packed = tmp_path / "shapes.tar.gz"
+    with tarfile.open(packed, "w:gz") as tar:
+        tar.add(tmp_path / "src" / "shapes", arcname="shapes")
+    monkeypatch.setenv("WUKONG_CACHE", str(tmp_path / "cache"))
+    real_replace = os.replace
+
+    def other_process_first(src: Path, dst: Path) -> None:
+        Path(dst).mkdir(parents=True, exist_ok=True)
+        (Path(dst) / "shapes" / "round").mkdir(parents=True)
+        (Path(dst) / "shapes" / "round" / "a.txt").write_text("a")
+        real_replace(src, dst)  # a non-empty folder is in the way: the rename fails as it would
+
+    monkeypatch.setattr(archive_module.os, "replace", other_process_first)
+    root = archive_module.extract_cached(packed)
+    assert (root / "round" / "a.txt").read_text() == "a"
+    assert [p.name for p in root.parent.parent.iterdir()] == [root.parent.name]  # no temporary left
