@@ -78,7 +78,8 @@ class FeatureCache:
             if h in index:
                 shard, row = index[h]
                 by_shard.setdefault(shard, []).append((i, row))
-        found: dict[int, np.ndarray] = {}
+        found: list[tuple[list[int], np.ndarray]] = []  # (input positions, their features) per shard
+        have = np.zeros(len(hashes), dtype=bool)
         for shard, pairs in by_shard.items():
             try:
                 with np.load(shard, allow_pickle=False) as data:
@@ -88,18 +89,19 @@ class FeatureCache:
                     del index[h]
                 continue
             touch(shard)
-            for i, row in pairs:
-                found[i] = feats[row]
-        missing = [i for i in range(len(hashes)) if i not in found]
+            positions = [i for i, _ in pairs]
+            found.append((positions, feats[[r for _, r in pairs]]))
+            have[positions] = True
+        missing = np.flatnonzero(~have).tolist()
         fresh = np.asarray(compute(missing), dtype=np.float32) if missing else None
         if fresh is not None:
             self._store([hashes[i] for i in missing], fresh)
-        width = fresh.shape[1] if fresh is not None else next(iter(found.values())).shape[0] if found else 0
+        width = fresh.shape[1] if fresh is not None else found[0][1].shape[1] if found else 0
         result = np.empty((len(hashes), width), dtype=np.float32)
         if fresh is not None:
             result[missing] = fresh
-        if found:
-            result[list(found)] = np.stack(list(found.values()))
+        for positions, feats in found:
+            result[positions] = feats
         return result
 
     def _store(self, hashes: list[str], features: np.ndarray) -> None:
