@@ -143,3 +143,48 @@ def test_an_archive_extracted_by_two_processes_at_once_is_used_from_the_first(
     root = archive_module.extract_cached(packed)
     assert (root / "round" / "a.txt").read_text() == "a"
     assert [p.name for p in root.parent.parent.iterdir()] == [root.parent.name]  # no temporary left
+
+
+EXTRACT = """
+import sys, time
+import wukong.features_cache as features_cache
+features_cache.CHUNK = 40
+from wukong import ImageClassifier
+from wukong.modalities.image import FrozenPasses
+
+computed = []
+embed = FrozenPasses.embed
+
+def counting(self, net, backbone, pixels, *, mirrored=False):
+    computed.append(len(pixels))
+    if sys.argv[2] == "slow":
+        time.sleep(1.0)
+    return embed(self, net, backbone, pixels, mirrored=mirrored)
+
+FrozenPasses.embed = counting
+_, _, features = ImageClassifier(sys.argv[3], progress=False)._embedded(sys.argv[1], None, None, "training")
+print(sum(computed), len(features))
+"""
+
+
+def test_a_killed_feature_extraction_resumes_without_recomputing(cifar_small: Path, tmp_path: Path) -> None:
+    """Features are stored a chunk at a time as they are computed: killed (SIGKILL) after some
+    chunks, the extraction run again computes only the images it had not finished."""
+    cache = tmp_path / "cache"
+    script = tmp_path / "extract.py"
+    script.write_text(EXTRACT)
+    env = {**os.environ, "WUKONG_CACHE": str(cache)}
+    command = [sys.executable, str(script), str(cifar_small / "train")]
+    run = subprocess.Popen([*command, "slow", FAST_BACKBONE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not list(cache.glob("features/*/shard-*.npz")) and time.time() < deadline and run.poll() is None:
+        time.sleep(0.1)
+    run.kill()
+    run.communicate()
+    assert run.returncode != 0  # killed before it finished: 200 images take 5 chunks of a second or more
+    stored = sum(len(np.load(p)["keys"]) for p in cache.glob("features/*/shard-*.npz"))
+    assert 0 < stored < 200
+    again = subprocess.run([*command, "fast", FAST_BACKBONE], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    computed, total = map(int, again.stdout.split())
+    assert total == 200 and computed == 200 - stored

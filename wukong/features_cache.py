@@ -4,8 +4,9 @@ Keyed by the *content* of each input (a hash of the file bytes or of the text) w
 that names the backbone, the tap and the preprocessing. So a changed file is recomputed, a renamed
 or moved one is not, and changing the backbone or its input size never serves stale features.
 
-Storage: one ``.npz`` shard per computation (numeric arrays only, read with ``allow_pickle=False``),
-written to a temporary name and renamed, so a killed run leaves no broken shard. The folder is kept
+Storage: one ``.npz`` shard per ``CHUNK`` inputs computed (numeric arrays only, read with
+``allow_pickle=False``), each written to a temporary name and renamed as soon as it is computed: a
+killed extraction leaves no broken shard, and run again it computes only what it had not finished. The folder is kept
 under a size limit, least recently used shards first (``wukong.cache.evict``); features whose shard
 went (evicted by this or another process) are computed again.
 """
@@ -23,6 +24,9 @@ from typing import Any
 import numpy as np
 
 from wukong.cache import cache_dir, evict, feature_limit, touch
+
+# Inputs computed, and stored as one shard, at a time: what a killed extraction can lose at most.
+CHUNK = 4096
 
 
 def namespace_key(description: dict[str, Any]) -> str:
@@ -71,7 +75,8 @@ class FeatureCache:
         return self._index
 
     def get_or_compute(self, hashes: Sequence[str], compute: Callable[[list[int]], np.ndarray]) -> np.ndarray:
-        """Features for ``hashes``; ``compute(indices)`` is called once for the missing ones."""
+        """Features for ``hashes``; ``compute(indices)`` is called for the missing ones, ``CHUNK`` at a
+        time, each chunk stored before the next is computed."""
         index = self._load_index()
         by_shard: dict[Path, list[tuple[int, int]]] = {}
         for i, h in enumerate(hashes):
@@ -93,13 +98,13 @@ class FeatureCache:
             found.append((positions, feats[[r for _, r in pairs]]))
             have[positions] = True
         missing = np.flatnonzero(~have).tolist()
-        fresh = np.asarray(compute(missing), dtype=np.float32) if missing else None
-        if fresh is not None:
-            self._store([hashes[i] for i in missing], fresh)
-        width = fresh.shape[1] if fresh is not None else found[0][1].shape[1] if found else 0
+        for start in range(0, len(missing), CHUNK):  # stored as computed: a kill keeps what was finished
+            part = missing[start : start + CHUNK]
+            fresh = np.asarray(compute(part), dtype=np.float32)
+            self._store([hashes[i] for i in part], fresh)
+            found.append((part, fresh))
+        width = found[0][1].shape[1] if found else 0
         result = np.empty((len(hashes), width), dtype=np.float32)
-        if fresh is not None:
-            result[missing] = fresh
         for positions, feats in found:
             result[positions] = feats
         return result
