@@ -39,15 +39,20 @@ def sigmoid(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)  # tanh form: no overflow
 
 
-def log_loss(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
-    """Mean negative log-likelihood of ``labels`` under ``softmax(logits / temperature)``; of
-    indicator rows (multi-label), the binary cross-entropy summed over labels, averaged over examples."""
+def example_log_losses(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Each example's negative log-likelihood of its ``labels`` under ``softmax(logits / temperature)``;
+    of indicator rows (multi-label), its binary cross-entropy summed over labels."""
     z = np.asarray(logits, dtype=np.float64) / temperature
     if np.ndim(labels) == 2:  # log(1 + e^z) - y z, stably
-        return float((np.logaddexp(0.0, z) - np.asarray(labels) * z).sum(axis=1).mean())
+        return (np.logaddexp(0.0, z) - np.asarray(labels) * z).sum(axis=1)
     top = z.max(axis=1, keepdims=True)
     log_norm = np.log(np.exp(z - top).sum(axis=1)) + top[:, 0]
-    return float((log_norm - z[np.arange(len(labels)), labels]).mean())
+    return log_norm - z[np.arange(len(labels)), labels]
+
+
+def log_loss(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean of ``example_log_losses``."""
+    return float(example_log_losses(logits, labels, temperature).mean())
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -110,7 +110,9 @@ class ImageClassifier(TransferClassifier):
     def _read_pool(self, inputs: Any) -> tuple[ImageStore, list[dict[str, Any]]]:
         store, _ = image.read_unlabelled(inputs, self.backbone_, progress=self.progress)
         if not len(store):
-            raise DataError(f"{inputs}: no readable unlabelled image")
+            first = store.skipped[0]
+            count = len(store.skipped)
+            raise DataError(f"unlabeled: none of the {count} images is readable ({first.path}: {first.reason})")
         return store, [{**s.to_dict(), "reason": f"unlabelled: {s.reason}"} for s in store.skipped]
 
     def _run_strategy(
@@ -196,15 +198,17 @@ class ImageClassifier(TransferClassifier):
         self.tap_ = self.net_.features.tap
         fit, mirrors = self._mirrors_or_not(search.fit, reader, searched)
         flip = self.augment if mirrors is None else mirrors["used"]
-        measured = self._linear(*reader(self.tap_, train, flip=flip)) if refit else fit
+        train_features = reader(self.tap_, train, flip=flip) if refit else None
+        measured = self._linear(*train_features) if refit else fit
         if self._pool is not None:  # the unlabelled images, read at the size and the tap kept
             same = self.backbone_.data_config == native.data_config
             store = self._pool if same else image.redecode(self.backbone_, (self._pool,), progress=self.progress)[0]
             pool = reader(self.tap_, store, flip=False)[0]
-            if refit:  # the classifier measured on the validation images, then the final one (its decision kept)
-                measured = self._self_trained(measured, *reader(self.tap_, train, flip=flip), pool=pool)
+            if refit:  # the classifier measured on the validation images first: the final one's decision is kept
+                measured = self._self_trained(measured, *train_features, pool=pool)
             fit = self._self_trained(fit, *reader(self.tap_, searched, flip=flip), pool=pool)
-            measured = measured if refit else fit
+            if not refit:
+                measured = fit
         self._write_linear(measured)
         reason = choice.reason + (f"; {search.explanation}" if search.explanation else "")
         if mirrors is not None:

@@ -83,9 +83,7 @@ def fit_linear_classifier(
     multi = np.ndim(labels) == 2
     if multi and model != "logistic":
         raise ParameterError(f"linear_model={model!r} takes one label per example; multi-label data needs 'logistic'")
-    mean = features.mean(axis=0)
-    std = features.std(axis=0) + 1e-6
-    x = (features - mean) / std
+    x, mean, std = standardise(features)
     counts = label_counts(labels, num_classes)
     split = cv_folds(labels, groups, seed)
     scored = np.sort(np.concatenate([test for _, test in split])) if split else None
@@ -102,11 +100,7 @@ def fit_linear_classifier(
             x, labels, num_classes, split, seed, c_grid, balanced
         )
         metric = "error"
-    missing = np.setdiff1d(np.arange(num_classes), present)
-    bias[missing] = -1e4  # classes absent from training are never predicted
-    # logits = W ((f - mean) / std) + b = (W / std) f + (b - W @ (mean / std))
-    raw_weight = weight / std
-    raw_bias = bias - weight @ (mean / std)
+    raw_weight, raw_bias = raw_linear(weight, bias, mean, std, present)
     held_out = held_out[scored] if held_out is not None else None  # each example once, as it comes
     temperature = fit_temperature(held_out, labels[scored]) if held_out is not None else 1.0
     thresholds = None
@@ -126,8 +120,25 @@ def fit_linear_classifier(
         "temperature": temperature,
         "calibration_examples": int(len(held_out)) if held_out is not None else 0,
     }
-    weights = raw_weight.astype(np.float32), raw_bias.astype(np.float32)
-    return LinearFit(*weights, info, temperature, thresholds, held_out)
+    return LinearFit(raw_weight, raw_bias, info, temperature, thresholds, held_out)
+
+
+def standardise(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features scaled to zero mean and unit variance per column, with the mean and scale used."""
+    mean = features.mean(axis=0)
+    std = features.std(axis=0) + 1e-6
+    return (features - mean) / std, mean, std
+
+
+def raw_linear(
+    weight: np.ndarray, bias: np.ndarray, mean: np.ndarray, std: np.ndarray, present: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A linear classifier fitted on ``standardise``d features as one on the raw features (float32),
+    classes absent from training (not in ``present``) never predicted."""
+    weight, bias = np.asarray(weight, np.float64), np.array(bias, np.float64)
+    bias[np.setdiff1d(np.arange(len(bias)), present)] = -1e4
+    # logits = W ((f - mean) / std) + b = (W / std) f + (b - W @ (mean / std))
+    return (weight / std).astype(np.float32), (bias - weight @ (mean / std)).astype(np.float32)
 
 
 def cv_folds(labels: np.ndarray, groups: np.ndarray | None, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

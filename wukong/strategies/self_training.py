@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from wukong.calibration import fit_temperature
-from wukong.strategies.features import LinearFit, cv_folds
+from wukong.calibration import example_log_losses, fit_temperature
+from wukong.strategies.features import LinearFit, cv_folds, raw_linear, standardise
 from wukong.strategies.softmax import fit_softmax_blocks
 
 # Rounds of pseudo-labelling, and how many pool items per class each round adds, as a multiple of
@@ -95,9 +95,8 @@ def self_train(
             else "pseudo-labels are used by the logistic classifier of one label per example only"
         )
         return SelfTraining(plain, {**base, "used": False, "why": f"unlabelled data not used: {why}"})
-    mean = features.mean(axis=0)
-    std = features.std(axis=0) + 1e-6
-    x = torch.from_numpy(((features - mean) / std).astype(np.float32))
+    scaled, mean, std = standardise(features)
+    x = torch.from_numpy(scaled.astype(np.float32))
     p = torch.from_numpy(((pool - mean) / std).astype(np.float32))
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     rows = torch.ones(len(y)) if class_weight is None else torch.from_numpy(class_weight[labels].astype(np.float32))
@@ -116,8 +115,8 @@ def self_train(
     held_out = held_out[scored]
     truth = labels[scored]
     temperature = fit_temperature(held_out, truth)
-    with_pseudo = _losses(held_out, truth, temperature)
-    without = _losses(plain.held_out, truth, plain.temperature)
+    with_pseudo = example_log_losses(held_out, truth, temperature)
+    without = example_log_losses(plain.held_out, truth, plain.temperature)
     diff = with_pseudo - without
     gain, gain_se = float(-diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
     used = gain > gain_se  # the one-standard-error rule: the plain classifier is the simpler one
@@ -147,14 +146,9 @@ def self_train(
         "why": f"unlabelled data {'used' if used else 'not used'}: {measured}",
     }
     w, b = models[-1]
-    weight_raw = w.double().numpy() / std
-    bias_raw = b.double().numpy() - w.double().numpy() @ (mean / std)
-    missing = np.setdiff1d(np.arange(num_classes), np.unique(labels))
-    bias_raw[missing] = -1e4
+    raw = raw_linear(w.numpy(), b.numpy(), mean, std, np.unique(labels))
     fit_info = {**plain.info, "temperature": temperature, "cv_loss": info["cv_log_loss"]["with"], "self_training": True}
-    fitted = LinearFit(
-        weight_raw.astype(np.float32), bias_raw.astype(np.float32), fit_info, temperature, None, held_out
-    )
+    fitted = LinearFit(*raw, fit_info, temperature, None, held_out)
     return SelfTraining(fitted if used else plain, info, fitted)
 
 
@@ -196,10 +190,3 @@ def pick(logits: torch.Tensor, per_class: int) -> tuple[torch.Tensor, torch.Tens
         index.append(members[confidence[members].argsort(descending=True)[:per_class]])
     index = torch.cat(index).sort().values if index else torch.zeros(0, dtype=torch.long)
     return index, predicted[index]
-
-
-def _losses(logits: np.ndarray, labels: np.ndarray, temperature: float) -> np.ndarray:
-    """Each example's log loss under the calibrated probabilities."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    top = z.max(axis=1)
-    return np.log(np.exp(z - top[:, None]).sum(axis=1)) + top - z[np.arange(len(labels)), labels]
