@@ -164,16 +164,45 @@ def test_train_command_with_unlabelled_images(tmp_path: Path) -> None:
     assert saved["semi_supervised"] == info
 
 
-def test_train_command_refuses_a_missing_unlabelled_folder_before_training(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp / "nowhere", "--unlabeled {}: no such file or folder"),
+        (lambda tmp: _made(tmp / "empty"), "--unlabeled {}: no image files in it"),
+        (lambda tmp: _made(tmp / "corrupt", "x.jpg"), "unlabeled: none of the 1 images is readable ({}/x.jpg: "),
+    ],
+)
+def test_train_command_refuses_unusable_unlabelled_images(make, message, tmp_path: Path) -> None:  # noqa: ANN001
     out = tmp_path / "model"
-    missing = tmp_path / "nowhere"
+    given = make(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "wukong.cli", "train", str(CAT_DOG / "train"), "--out", str(out)]
-        + ["--unlabeled", str(missing)],
+        + ["--backbone", FAST_BACKBONE, "--unlabeled", str(given), "--quiet"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
-    assert done.returncode != 0
-    assert f"--unlabeled {missing}: no such file or folder" in done.stderr
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert message.format(given) in done.stderr
     assert not out.exists()
+
+
+def test_train_command_refuses_an_empty_text_file_before_training(tmp_path: Path) -> None:
+    out, empty = tmp_path / "model", tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "wukong.cli", "train", str(DATA / "sst2" / "test.tsv"), "--out", str(out)]
+        + ["--unlabeled", str(empty)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and f"--unlabeled {empty}: no text in it" in done.stderr
+    assert not out.exists() and not (tmp_path / "model.partial").exists()
+
+
+def _made(folder: Path, corrupt: str | None = None) -> Path:
+    folder.mkdir()
+    if corrupt:
+        (folder / corrupt).write_bytes(b"not a jpeg")
+    return folder

@@ -172,15 +172,7 @@ def train(
             descriptions = _label_descriptions(label_names) if label_names is not None else None
             clf = TextClassifier(backbone, text_col=text_col, label_col=label_col, label_names=descriptions, **common)
         clf.check_data(data, val, test)  # every input's classes, before any training
-    pool = None
-    if unlabeled:
-        from wukong.modalities.text import texts_of_file
-
-        pool = (
-            [str(p) for p in unlabeled]
-            if modality == "image"
-            else [t for f in unlabeled for t in texts_of_file(f, text_col)]
-        )
+    pool = _unlabelled(unlabeled, modality, text_col) if unlabeled else None
     work = work_folder(out, create=True)
     report = None
     if clean:
@@ -234,6 +226,21 @@ def _record_clean(clf: TransferClassifier, report: AuditReport) -> None:
     clf.metrics_["clean"] = {"left_out": len(left), "audit": report.summary()}
 
 
+def _unlabelled(paths: list[Path], modality: str, text_col: str | None) -> list[str]:
+    """``--unlabeled``: the image files under the paths, or the texts of the files; each path found to
+    hold some before training."""
+    from wukong.data.images import list_images
+    from wukong.modalities.text import texts_of_file
+
+    pool: list[str] = []
+    for path in paths:
+        found = [str(p) for p in list_images([path])] if modality == "image" else texts_of_file(path, text_col)
+        if not found:
+            raise WukongError(f"--unlabeled {path}: no {'image files' if modality == 'image' else 'text'} in it")
+        pool += found
+    return pool
+
+
 def _summary(metrics: dict) -> dict:
     keep = (
         "val_accuracy",
@@ -259,13 +266,8 @@ def _tuning(pairs: list[str]) -> dict[str, object]:
         if not sep or not value:
             raise WukongError(f"--tuning {pair!r}: give NAME=VALUE, e.g. small=30")
         try:
-            out[name] = (
-                [float(v) for v in value.split(",")]
-                if name == "c_grid"
-                else value
-                if name == "pseudo_labels"
-                else int(value)
-            )
+            parse = {"c_grid": lambda v: [float(c) for c in v.split(",")], "pseudo_labels": str}.get(name, int)
+            out[name] = parse(value)
         except ValueError:
             raise WukongError(
                 f"--tuning {pair!r}: {value!r} is not a {'list of numbers' if name == 'c_grid' else 'whole number'}"
