@@ -39,7 +39,7 @@ from wukong.runtime import private_random_state
 from wukong.strategies.auto import Choice, choose
 from wukong.strategies.features import LINEAR_MODELS, LinearFit, fit_linear_classifier, write_linear
 from wukong.strategies.self_training import self_train
-from wukong.training.engine import TrainPlan
+from wukong.training.engine import TrainPlan, check_hardware
 from wukong.training.quiet import quiet_lightning
 from wukong.tuning import resolve_tuning
 
@@ -103,6 +103,10 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
     tuning: dict[str, Any] | None = None
     seed: int = 0
     progress: bool = True
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    num_workers: int | None = None
 
     def __sklearn_is_fitted__(self) -> bool:
         return getattr(self, "net_", None) is not None
@@ -183,6 +187,7 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         choice, extra = self._run_strategy(choice, train, val_set, work=work, resume=resume, carved=carved)
         if unlabeled is not None:
             choice, extra["semi_supervised"] = self._semi_supervised(choice)
+        skipped += extra.pop("skipped_in_training", [])  # streamed images unusable since they were listed
         # measured before any refit on train + val, so it is an honest held-out figure
         val_metrics = extra.pop("val")
         sets = extra.pop("sets", (train.examples, val_set.examples))
@@ -272,6 +277,7 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
             raise ParameterError(
                 f"unknown_keep={self.unknown_keep!r}: give the share of known inputs to keep, in [0.5, 1)"
             )
+        check_hardware(self.accelerator, self.devices, self.num_nodes, self.num_workers)
         if self.class_weight not in CLASS_WEIGHTS:
             raise ParameterError(f"class_weight={self.class_weight!r}: choose 'auto', 'balanced', 'loss' or None")
 
@@ -390,6 +396,8 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
             with torch.no_grad():
                 layer.bias.copy_(torch.from_numpy(np.log(prior / (1 - prior)).astype(np.float32)))
         how = {"lr": self.lr, "backbone_lr_ratio": self.backbone_lr_ratio, "bf16": self.bf16_, "seed": self.seed}
+        how |= {"accelerator": self.accelerator, "devices": self.devices, "num_nodes": self.num_nodes}
+        how |= {"num_workers": self.num_workers}
         weights = tuple(float(w) for w in self.class_weights_) if self.class_weights_ is not None else None
         return TrainPlan(blocks=blocks, epochs=epochs, head_epochs=head_epochs, class_weight=weights, **how, **more)
 

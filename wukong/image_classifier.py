@@ -115,7 +115,7 @@ class ImageClassifier(TransferClassifier):
             raise DataError(f"unlabeled: none of the {count} images is readable ({first.path}: {first.reason})")
         return store, [{**s.to_dict(), "reason": f"unlabelled: {s.reason}"} for s in store.skipped]
 
-    def _run_strategy(
+    def _strategy(
         self, choice: Choice, train: Labelled, val: Labelled, *, work: Path, resume: bool, carved: bool
     ) -> tuple[Choice, dict[str, Any]]:
         self._backbone_tuned = False
@@ -125,6 +125,13 @@ class ImageClassifier(TransferClassifier):
             return self._features_or_finetune(train, val, choice, work, resume)
         self._backbone_tuned = choice.strategy == "finetune"
         return choice, self._fit_network(train.examples, val.examples, choice, work, resume)
+
+    def _run_strategy(
+        self, choice: Choice, train: Labelled, val: Labelled, *, work: Path, resume: bool, carved: bool
+    ) -> tuple[Choice, dict[str, Any]]:
+        choice, extra = self._strategy(choice, train, val, work=work, resume=resume, carved=carved)
+        extra["images_streamed"] = image.is_streamed(train.examples)  # read from their files as used
+        return choice, extra
 
     # What ``features`` leaves behind, kept while ``finetune`` is measured against it.
     _FITTED = ("net_", "head_spec_", "backbone_", "tap_", "temperature_", "calibration_", "thresholds_")
@@ -260,9 +267,13 @@ class ImageClassifier(TransferClassifier):
             train, val, self.backbone_, augment=self.augment, batch_size=self.batch_size, min_steps=min_steps
         )
         history = head_then_unfreeze(self.net_, plan, *sets, work_dir=work, resume=resume, progress=self.progress)
+        unusable = image.unreadable_in_training(history, (train, val))
+        train, val = image.without_unreadable(history, (train, val))  # left out of what follows too
         logits = self._logits_prepared(val.pixels)
         self._calibrate(logits, val.labels, "the validation set")
         return {
+            "skipped_in_training": unusable,
+            "sets": (train, val),
             "unfreeze": choice.unfreeze,
             "epochs_run": len(history["epochs"]),
             "history": history,

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from wukong.errors import WukongError
+from wukong.errors import ParameterError, WukongError
 
 app = typer.Typer(
     help="Wukong: transfer learning in one command. Train, predict, evaluate, export, pretrain, serve.",
@@ -25,6 +25,53 @@ EngineOption = Annotated[
         help="Frozen passes (image features, prediction): auto (onnxruntime where it agrees) | onnxruntime | torch."
     ),
 ]
+
+
+# Where training runs (train, pretrain): passed to Lightning's Trainer (``wukong.training.engine``).
+AcceleratorOption = Annotated[
+    str, typer.Option(help="Where training runs: auto (the GPU when there is one) | cpu | gpu.")
+]
+DevicesOption = Annotated[
+    str,
+    typer.Option(help="Devices to train on: a number, or auto. More than one: Lightning's DDP, a process per device."),
+]
+NumNodesOption = Annotated[
+    int,
+    typer.Option(
+        "--num-nodes",
+        help="Machines to train on (DDP across them): start this same command on each, with torchrun or SLURM.",
+    ),
+]
+PrecisionOption = Annotated[str, typer.Option(help="auto (bf16 where measured faster here) | 32 | bf16 (autocast).")]
+NumWorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--num-workers",
+        help="Loader processes that decode images (default: one per core, at most 4, where images are too many "
+        "to hold decoded and are read from their files as used; none otherwise).",
+    ),
+]
+
+
+def hardware(accelerator: str, devices: str, num_nodes: int, num_workers: int | None) -> dict[str, object]:
+    """The device options as the estimators and ``PretrainConfig`` take them (``devices``: a number or auto)."""
+    from wukong.training.engine import check_hardware
+
+    if devices != "auto" and not devices.isdigit():
+        raise ParameterError(f"--devices {devices}: give a number of devices, or auto")
+    count: int | str = devices if devices == "auto" else int(devices)
+    check_hardware(accelerator, count, num_nodes, num_workers)
+    return {"accelerator": accelerator, "devices": count, "num_nodes": num_nodes, "num_workers": num_workers}
+
+
+def precision_bf16(precision: str, bf16: bool | None) -> bool | None:
+    """``--precision`` as the ``bf16`` parameter: auto -> ``bf16`` (``None``: measured), 32 -> False, bf16 -> True."""
+    chosen = {"auto": bf16, "32": False, "bf16": True}
+    if precision not in chosen:
+        raise ParameterError(f"--precision {precision}: choose auto, 32 or bf16")
+    if precision != "auto" and bf16 is not None and bf16 != chosen[precision]:
+        raise ParameterError(f"--precision {precision} and --{'' if bf16 else 'no-'}bf16 disagree; give one")
+    return chosen[precision]
 
 
 def _version(value: bool) -> None:

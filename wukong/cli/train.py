@@ -8,7 +8,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from wukong.cli.app import EngineOption, app, emit, may_replace, progress_wanted
+from wukong.cli.app import (
+    AcceleratorOption,
+    DevicesOption,
+    EngineOption,
+    NumNodesOption,
+    NumWorkersOption,
+    PrecisionOption,
+    app,
+    emit,
+    hardware,
+    may_replace,
+    precision_bf16,
+    progress_wanted,
+)
 from wukong.errors import WukongError
 from wukong.progress import status
 
@@ -87,6 +100,11 @@ def train(
         typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: on where the CPU/GPU runs it fast)."),
     ] = None,
     engine: EngineOption = "auto",
+    accelerator: AcceleratorOption = "auto",
+    devices: DevicesOption = "1",
+    num_nodes: NumNodesOption = 1,
+    precision: PrecisionOption = "auto",
+    num_workers: NumWorkersOption = None,
     resume: Annotated[
         bool, typer.Option(help="Continue a killed run from its last checkpoint (OUT.partial/).")
     ] = False,
@@ -128,6 +146,7 @@ def train(
     """
     from wukong.artifact_io import MODEL_FORMAT, check_output_folder, remove_work_folder, work_folder
     from wukong.data.inputs import modality_of
+    from wukong.training.engine import is_main_process
 
     modality = modality_of(data)
     if preset is not None:
@@ -155,7 +174,8 @@ def train(
         epochs=epochs,
         unfreeze=unfreeze_value,
         seed=seed,
-        bf16=bf16,
+        bf16=precision_bf16(precision, bf16),
+        **hardware(accelerator, devices, num_nodes, num_workers),
         tuning=_tuning(tuning) if tuning else None,
         progress=progress,
     )
@@ -183,6 +203,8 @@ def train(
         _record_clean(clf, report)
     else:
         clf.fit(data, val=val, unlabeled=pool, work_dir=work, resume=resume)
+    if not is_main_process():  # another process of a multi-device run: it trained; the first one writes
+        return
     test_problem = None
     if test is not None:
         try:

@@ -10,9 +10,17 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 
+from wukong.data.decode import BadImage
+
+# The label of an image that could not be decoded any more (streamed images only): left out of the loss.
+UNREADABLE = -100
+
 
 class ArrayImageDataset(Dataset):
     """Images from a (N, S, S, 3) uint8 array, returned as (3, size, size) uint8 tensors.
+
+    Streamed images (``wukong.data.streamed``) are decoded here and returned with their index,
+    ``(image, label, index)``; one that cannot be decoded now comes with every label ``UNREADABLE``.
 
     ``train=True`` applies random resized crop (area ``scale``, aspect 3/4..4/3) and horizontal
     flip; otherwise the centre ``size`` crop of the stored square (resized when sizes differ).
@@ -29,7 +37,8 @@ class ArrayImageDataset(Dataset):
         scale: tuple[float, float] = (0.35, 1.0),
         crop_pct: float = 1.0,
     ) -> None:
-        self.pixels = torch.from_numpy(pixels).permute(0, 3, 1, 2)  # a view: no copy
+        self.streamed = not isinstance(pixels, np.ndarray)  # ``wukong.data.streamed.StreamedPixels``
+        self.pixels = pixels if self.streamed else torch.from_numpy(pixels).permute(0, 3, 1, 2)  # a view: no copy
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.size = size
         self.train = train
@@ -39,8 +48,17 @@ class ArrayImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = self.pixels[index]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        if not self.streamed:
+            return self._sample(self.pixels[index], index)
+        try:  # decoded here, in a loader's worker
+            image = torch.from_numpy(self.pixels.decode(index)).permute(2, 0, 1)
+        except BadImage:  # unusable since it was listed: marked for the consumer to leave out and report
+            label = torch.full_like(self.labels[index], UNREADABLE)
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), label, torch.tensor(index)
+        return *self._sample(image, index), torch.tensor(index)
+
+    def _sample(self, image: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.train:
             top, left, h, w = _random_box(image.shape[-2], image.shape[-1], self.scale)
             image = F.resized_crop(image, top, left, h, w, [self.size, self.size], antialias=True)

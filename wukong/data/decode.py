@@ -149,7 +149,7 @@ def resize_square(image: Image.Image, size: int, interpolation: str = "bicubic")
 class ImageStore:
     """Decoded images, all ``size x size`` uint8 RGB, with the content hash of each source file."""
 
-    pixels: np.ndarray  # (N, size, size, 3) uint8
+    pixels: np.ndarray  # (N, size, size, 3) uint8, or ``StreamedPixels`` indexed the same way
     hashes: list[str]
     labels: np.ndarray  # (N,) int64; -1 when unlabelled
     paths: list[str]  # how each image is named (its path, or image[i] for one given in memory)
@@ -164,7 +164,7 @@ class ImageStore:
         """The images at ``indices`` (the skipped ones stay with the full store)."""
         idx = list(indices)
         return ImageStore(
-            self.pixels[idx],
+            self.pixels.take(idx, axis=0),  # a streamed store stays streamed (``wukong.data.streamed``)
             [self.hashes[i] for i in idx],
             self.labels[idx],
             [self.paths[i] for i in idx],
@@ -174,14 +174,29 @@ class ImageStore:
         )
 
     def concat(self, other: ImageStore) -> ImageStore:
+        streamed = [p for p in (self.pixels, other.pixels) if hasattr(p, "sources")]  # ``StreamedPixels``
+        if streamed:  # read from the sources when asked for, as the streamed part is
+            joined = type(streamed[0])(self.sources + other.sources, streamed[0].size, streamed[0].interpolation)
+        else:
+            joined = np.concatenate([self.pixels, other.pixels])
         return ImageStore(
-            np.concatenate([self.pixels, other.pixels]),
+            joined,
             self.hashes + other.hashes,
             np.concatenate([self.labels, other.labels]),
             self.paths + other.paths,
             [],
             self.sources + other.sources,
         )  # positions refer to two different input lists: not kept
+
+
+def content_hash(data: bytes) -> str:
+    """What names an image's content in the feature cache and finds identical files."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def decode_one(item: Any, size: int, interpolation: str = "bicubic") -> np.ndarray:
+    """One input decoded, upright, resized and centre-cropped: uint8 (size, size, 3); ``BadImage`` if unusable."""
+    return resize_square(open_image(item, min_size=size)[0], size, interpolation)
 
 
 def decode_images(
@@ -204,7 +219,7 @@ def decode_images(
             pixels = resize_square(image, size, interpolation)
         except BadImage as exc:
             return Skipped(item_name(item, index), str(exc))
-        return pixels, hashlib.blake2b(data, digest_size=16).hexdigest()
+        return pixels, content_hash(data)
 
     label_list = list(labels) if labels is not None else [-1] * len(paths)
     pixels = np.empty((len(paths), size, size, 3), dtype=np.uint8)

@@ -18,9 +18,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from wukong.backbones.vision import ImageBackbone, with_input_size
 from wukong.data.augment import ArrayImageDataset
-from wukong.data.decode import ImageStore, conflicting_labels, decode_images
+from wukong.data.decode import BadImage, ImageStore, conflicting_labels, decode_images
 from wukong.data.images import image_items, item_name, labelled_images, list_images
 from wukong.data.labelled import Labelled
+from wukong.data.streamed import StreamedPixels, scan_images, should_stream
 from wukong.engine import FrozenPass, frozen_pass
 from wukong.errors import DataError, ParameterError
 from wukong.features_cache import FeatureCache, namespace_key
@@ -38,18 +39,27 @@ from wukong.network import (
 from wukong.progress import status, track
 from wukong.runtime import bf16_measured_faster, default_device
 from wukong.strategies.finetune import repeat_to_steps
+from wukong.training.engine import loader_workers
 
-EVAL_BATCH = 128
+# Frozen passes run in batches of about this many input pixels (32 images at 224px, 128 at 64px
+# and below): on a CPU larger batches are no faster and the engine's working memory grows with them
+# (EfficientNet-Lite0 at 224px: 1.45 GB peak at 32 images a batch, 2.9 GB at 128).
+EVAL_PIXELS = 32 * 224 * 224
+
+
+def eval_batch(size: int) -> int:
+    """Images per batch of a frozen pass at ``size`` pixels a side (16 to 128)."""
+    return max(16, min(128, EVAL_PIXELS // (size * size)))
 
 
 def decode(
     paths: Sequence[Any], labels: Sequence[int] | None, backbone: ImageBackbone, *, progress: bool, desc: str
 ) -> ImageStore:
-    """Images decoded at the backbone's resize side, with its interpolation."""
+    """Images decoded at the backbone's resize side, with its interpolation; streamed
+    (``wukong.data.streamed``) where too many to hold decoded."""
     interpolation = str(backbone.data_config.get("interpolation", "bicubic"))
-    return decode_images(
-        paths, backbone.resize_size, labels=labels, interpolation=interpolation, progress=progress, desc=desc
-    )
+    read = scan_images if should_stream(paths, backbone.resize_size) else decode_images
+    return read(paths, backbone.resize_size, labels=labels, interpolation=interpolation, progress=progress, desc=desc)
 
 
 def read_labelled(
@@ -120,6 +130,36 @@ def assemble(
     return network(backbone, tap, module), spec
 
 
+def unreadable_in_training(history: dict[str, Any], sets: tuple[ImageStore, ImageStore]) -> list[dict[str, Any]]:
+    """The skip report's entries for streamed images that training found unusable (and left out)."""
+    found = history.get("unreadable", {})
+    entries = []
+    for store, stage in zip(sets, ("train", "val"), strict=True):
+        for index in found.get(stage, []):
+            try:
+                store.pixels.decode(index)
+                reason = "could not be read during training (usable again now)"
+            except BadImage as exc:
+                reason = f"usable when first read, not during training ({exc}): left out"
+            entries.append({"path": store.paths[index], "reason": reason})
+    return entries
+
+
+def without_unreadable(history: dict[str, Any], sets: tuple[ImageStore, ImageStore]) -> tuple[ImageStore, ImageStore]:
+    """The training and validation images less those training found unusable."""
+    found = history.get("unreadable", {})
+    out = []
+    for store, stage in zip(sets, ("train", "val"), strict=True):
+        gone = set(found.get(stage, []))
+        out.append(store.subset([i for i in range(len(store)) if i not in gone]) if gone else store)
+    return out[0], out[1]
+
+
+def is_streamed(store: ImageStore) -> bool:
+    """Whether the images are read from their files as used (``wukong.data.streamed``)."""
+    return isinstance(store.pixels, StreamedPixels)
+
+
 def training_sets(
     train: ImageStore, val: ImageStore, backbone: ImageBackbone, *, augment: bool, batch_size: int, min_steps: int
 ) -> tuple[Dataset, Dataset]:
@@ -165,9 +205,15 @@ class FrozenPasses:
         crop = backbone.input_size / backbone.resize_size
         dataset = ArrayImageDataset(pixels, np.zeros(len(pixels)), backbone.input_size, train=False, crop_pct=crop)
         out = []
-        loader = DataLoader(dataset, batch_size=EVAL_BATCH, shuffle=False)
+        loader = DataLoader(
+            dataset, batch_size=eval_batch(backbone.input_size), num_workers=loader_workers(dataset, None)
+        )
         shown = self.progress and len(loader) > 1
-        for images, _ in track(loader, total=len(loader), desc="Extracting features", enabled=shown, unit="batches"):
+        for images, labels, *index in track(
+            loader, total=len(loader), desc="Extracting features", enabled=shown, unit="batches"
+        ):
+            if index and bool((labels < 0).any()):  # streamed, and a file unusable since it was listed
+                pixels.checked(int(index[0][labels < 0][0]))  # raises the error naming it
             batch = images.numpy()
             out.append(run(batch[..., ::-1] if mirrored else batch))
         return np.concatenate(out) if out else np.empty((0, 0), np.float32)
@@ -190,7 +236,8 @@ class FrozenPasses:
             cache = FeatureCache({**description, "mirrored": mirrored})
             parts.append(
                 cache.get_or_compute(
-                    store.hashes, lambda idx, m=mirrored: self.embed(net, backbone, store.pixels[idx], mirrored=m)
+                    store.hashes,
+                    lambda idx, m=mirrored: self.embed(net, backbone, store.pixels.take(idx, axis=0), mirrored=m),
                 )
             )
         groups = np.tile(np.arange(len(store)), len(views))

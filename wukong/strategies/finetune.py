@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 
 from wukong.network import TransferNet
-from wukong.training.engine import TrainPlan, train_network
+from wukong.training.engine import TrainPlan, several_processes, train_network
 
 # --- default schedules ----------------------------------------------------------------------------
 
@@ -130,6 +130,24 @@ def head_then_unfreeze(
     ``head_phase``, ``plan.head_epochs`` of the one run train the head alone. With it, the head phase
     runs on its datasets first and ``train_set``/``val_set`` (whole inputs) serve the blocks' phase.
     """
+    if (
+        head_phase is None
+        and plan.blocks
+        and plan.head_epochs
+        and several_processes(plan.accelerator, plan.devices, plan.num_nodes)
+    ):
+        # On several devices the head phase runs on its own first: DDP synchronises the parameters
+        # that were trainable when it wrapped the network, so blocks unfrozen during a run would
+        # train apart in each process (Lightning issue 20340).
+        head_plan = replace(plan, blocks=[], epochs=plan.head_epochs)
+        history = train_network(
+            net, train_set, val_set, head_plan, work_dir=work_dir / "head", resume=resume, progress=progress
+        )
+        blocks_plan = replace(plan, epochs=plan.epochs - plan.head_epochs, head_epochs=0)
+        tuned = train_network(
+            net, train_set, val_set, blocks_plan, work_dir=work_dir / "finetune", resume=resume, progress=progress
+        )
+        return {**tuned, "head_history": history}
     if head_phase is None:
         return train_network(net, train_set, val_set, plan, work_dir=work_dir, resume=resume, progress=progress)
     head_plan = replace(

@@ -73,17 +73,21 @@ class DiscriminativeFinetuning(BaseFinetuning):
 
     def freeze_before_training(self, pl_module) -> None:
         set_trainable(pl_module.net.features, False)
+        if self.blocks and self.head_epochs == 0:
+            # Trainable from the start: on several devices DDP registers, when it wraps the network
+            # (after this, before the first epoch), the parameters it will synchronise.
+            for block in self.blocks:
+                set_trainable(block, True)
 
     def finetune_function(self, pl_module, current_epoch: int, optimizer) -> None:
         if self.blocks and current_epoch >= self.head_epochs:
-            if not any(p.requires_grad for block in self.blocks for p in block.parameters()):
-                in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
-                if any(id(p) in in_optimizer for block in self.blocks for p in block.parameters()):
-                    self.make_trainable(self.blocks)  # resumed run: the group was restored already
-                else:
-                    self.unfreeze_and_add_param_group(
-                        self.blocks, optimizer, lr=self.lr * self.backbone_lr_ratio, train_bn=True
-                    )
+            in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            if not any(id(p) in in_optimizer for block in self.blocks for p in block.parameters()):
+                self.unfreeze_and_add_param_group(
+                    self.blocks, optimizer, lr=self.lr * self.backbone_lr_ratio, train_bn=True
+                )
+            elif not any(p.requires_grad for block in self.blocks for p in block.parameters()):
+                self.make_trainable(self.blocks)  # resumed run: the group was restored already
         # Two phases, each with its own cosine decay: head alone, then head + unfrozen blocks.
         finetuning = bool(self.blocks) and current_epoch >= self.head_epochs
         if finetuning:

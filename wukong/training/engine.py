@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from wukong.errors import ParameterError
 from wukong.network import TransferNet
 from wukong.training.callbacks import DiscriminativeFinetuning, FinetuneEarlyStopping
 from wukong.training.checkpoints import epoch_checkpoints, last_checkpoint
@@ -34,6 +37,38 @@ class TrainPlan:
     bf16: bool = False
     seed: int = 0
     class_weight: tuple[float, ...] | None = None  # per-class weights of the training loss (imbalanced data)
+    num_workers: int | None = None  # loader worker processes (``loader_workers``)
+    accelerator: str = "auto"  # where it trains, as Lightning's Trainer takes it (``make_trainer``)
+    devices: int | str = 1
+    num_nodes: int = 1
+
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
+def check_hardware(accelerator: str, devices: int | str, num_nodes: int, num_workers: int | None) -> None:
+    """A one-line ``ParameterError`` for a device option Lightning would refuse, before any data is read."""
+    if accelerator not in ACCELERATORS:
+        raise ParameterError(f"accelerator={accelerator!r}: choose one of {', '.join(ACCELERATORS)}")
+    if not (devices == "auto" or (isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1)):
+        raise ParameterError(f"devices={devices!r}: give a number of devices (1 or more) or 'auto'")
+    if not (isinstance(num_nodes, int) and num_nodes >= 1):
+        raise ParameterError(f"num_nodes={num_nodes!r}: give a number of machines, 1 or more")
+    if num_workers is not None and not (isinstance(num_workers, int) and num_workers >= 0):
+        raise ParameterError(f"num_workers={num_workers!r}: give a number of loader processes (0 or more) or None")
+
+
+def several_processes(accelerator: str, devices: int | str, num_nodes: int) -> bool:
+    """Whether training runs in several processes (Lightning's DDP)."""
+    if devices == "auto":  # every GPU there is
+        return num_nodes > 1 or (accelerator in ("auto", "gpu", "cuda") and torch.cuda.device_count() > 1)
+    return num_nodes > 1 or int(devices) > 1
+
+
+def is_main_process() -> bool:
+    """False in the other processes of a multi-device run (Lightning's DDP): they train, and only
+    the first one (global rank 0) writes models, reports and output."""
+    return rank_zero_only.rank == 0
 
 
 class EpochHistory(Callback):
@@ -65,16 +100,29 @@ class EpochHistory(Callback):
 
 
 def make_trainer(
-    work_dir: Path, *, epochs: int, bf16: bool, callbacks: list[Callback], progress: bool, **more: Any
+    work_dir: Path,
+    *,
+    epochs: int,
+    bf16: bool,
+    callbacks: list[Callback],
+    progress: bool,
+    accelerator: str = "auto",
+    devices: int | str = 1,
+    num_nodes: int = 1,
+    **more: Any,
 ) -> L.Trainer:
-    """The Lightning Trainer every Wukong training runs in (transfer and pretraining): one device
-    (the GPU when there is one), bf16 or fp32, TensorBoard logs in ``work_dir/logs``, no sanity
-    validation; ``more``: other Trainer arguments."""
+    """The Lightning Trainer every Wukong training runs in (transfer and pretraining): by default one
+    device (the GPU when there is one); on several devices or machines Lightning's DDP (one process
+    per device; started by Lightning, or by ``torchrun``/SLURM as Lightning documents); bf16 or fp32,
+    TensorBoard logs in ``work_dir/logs``, no sanity validation; ``more``: other Trainer arguments."""
     bar = [RichProgressBar(leave=True)] if progress else []  # the same style as Wukong's other bars
+    several = several_processes(accelerator, devices, num_nodes)
     return L.Trainer(
         max_epochs=epochs,
-        accelerator="auto",
-        devices=1,
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy="ddp" if several else "auto",
         precision="bf16-mixed" if bf16 else "32-true",
         callbacks=[*callbacks, *bar],
         logger=TensorBoardLogger(work_dir, name="logs", version=""),
@@ -124,12 +172,20 @@ def train_network(
         LearningRateMonitor(logging_interval="epoch"),  # every parameter group's rate, in TensorBoard
     ]
     with quiet_lightning():  # the banner and irrelevant warnings, for this run only
+        hardware = {"accelerator": plan.accelerator, "devices": plan.devices, "num_nodes": plan.num_nodes}
         trainer = make_trainer(
-            work_dir, epochs=plan.epochs, bf16=plan.bf16, callbacks=callbacks, progress=progress, log_every_n_steps=1
+            work_dir,
+            epochs=plan.epochs,
+            bf16=plan.bf16,
+            callbacks=callbacks,
+            progress=progress,
+            **hardware,
+            log_every_n_steps=1,
         )
         hparams = {k: v for k, v in vars(plan).items() if k != "blocks"}
         trainer.logger.log_hyperparams({**hparams, "unfrozen_blocks": len(plan.blocks)})
-        loader_args = {"batch_size": plan.batch_size, "num_workers": 0}
+        workers = loader_workers(train_set, plan.num_workers)
+        loader_args = {"batch_size": plan.batch_size, "num_workers": workers, "persistent_workers": workers > 0}
         train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > plan.batch_size, **loader_args)
         val_loader = DataLoader(val_set, shuffle=False, **loader_args)
         trainer.fit(module, train_loader, val_loader, ckpt_path=last_checkpoint(checkpoints, resume))
@@ -142,8 +198,22 @@ def train_network(
         "best_epoch": _best_epoch(history.rows),
         "finetune_from_epoch": finetuning.head_epochs if plan.blocks else None,
         "resumed_from_epoch": history.resumed_from_epoch,
+        "unreadable": {stage: sorted(found) for stage, found in module.unreadable.items()},
+        "processes": trainer.world_size,  # more than one: DDP
         "logs": str(work_dir / "logs"),
     }
+
+
+def loader_workers(dataset: Dataset, asked: int | None) -> int:
+    """Loader worker processes: as asked, or (``None``) one per core but one, at least one and at
+    most four, where images are decoded from their files as they are used (streamed; the network has
+    the other cores), and none where they are held decoded or are texts (a worker's start would cost
+    more than it saves)."""
+    if asked is not None:
+        return asked
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    streamed = any(getattr(p, "streamed", False) for p in parts)
+    return max(1, min(4, (os.cpu_count() or 1) - 1)) if streamed else 0
 
 
 def _best_epoch(rows: list[dict[str, float]]) -> int | None:

@@ -17,11 +17,12 @@ VAL_LOSS_TIE_BREAK = 1e-4
 class TransferModule(L.LightningModule):
     """Cross-entropy on the logits of a transfer network (``net.features`` + ``net.head``).
 
-    Batches are ``(inputs, labels)``; the network takes the inputs as the loader gives them (uint8
-    images, tokenised texts). ``class_weight``: one weight per class in the training loss. Labels
-    as indicator rows (multi-label): binary cross-entropy per label, and the validation "accuracy"
-    is the label ranking average precision (scikit-learn's ``label_ranking_average_precision_score``:
-    free of thresholds, which are tuned after training, and a mean over examples, so exact over batches).
+    Batches are ``(inputs, labels)`` or, streamed, ``(inputs, labels, indices)``; the network takes
+    the inputs as the loader gives them (uint8 images, tokenised texts). ``class_weight``: one
+    weight per class in the training loss. Labels as indicator rows (multi-label): binary
+    cross-entropy per label, and the validation "accuracy" is the label ranking average precision
+    (scikit-learn's ``label_ranking_average_precision_score``: free of thresholds, which are tuned
+    after training, and a mean over examples, so exact over batches).
     """
 
     def __init__(
@@ -39,6 +40,7 @@ class TransferModule(L.LightningModule):
         self.weight_decay = weight_decay
         weight = torch.tensor(class_weight, dtype=torch.float32) if class_weight is not None else None
         self.loss = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+        self.unreadable: dict[str, set[int]] = {"train": set(), "val": set()}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -48,14 +50,32 @@ class TransferModule(L.LightningModule):
             return nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
         return self.loss(logits, labels)
 
+    def _usable(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's images and labels, less those a streamed loader could not decode any more
+        (``wukong.data.augment.UNREADABLE``), whose indices are kept in ``unreadable[stage]``."""
+        images, labels = batch[0], batch[1]
+        if len(batch) < 3:  # (images, labels): decoded before training, nothing to leave out
+            return images, labels
+        usable = labels >= 0 if labels.dim() == 1 else (labels >= 0).all(dim=1)
+        if not bool(usable.all()):
+            self.unreadable[stage].update(batch[2][~usable].tolist())
+            images, labels = images[usable], labels[usable]
+        return images, labels
+
     def training_step(self, batch, batch_idx):
-        images, labels = batch
+        images, labels = self._usable(batch, "train")
+        if not len(labels):
+            return None  # nothing usable in this batch: no step
         loss = self._loss(self(images).float(), labels)
-        self.log("train_loss", loss, prog_bar=True, on_epoch=True, on_step=False, batch_size=len(labels))
+        self.log(
+            "train_loss", loss, prog_bar=True, on_epoch=True, on_step=False, batch_size=len(labels), sync_dist=True
+        )
         return loss
 
     def validation_step(self, batch, batch_idx):
-        images, labels = batch
+        images, labels = self._usable(batch, "val")
+        if not len(labels):
+            return
         logits = self(images).float()
         n = len(labels)
         if labels.dim() == 2:
@@ -64,13 +84,14 @@ class TransferModule(L.LightningModule):
         else:
             loss = nn.functional.cross_entropy(logits, labels)
             accuracy = (logits.argmax(1) == labels).float().mean()
-        self.log("val_loss", loss, prog_bar=True, batch_size=n)
-        self.log("val_acc", accuracy, prog_bar=True, batch_size=n)
+        # sync_dist: on several devices every process sees the same means, so all stop at the same epoch
+        self.log("val_loss", loss, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log("val_acc", accuracy, prog_bar=True, batch_size=n, sync_dist=True)
         # Which epoch is best: the most accurate, and among equally accurate ones the lower loss.
         # Loss alone rises as a fine-tuned model grows confident while its accuracy still improves
         # (seen on BANKING77: best loss at epoch 0, best accuracy at epoch 2). Both are means over
         # the same batches, so the epoch's score is the score of the epoch's means.
-        self.log("val_score", accuracy - VAL_LOSS_TIE_BREAK * loss, batch_size=n)
+        self.log("val_score", accuracy - VAL_LOSS_TIE_BREAK * loss, batch_size=n, sync_dist=True)
 
     def configure_optimizers(self):
         # Only the head at first: the finetuning callback adds pretrained blocks as their own

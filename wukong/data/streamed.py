@@ -1,0 +1,144 @@
+"""Images too many to hold decoded: listed and checked once, decoded again whenever they are used.
+
+A decoded 224-pixel training image takes 196 KB: 50,000 of them would not fit in most machines'
+memory. Above a size (``$WUKONG_DECODED_LIMIT``, default ``DEFAULT_DECODED_LIMIT``) an ``ImageStore``
+holds ``StreamedPixels`` instead of its array: indexed the same way, each image read from its file
+and decoded when asked for (by a ``DataLoader``'s workers when training or extracting features).
+Below it the decoded array is kept, which is faster when the same images are used many times.
+
+The first pass (``scan_images``) reads every file once: its content hash (the feature cache's key
+and duplicate finder) and a check that it decodes (JPEGs at an eighth of their size, which reads the
+whole stream). A file that fails later, changed or removed since, is skipped and reported by training
+(``wukong.training``); a frozen pass stops with a one-line error naming it.
+
+Example:
+    >>> from pathlib import Path
+    >>> files = sorted(Path("../shared/data/cat_dog/train/cat").glob("*.jpg"))[:2]  # doctest: +SKIP
+    >>> store = scan_images(files, 64)                                             # doctest: +SKIP
+    >>> store.pixels.shape, store.pixels[0].shape                                  # doctest: +SKIP
+    ((2, 64, 64, 3), (64, 64, 3))
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from wukong.cache import parse_size
+from wukong.data.decode import BadImage, ImageStore, content_hash, decode_one, load_image, read_image_bytes
+from wukong.data.images import is_in_memory, item_name
+from wukong.data.labelled import Skipped
+from wukong.errors import DataError
+from wukong.progress import track
+
+DEFAULT_DECODED_LIMIT = 2 * 10**9  # bytes of decoded pixels held in memory at most
+
+
+def decoded_limit() -> int:
+    """Bytes of decoded images kept in memory at most: ``$WUKONG_DECODED_LIMIT`` or the default."""
+    return parse_size(os.environ.get("WUKONG_DECODED_LIMIT", str(DEFAULT_DECODED_LIMIT)))
+
+
+def should_stream(items: Sequence[Any], size: int) -> bool:
+    """Whether images of these files would take more than the limit decoded (images given in memory
+    are held already: never streamed)."""
+    return len(items) * size * size * 3 > decoded_limit() and not any(is_in_memory(i) for i in items)
+
+
+class StreamedPixels:
+    """The (N, size, size, 3) uint8 images of ``sources``, decoded when indexed: ``pixels[i]`` is one
+    image, ``pixels[indices]`` an array of them, ``take`` a view (nothing decoded)."""
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, sources: Sequence[Any], size: int, interpolation: str = "bicubic") -> None:
+        self.sources = list(sources)
+        self.size = size
+        self.interpolation = interpolation
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.sources), self.size, self.size, 3)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def decode(self, index: int) -> np.ndarray:
+        """Image ``index``; ``BadImage`` if its file can no longer be used."""
+        return decode_one(self.sources[index], self.size, self.interpolation)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        if isinstance(index, int | np.integer):
+            return self.decode(int(index))
+        chosen = range(len(self))[index] if isinstance(index, slice) else [int(i) for i in np.asarray(index)]
+        out = np.empty((len(chosen), self.size, self.size, 3), np.uint8)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for row, pixels in enumerate(pool.map(self.checked, chosen)):
+                out[row] = pixels
+        return out
+
+    def checked(self, index: int) -> np.ndarray:
+        """Image ``index``; a ``DataError`` naming its file if it can no longer be used."""
+        try:
+            return self.decode(index)
+        except BadImage as exc:
+            raise DataError(unusable_now(self.sources[index], str(exc))) from None
+
+    def take(self, indices: Sequence[int], axis: int = 0) -> StreamedPixels:
+        """The images at ``indices``, still streamed (``axis`` 0 only, as ``ndarray.take``)."""
+        return StreamedPixels([self.sources[int(i)] for i in indices], self.size, self.interpolation)
+
+
+def unusable_now(source: Any, reason: str) -> str:
+    """The message for a file that was usable when listed and is not now."""
+    return f"{source}: usable when first read, not now ({reason}); changed or removed during the run?"
+
+
+def scan_images(
+    paths: Sequence[Any],
+    size: int,
+    *,
+    labels: Sequence[Any] | None = None,
+    interpolation: str = "bicubic",
+    workers: int = 2,
+    progress: bool = False,
+    desc: str = "Reading images",
+) -> ImageStore:
+    """Every file read and checked once, as ``decode_images`` does, but kept as streamed pixels."""
+
+    def work(numbered: tuple[int, Any]) -> str | Skipped:
+        index, item = numbered
+        try:
+            data = read_image_bytes(item)
+            load_image(data, min_size=1)  # every byte decoded; a JPEG at 1/8 scale
+        except BadImage as exc:
+            return Skipped(item_name(item, index), str(exc))
+        return content_hash(data)
+
+    label_list = list(labels) if labels is not None else [-1] * len(paths)
+    kept: list[int] = []
+    hashes: list[str] = []
+    skipped: list[Skipped] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = pool.map(work, enumerate(paths), chunksize=64)
+        for i, result in enumerate(track(results, total=len(paths), desc=desc, enabled=progress, unit="images")):
+            if isinstance(result, Skipped):
+                skipped.append(result)
+            else:
+                hashes.append(result)
+                kept.append(i)
+    sources = [paths[i] for i in kept]
+    return ImageStore(
+        pixels=StreamedPixels(sources, size, interpolation),
+        hashes=hashes,
+        labels=np.asarray([label_list[i] for i in kept], dtype=np.int64),
+        paths=[item_name(paths[i], i) for i in kept],
+        skipped=skipped,
+        sources=sources,
+        positions=kept,
+    )
