@@ -162,18 +162,19 @@ def counting(self, net, backbone, pixels, *, mirrored=False):
     return embed(self, net, backbone, pixels, mirrored=mirrored)
 
 FrozenPasses.embed = counting
-_, _, features = ImageClassifier(sys.argv[3], progress=False)._embedded(sys.argv[1], None, None, "training")
-print(sum(computed), len(features))
+labelled, _, features = ImageClassifier(sys.argv[3], progress=False)._embedded(sys.argv[1], None, None, "training")
+print(sum(computed), len(features), type(labelled.examples.pixels).__name__)
 """
 
 
 def test_a_killed_feature_extraction_resumes_without_recomputing(cifar_small: Path, tmp_path: Path) -> None:
     """Features are stored a chunk at a time as they are computed: killed (SIGKILL) after some
-    chunks, the extraction run again computes only the images it had not finished."""
+    chunks, the extraction run again computes only the images it had not finished. The images are
+    streamed (read from their files by loader workers), as they are when there are many."""
     cache = tmp_path / "cache"
     script = tmp_path / "extract.py"
     script.write_text(EXTRACT)
-    env = {**os.environ, "WUKONG_CACHE": str(cache)}
+    env = {**os.environ, "WUKONG_CACHE": str(cache), "WUKONG_DECODED_LIMIT": "1"}
     command = [sys.executable, str(script), str(cifar_small / "train")]
     run = subprocess.Popen([*command, "slow", FAST_BACKBONE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
@@ -186,5 +187,5 @@ def test_a_killed_feature_extraction_resumes_without_recomputing(cifar_small: Pa
     assert 0 < stored < 200
     again = subprocess.run([*command, "fast", FAST_BACKBONE], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    computed, total = map(int, again.stdout.split())
-    assert total == 200 and computed == 200 - stored
+    computed, total, pixels = again.stdout.split()
+    assert int(total) == 200 and int(computed) == 200 - stored and pixels == "StreamedPixels"

@@ -156,3 +156,87 @@ def test_streamed_pool_and_mirrors_in_features(monkeypatch: pytest.MonkeyPatch, 
 def _test_set() -> tuple[list[str], list[str]]:
     paths = sorted(str(p) for p in (CAT_DOG / "test").glob("*/*.jpg"))
     return paths, [Path(p).parent.name for p in paths]
+
+
+@pytest.mark.slow
+def test_pretrain_on_two_cpu_processes_writes_one_backbone(cifar_small: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bb"
+    args = ["--arch", "wukong_resnet18_s", "--input-size", "32", "--min-size", "32", "--epochs", "2"]
+    wukong("pretrain", cifar_small / "train", "--out", out, "--val", cifar_small / "test", *args,
+           "--batch-size", "32", "--accelerator", "cpu", "--devices", "2", "--json")  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and len(metrics["epochs"]) == 2
+    model = ImageClassifier(out, strategy="features", tap="final", progress=False).fit(CAT_DOG / "train")
+    assert len(model.predict(CAT_DOG / "test")) == 22
+
+
+def test_large_data_scores_each_c_on_one_held_out_fifth() -> None:
+    from wukong.strategies.features import HOLD_OUT_FROM, cv_folds
+
+    labels = np.repeat(np.arange(4), HOLD_OUT_FROM // 4)
+    (train, test), *more = cv_folds(labels, None, seed=0)
+    assert not more and len(test) == HOLD_OUT_FROM // 5 and not set(train) & set(test)
+    assert np.bincount(labels[test]).tolist() == [HOLD_OUT_FROM // 20] * 4  # stratified
+    assert len(cv_folds(labels[1:], None, seed=0)) == 5  # one example fewer: 5-fold cross-validation
+    assert len(cv_folds(labels, None, seed=0, hold_out_from=None)) == 5  # every example scored (the audit)
+    mirrored, groups = np.concatenate([labels, labels]), np.tile(np.arange(len(labels)), 2)
+    (train, test), *more = cv_folds(mirrored, groups, seed=0)
+    assert not more and test.max() < len(labels)  # originals scored, never their mirror images
+    assert not set(groups[train]) & set(groups[test]) and len(train) == 2 * (len(labels) - len(test))
+
+
+SHARED_EXTRACT = """
+import sys
+import numpy as np
+import wukong.features_cache as features_cache
+features_cache.CHUNK = 40
+features_cache.PEER_WAIT = float(sys.argv[3])
+from wukong import ImageClassifier
+from wukong.modalities.image import FrozenPasses
+
+computed = []
+embed = FrozenPasses.embed
+
+def counting(self, net, backbone, pixels, **kw):
+    computed.append(len(pixels))
+    return embed(self, net, backbone, pixels, **kw)
+
+FrozenPasses.embed = counting
+_, _, features = ImageClassifier(sys.argv[2], progress=False)._embedded(sys.argv[1], None, None, "training")
+np.save(sys.argv[4], features)
+print(sum(computed))
+"""
+
+
+def _extract(script: Path, data: Path, cache: Path, out: Path, wait: float, **env: str):  # noqa: ANN202
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, str(script), str(data), FAST_BACKBONE, str(wait), str(out)]
+    environment = {**os.environ, "WUKONG_CACHE": str(cache), **env}
+    return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_processes_of_one_run_share_feature_extraction(cifar_small: Path, tmp_path: Path) -> None:
+    """Two processes of a multi-device run (ranks 0 and 1 of 2, as torchrun sets them) embed the
+    200 images into one cache: each computes its share and reads the other's; the features are
+    those of one process alone. A rank whose peer never comes computes the rest after waiting."""
+    script = tmp_path / "extract.py"
+    script.write_text(SHARED_EXTRACT)
+    data = cifar_small / "train"
+    alone = _extract(script, data, tmp_path / "alone", tmp_path / "alone.npy", 300)
+    assert alone.wait(timeout=300) == 0 and alone.stdout.read().strip() == "200"
+    runs = [
+        _extract(script, data, tmp_path / "shared", tmp_path / f"rank{r}.npy", 300, RANK=str(r), WORLD_SIZE="2")
+        for r in (0, 1)
+    ]
+    counts = []
+    for run in runs:
+        assert run.wait(timeout=300) == 0, run.stderr.read()[-2000:]
+        counts.append(int(run.stdout.read()))
+    assert sum(counts) == 200 and min(counts) > 50  # split by content hash, about evenly
+    for r in (0, 1):
+        np.testing.assert_allclose(np.load(tmp_path / f"rank{r}.npy"), np.load(tmp_path / "alone.npy"), atol=1e-5)
+    lonely = _extract(script, data, tmp_path / "lonely", tmp_path / "lonely.npy", 2, RANK="0", WORLD_SIZE="2")
+    assert lonely.wait(timeout=300) == 0 and lonely.stdout.read().strip() == "200"  # its share, then the rest

@@ -347,3 +347,20 @@ def test_cli_label_names_option(sst2, tmp_path: Path) -> None:
     )
     assert bad.returncode == 2 and "--label-names 'negative': give LABEL=description pairs" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_text_finetune_on_two_cpu_processes(banking, tmp_path: Path) -> None:
+    """``--devices 2`` on text: the head phase on cached features, then the encoder's later layers,
+    each a DDP run of two processes; the model is written once and learns the intents."""
+    data, test = tmp_path / "intents.csv", tmp_path / "test.csv"
+    for path, (texts, labels) in ((data, banking["train"]), (test, banking["test"])):
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows([("text", "category"), *zip(texts, labels, strict=True)])
+    out = tmp_path / "model"
+    args = ["--strategy", "finetune", "--accelerator", "cpu", "--devices", "2", "--out", out, "--json"]
+    run = subprocess.run([*CMD, "train", data, "--test", test, *args], capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["history"]["processes"] == 2 and metrics["test_accuracy"] >= BANKING_BAR
+    assert load(out).predict(banking["test"][0][:3]) is not None

@@ -8,7 +8,8 @@ Storage: one ``.npz`` shard per ``CHUNK`` inputs computed (numeric arrays only, 
 ``allow_pickle=False``), each written to a temporary name and renamed as soon as it is computed: a
 killed extraction leaves no broken shard, and run again it computes only what it had not finished. The folder is kept
 under a size limit, least recently used shards first (``wukong.cache.evict``); features whose shard
-went (evicted by this or another process) are computed again.
+went (evicted by this or another process) are computed again. The processes of a multi-device run
+share the work: each embeds its part of the inputs and reads the others' parts from the cache.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +29,21 @@ from wukong.cache import cache_dir, evict, feature_limit, touch
 
 # Inputs computed, and stored as one shard, at a time: what a killed extraction can lose at most.
 CHUNK = 4096
+# Several processes of one run (torchrun, SLURM, Lightning's DDP) share the inputs to embed, by
+# content hash: each computes its own and reads the others' as they appear, polling every
+# PEER_POLL seconds; what has not appeared after PEER_WAIT seconds without any progress it computes.
+PEER_POLL, PEER_WAIT = 1.0, 300.0
+
+
+def process_share() -> tuple[int, int]:
+    """(this process's global rank, the number of processes) of a multi-process run, as the launcher
+    set them in the environment (Lightning's reading of RANK, LOCAL_RANK or SLURM_PROCID; WORLD_SIZE
+    or SLURM_NTASKS); (0, 1) in a process of its own."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    processes = int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1")) or 1)
+    rank = getattr(rank_zero_only, "rank", 0) or 0
+    return (rank, processes) if 0 <= rank < processes else (0, 1)
 
 
 def namespace_key(description: dict[str, Any]) -> str:
@@ -98,16 +115,52 @@ class FeatureCache:
             found.append((positions, feats[[r for _, r in pairs]]))
             have[positions] = True
         missing = np.flatnonzero(~have).tolist()
-        for start in range(0, len(missing), CHUNK):  # stored as computed: a kill keeps what was finished
-            part = missing[start : start + CHUNK]
+        rank, processes = process_share()
+        mine = [i for i in missing if processes == 1 or int(hashes[i][:8], 16) % processes == rank]
+        for start in range(0, len(mine), CHUNK):  # stored as computed: a kill keeps what was finished
+            part = mine[start : start + CHUNK]
             fresh = np.asarray(compute(part), dtype=np.float32)
             self._store([hashes[i] for i in part], fresh)
             found.append((part, fresh))
+        if len(mine) < len(missing):  # the other processes' shares: read as they store them
+            found += self._from_peers(hashes, sorted(set(missing) - set(mine)), compute)
         width = found[0][1].shape[1] if found else 0
         result = np.empty((len(hashes), width), dtype=np.float32)
         for positions, feats in found:
             result[positions] = feats
         return result
+
+    def _from_peers(
+        self, hashes: Sequence[str], wanted: list[int], compute: Callable[[list[int]], np.ndarray]
+    ) -> list[tuple[list[int], np.ndarray]]:
+        """Features of ``wanted`` inputs as the other processes store them; those still missing when
+        none has come for ``PEER_WAIT`` seconds (a process that died, or never started) are computed here."""
+        found: list[tuple[list[int], np.ndarray]] = []
+        waited_since = time.monotonic()
+        while wanted:
+            self._index = None  # shards written by the others since: read the folder again
+            index = self._load_index()
+            ready = [i for i in wanted if hashes[i] in index]
+            for shard in {index[hashes[i]][0] for i in ready}:
+                rows = [(i, index[hashes[i]][1]) for i in ready if index[hashes[i]][0] == shard]
+                try:
+                    with np.load(shard, allow_pickle=False) as data:
+                        found.append(([i for i, _ in rows], data["features"][[r for _, r in rows]]))
+                except (OSError, ValueError, KeyError):  # evicted meanwhile: wanted still
+                    ready = [i for i in ready if i not in {i for i, _ in rows}]
+            if ready:
+                waited_since = time.monotonic()
+                wanted = sorted(set(wanted) - set(ready))
+            elif time.monotonic() - waited_since > PEER_WAIT:
+                for start in range(0, len(wanted), CHUNK):
+                    part = wanted[start : start + CHUNK]
+                    fresh = np.asarray(compute(part), dtype=np.float32)
+                    self._store([hashes[i] for i in part], fresh)
+                    found.append((part, fresh))
+                break
+            else:
+                time.sleep(PEER_POLL)
+        return found
 
     def _store(self, hashes: list[str], features: np.ndarray) -> None:
         name = f"shard-{uuid.uuid4().hex}.npz"

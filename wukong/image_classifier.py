@@ -25,6 +25,7 @@ from wukong.progress import status
 from wukong.strategies.auto import Choice
 from wukong.strategies.features import Candidate, LinearFit, refit_with_validation, search_features
 from wukong.strategies.finetune import augmented_schedule, head_then_unfreeze
+from wukong.training.engine import micro_batches
 
 
 @dataclass(eq=False, repr=False)
@@ -65,6 +66,11 @@ class ImageClassifier(TransferClassifier):
             ``wukong.tuning.DEFAULTS``); ``None``: the measured defaults.
         class_weight, reject_unknown, unknown_label, unknown_keep: imbalanced classes and "none of
             these" (see ``TransferClassifier``).
+        accelerator, devices, num_nodes: where training runs, as Lightning's ``Trainer`` takes them
+            (``"auto"``: the GPU when there is one); more than one device or machine trains with
+            DDP, a process per device (README, "Many images, GPUs and several machines").
+            ``num_workers``: loader processes decoding images (``None``: one per core but one,
+            where images are streamed from their files).
 
     Example:
         >>> from wukong import ImageClassifier
@@ -262,7 +268,8 @@ class ImageClassifier(TransferClassifier):
             self.tap_ = None
         blocks = later_blocks(self.backbone_.network, choice.unfreeze) if choice.strategy == "finetune" else []
         epochs, head_epochs, min_steps = augmented_schedule(bool(blocks), self.epochs, self.head_epochs)
-        plan = self._train_plan(blocks, epochs, head_epochs, batch_size=self.batch_size)
+        accumulate = micro_batches(self.batch_size, self.backbone_.input_size)  # bounded memory at large sizes
+        plan = self._train_plan(blocks, epochs, head_epochs, batch_size=self.batch_size, accumulate=accumulate)
         sets = image.training_sets(
             train, val, self.backbone_, augment=self.augment, batch_size=self.batch_size, min_steps=min_steps
         )

@@ -33,7 +33,7 @@ from wukong.data.images import read_image_source
 from wukong.errors import DataError
 from wukong.runtime import private_random_state
 from wukong.training.checkpoints import epoch_checkpoints, last_checkpoint
-from wukong.training.engine import make_trainer
+from wukong.training.engine import check_hardware, is_main_process, make_trainer
 from wukong.training.quiet import quiet_lightning
 
 
@@ -54,6 +54,10 @@ class PretrainConfig:
     warmup_fraction: float = 0.15
     seed: int = 0
     bf16: bool = True
+    accelerator: str = "auto"  # where it trains, as Lightning takes it (``wukong.training.engine``)
+    devices: int | str = 1
+    num_nodes: int = 1
+    num_workers: int = 0  # loader processes (images are held decoded and augmented a batch at a time)
     val_fraction: float = 0.05  # used only when no validation set is given
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -100,9 +104,10 @@ class PretrainModule(L.LightningModule):
         images, labels = batch
         logits = self(images).float()
         top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices  # top-5, or all when fewer classes
-        self.log("val_loss", nn.functional.cross_entropy(logits, labels), prog_bar=True)
-        self.log("val_top1", (top5[:, 0] == labels).float().mean(), prog_bar=True)
-        self.log("val_top5", (top5 == labels[:, None]).any(1).float().mean())
+        # sync_dist: on several devices, the means over every process's share of the validation images
+        self.log("val_loss", nn.functional.cross_entropy(logits, labels), prog_bar=True, sync_dist=True)
+        self.log("val_top1", (top5[:, 0] == labels).float().mean(), prog_bar=True, sync_dist=True)
+        self.log("val_top5", (top5 == labels[:, None]).any(1).float().mean(), sync_dist=True)
 
     def configure_optimizers(self):
         config = self.config
@@ -193,6 +198,7 @@ def pretrain(
         >>> pretrain("big_folder", "my_backbone", config=PretrainConfig(epochs=2))  # doctest: +SKIP
     """
     config = config or PretrainConfig()
+    check_hardware(config.accelerator, config.devices, config.num_nodes, config.num_workers)
     with private_random_state(config.seed), quiet_lightning():
         return _pretrain(Path(data), Path(out), val, config, resume, progress, limit_per_class)
 
@@ -220,10 +226,11 @@ def _pretrain(  # noqa: PLR0913 - pretrain's arguments, checked
     if config.batch_size > len(train_store):  # a small dataset: one full batch per step (the rate scales with it)
         config = replace(config, batch_size=len(train_store))
     # stored at input_size: validation images are used as they are, training ones augmented on the device
+    workers = config.num_workers
     train_loader = ArrayBatches(train_store.pixels, train_store.labels).loader(
-        config.batch_size, shuffle=True, drop_last=True
+        config.batch_size, shuffle=True, drop_last=True, num_workers=workers
     )
-    val_loader = ArrayBatches(val_store.pixels, val_store.labels).loader(512, shuffle=False)
+    val_loader = ArrayBatches(val_store.pixels, val_store.labels).loader(512, shuffle=False, num_workers=workers)
 
     spec = arch_spec(config.arch)
     model = build_network(spec, num_classes=len(train_source.classes))
@@ -239,10 +246,15 @@ def _pretrain(  # noqa: PLR0913 - pretrain's arguments, checked
         bf16=config.bf16,
         callbacks=[ProgressiveResize(config), best, last, history],
         progress=progress,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
         deterministic=False,
         benchmark=torch.cuda.is_available(),  # cuDNN picks the fastest kernels for each input size
     )
     trainer.fit(module, train_loader, val_loader, ckpt_path=last_checkpoint(work / "checkpoints", resume))
+    if not is_main_process():  # another process of a multi-device run: the first one writes the backbone
+        return {"val_top1": None, "rank": trainer.global_rank}
 
     metrics = {
         "val_top1": history.rows[-1]["val_top1"] if history.rows else None,
@@ -252,6 +264,7 @@ def _pretrain(  # noqa: PLR0913 - pretrain's arguments, checked
         "val_images": len(val_store),
         "classes": len(train_source.classes),
         "train_seconds": round(history.seconds(), 1),
+        "processes": trainer.world_size,
         "wall_seconds": round(time.time() - started, 1),
     }
     write_backbone_folder(

@@ -37,7 +37,11 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The GPU when there is one (a process of a multi-GPU run: its own, ``LOCAL_RANK``), else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    return torch.device("cuda", local if local < torch.cuda.device_count() else 0)
 
 
 def resolve_bf16(bf16: bool | None, device: torch.device | None = None) -> bool:

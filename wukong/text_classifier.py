@@ -72,6 +72,10 @@ class TextClassifier(TransferClassifier):
             ``wukong.tuning.DEFAULTS``); ``None``: the measured defaults.
         class_weight, reject_unknown, unknown_label, unknown_keep: imbalanced classes and "none of
             these" (see ``TransferClassifier``).
+        accelerator, devices, num_nodes: where training runs, as Lightning's ``Trainer`` takes them
+            (``"auto"``: the GPU when there is one); more than one device or machine trains with
+            DDP, a process per device (README, "Many images, GPUs and several machines").
+            ``num_workers``: loader processes (``None``: none, texts are tokenised in memory).
 
     Example:
         >>> from wukong import TextClassifier

@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from wukong.cli.app import app, emit, may_replace
+from wukong.cli.app import (
+    AcceleratorOption,
+    DevicesOption,
+    NumNodesOption,
+    app,
+    emit,
+    hardware,
+    may_replace,
+    precision_bf16,
+)
 from wukong.errors import ParameterError, WukongError
 
 
@@ -31,7 +40,15 @@ def pretrain(
     lr: Annotated[float | None, typer.Option(help="Peak learning rate per 256 images (default: the recipe's).")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="Weight decay (default: the recipe's).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    bf16: Annotated[bool, typer.Option(help="bf16 autocast (fast on GPUs and on CPUs with AMX/AVX512-BF16).")] = True,
+    bf16: Annotated[
+        bool | None,
+        typer.Option("--bf16/--no-bf16", help="bf16 autocast (default: on; fast on GPUs and CPUs with AMX)."),
+    ] = None,
+    accelerator: AcceleratorOption = "auto",
+    devices: DevicesOption = "1",
+    num_nodes: NumNodesOption = 1,
+    precision: Annotated[str, typer.Option(help="auto (bf16, the recipe's) | 32 | bf16 (autocast).")] = "auto",
+    num_workers: Annotated[int, typer.Option("--num-workers", help="Loader processes (images are held decoded).")] = 0,
     limit_per_class: Annotated[int | None, typer.Option(help="Use at most N training images per class.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a killed run from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it holds a Wukong backbone.")] = False,
@@ -55,13 +72,21 @@ def pretrain(
     check_output_folder(out, fmt=BACKBONE_FORMAT, inputs=inputs, overwrite=may_replace(out, BACKBONE_FORMAT, overwrite))
     given = dict(epochs=epochs, min_size=min_size, batch_size=batch_size, lr=lr, weight_decay=weight_decay)
     config = replace(
-        PretrainConfig(arch=arch, input_size=input_size, seed=seed, bf16=bf16),
+        PretrainConfig(
+            arch=arch,
+            input_size=input_size,
+            seed=seed,
+            bf16=precision_bf16(precision, bf16) is not False,  # auto: bf16, the recipe's
+            **hardware(accelerator, devices, num_nodes, num_workers),
+        ),
         **{k: v for k, v in given.items() if v is not None},
     )
     config = replace(config, min_size=min(config.min_size, input_size))
     metrics = run_pretrain(
         data, out, val=val, config=config, resume=resume, limit_per_class=limit_per_class, progress=not quiet
     )
+    if metrics.get("rank"):  # another process of a multi-device run: the first one reports
+        return
     emit(metrics, as_json, f"Backbone written to {out}: val top-1 {metrics['val_top1']}")
 
 

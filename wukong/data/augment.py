@@ -147,9 +147,12 @@ class ArrayBatches(Dataset):
         index = torch.as_tensor(indices, dtype=torch.long)
         return self.pixels[index].contiguous(), self.labels[index]
 
-    def loader(self, batch_size: int, *, shuffle: bool, drop_last: bool = False) -> torch.utils.data.DataLoader:
+    def loader(
+        self, batch_size: int, *, shuffle: bool, drop_last: bool = False, num_workers: int = 0
+    ) -> torch.utils.data.DataLoader:
         from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
         order = RandomSampler(self) if shuffle else SequentialSampler(self)
         sampler = BatchSampler(order, batch_size, drop_last=drop_last)
-        return DataLoader(self, batch_size=None, sampler=sampler, pin_memory=torch.cuda.is_available())
+        how = {"num_workers": num_workers, "persistent_workers": num_workers > 0}
+        return DataLoader(self, batch_size=None, sampler=sampler, pin_memory=torch.cuda.is_available(), **how)

@@ -102,7 +102,9 @@ def label_issues(features: np.ndarray, labels: np.ndarray, num_classes: int, *, 
     score of each item, 0 to 1), and ``classifier`` (its C, folds, out-of-fold accuracy); no
     ``indices`` where a class has too few examples for cross-validation."""
     multi = labels.ndim == 2
-    fit = fit_linear_classifier(features, labels, num_classes, seed=seed, c_grid=DEFAULTS["c_grid"])
+    fit = fit_linear_classifier(
+        features, labels, num_classes, seed=seed, c_grid=DEFAULTS["c_grid"], every_example_scored=True
+    )
     info = {k: fit.info[k] for k in ("C", "cv_folds", "cv_loss")}
     if fit.held_out is None or len(fit.held_out) != len(labels):
         return {"indices": None, "classifier": info, "why_not": "a class has fewer than 2 examples to cross-validate"}

@@ -64,8 +64,11 @@ def fit_linear_classifier(
     groups: np.ndarray | None = None,
     c_grid: Sequence[float] = C_GRID,
     class_weight: np.ndarray | None = None,
+    every_example_scored: bool = False,
 ) -> LinearFit:
-    """Standardise, then a linear classifier with its C chosen by stratified k-fold CV.
+    """Standardise, then a linear classifier with its C chosen by stratified k-fold CV (from
+    ``HOLD_OUT_FROM`` examples, on one held-out fifth, unless ``every_example_scored``: folds then,
+    and out-of-fold logits for every example).
 
     ``model="logistic"``: multinomial logistic regression, C chosen by CV log loss;
     ``model="svm"``: linear SVM, C chosen by CV error (hinge scores are not probabilities; the
@@ -85,7 +88,7 @@ def fit_linear_classifier(
         raise ParameterError(f"linear_model={model!r} takes one label per example; multi-label data needs 'logistic'")
     x, mean, std = standardise(features)
     counts = label_counts(labels, num_classes)
-    split = cv_folds(labels, groups, seed)
+    split = cv_folds(labels, groups, seed, hold_out_from=None if every_example_scored else HOLD_OUT_FROM)
     scored = np.sort(np.concatenate([test for _, test in split])) if split else None
     if model == "logistic":  # softmax regression in torch: the same model as sklearn's, many times faster
         rows = class_weight[labels] if class_weight is not None else None
@@ -141,9 +144,18 @@ def raw_linear(
     return (weight / std).astype(np.float32), (bias - weight @ (mean / std)).astype(np.float32)
 
 
-def cv_folds(labels: np.ndarray, groups: np.ndarray | None, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+# From this many examples, one held-out fifth (4,000 examples or more) scores each C instead of
+# 5-fold cross-validation: 2 fits per C instead of 6, and one copy of the features instead of five
+# (``benchmarks/scale.py`` compares the two searches on 50,000 CIFAR-10 images).
+HOLD_OUT_FROM = 20_000
+
+
+def cv_folds(
+    labels: np.ndarray, groups: np.ndarray | None, seed: int, *, hold_out_from: int | None = HOLD_OUT_FROM
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified k-fold (train rows, test rows) pairs, at most 5 folds and no more than the rarest
-    class has examples (none where it has one).
+    class has examples (none where it has one); from ``hold_out_from`` examples, one stratified
+    80/20 split (``None``: folds however many, so that every example is scored).
 
     ``groups`` marks augmented copies of one example (e.g. its mirror image, listed after it): the
     examples are split, and every copy goes with its example. Only the first row of each example
@@ -154,12 +166,16 @@ def cv_folds(labels: np.ndarray, groups: np.ndarray | None, seed: int) -> list[t
         >>> [(train.tolist(), test.tolist()) for train, test in cv_folds(labels, groups, seed=0)]
         [([0, 3, 4, 7], [1, 2]), ([1, 2, 5, 6], [0, 3])]
     """
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
     groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
     _, first, member = np.unique(groups, return_index=True, return_inverse=True)
     key = stratify_key(labels[first])
     counts = label_counts(labels[first], 0)
+    large = hold_out_from is not None and len(first) >= hold_out_from
+    if large and np.unique(key, return_counts=True)[1].min() >= 2:  # one stratified 80/20 split
+        _, test = next(StratifiedShuffleSplit(1, test_size=0.2, random_state=seed).split(key, key))
+        return [(np.flatnonzero(~np.isin(member, test)), first[np.sort(test)])]
     # multi-label: folds stratified by each example's rarest label; a label seen once cannot be in every fold
     folds = int(min(5, len(first) // 2 if np.ndim(labels) == 2 else counts[counts > 0].min()))
     if folds < 2:

@@ -35,7 +35,7 @@ class SoftmaxSearch:
     bias: np.ndarray  # (classes,)
     best_c: float
     cv_loss: float | None  # mean held-out log loss at the best C (None without folds)
-    cv_loss_se: float | None  # its standard error over the folds
+    cv_loss_se: float | None  # its standard error over the folds (one split: over its examples)
     losses: dict[float, float]  # mean held-out log loss per C
     held_out_logits: np.ndarray | None  # out-of-fold logits at the best C, rows in input order (None without folds)
 
@@ -136,7 +136,12 @@ def cross_validated_softmax(
         best = int(np.argmin(mean))
         best_c = grid[best]
         cv_loss = round(float(mean[best]), 4)
-        cv_loss_se = round(float(table[:, best].std() / np.sqrt(len(folds))), 4)
+        if len(folds) > 1:
+            cv_loss_se = round(float(table[:, best].std() / np.sqrt(len(folds))), 4)
+        else:  # one held-out split: the standard error of the mean over its examples
+            test = folds[0][1]
+            losses_at_best = per_example_loss(torch.from_numpy(held_out[best, test]), y[test]).numpy()
+            cv_loss_se = round(float(losses_at_best.std() / np.sqrt(len(test))), 4)
         losses = {c: round(float(v), 4) for c, v in zip(grid, mean, strict=True)}
         logits_at_best = held_out[best]
     else:

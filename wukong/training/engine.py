@@ -38,6 +38,7 @@ class TrainPlan:
     seed: int = 0
     class_weight: tuple[float, ...] | None = None  # per-class weights of the training loss (imbalanced data)
     num_workers: int | None = None  # loader worker processes (``loader_workers``)
+    accumulate: int = 1  # micro-batches of batch_size / accumulate per optimiser step (``micro_batches``)
     accelerator: str = "auto"  # where it trains, as Lightning's Trainer takes it (``make_trainer``)
     devices: int | str = 1
     num_nodes: int = 1
@@ -122,7 +123,8 @@ def make_trainer(
         accelerator=accelerator,
         devices=devices,
         num_nodes=num_nodes,
-        strategy="ddp" if several else "auto",
+        # some parameters may take no part in a step (a text encoder's pooler): DDP is told to expect it
+        strategy="ddp_find_unused_parameters_true" if several else "auto",
         precision="bf16-mixed" if bf16 else "32-true",
         callbacks=[*callbacks, *bar],
         logger=TensorBoardLogger(work_dir, name="logs", version=""),
@@ -181,11 +183,13 @@ def train_network(
             progress=progress,
             **hardware,
             log_every_n_steps=1,
+            accumulate_grad_batches=plan.accumulate,
         )
         hparams = {k: v for k, v in vars(plan).items() if k != "blocks"}
         trainer.logger.log_hyperparams({**hparams, "unfrozen_blocks": len(plan.blocks)})
         workers = loader_workers(train_set, plan.num_workers)
-        loader_args = {"batch_size": plan.batch_size, "num_workers": workers, "persistent_workers": workers > 0}
+        micro = -(-plan.batch_size // plan.accumulate)
+        loader_args = {"batch_size": micro, "num_workers": workers, "persistent_workers": workers > 0}
         train_loader = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > plan.batch_size, **loader_args)
         val_loader = DataLoader(val_set, shuffle=False, **loader_args)
         trainer.fit(module, train_loader, val_loader, ckpt_path=last_checkpoint(checkpoints, resume))
@@ -202,6 +206,23 @@ def train_network(
         "processes": trainer.world_size,  # more than one: DDP
         "logs": str(work_dir / "logs"),
     }
+
+
+# Training images per micro-batch, as pixels: the activations kept for the backward pass grow with
+# them (EfficientNet-Lite0 fine-tuned at 224px in batches of 64: over 4 GB). A batch of more pixels
+# is trained as micro-batches whose gradients add up to one optimiser step (the same step).
+MICRO_BATCH_PIXELS = 32 * 224 * 224
+
+
+def micro_batches(batch_size: int, side: int) -> int:
+    """How many micro-batches a training batch of ``side``-pixel images is split into.
+
+    Example:
+        >>> micro_batches(64, 224), micro_batches(64, 64), micro_batches(64, 384)
+        (2, 1, 7)
+    """
+    per_step = max(1, MICRO_BATCH_PIXELS // (side * side))
+    return max(1, -(-batch_size // per_step))
 
 
 def loader_workers(dataset: Dataset, asked: int | None) -> int:
