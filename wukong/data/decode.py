@@ -12,7 +12,7 @@ import hashlib
 import io
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,31 +212,66 @@ def decode_images(
     """Decode, check and resize every file (or in-memory image) once. Unusable ones go to ``skipped``
     with a reason."""
 
-    def work(numbered: tuple[int, Any]) -> tuple[np.ndarray, str] | Skipped:
+    def work(item: Any) -> tuple[np.ndarray, str]:
+        image, data = open_image(item, min_size=size)
+        return resize_square(image, size, interpolation), content_hash(data)
+
+    pixels = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    hashes: list[str] = []
+
+    def keep(row: int, result: tuple[np.ndarray, str]) -> None:
+        pixels[row], digest = result  # written in place: no second copy of the images
+        hashes.append(digest)
+
+    kept, skipped = read_each(paths, work, keep, workers=workers, progress=progress, desc=desc)
+    return store_of(pixels[: len(kept)], paths, kept, hashes, labels, skipped)
+
+
+def read_each(
+    paths: Sequence[Any],
+    work: Callable[[Any], Any],
+    keep: Callable[[int, Any], None],
+    *,
+    workers: int,
+    progress: bool,
+    desc: str,
+) -> tuple[list[int], list[Skipped]]:
+    """``work`` on every input, in threads; ``keep(row, result)`` for each usable one, in order (row:
+    its place among the kept). Returns the kept inputs' positions and the unusable ones, each with
+    the reason ``work`` raised (``BadImage``)."""
+
+    def attempt(numbered: tuple[int, Any]) -> Any:
         index, item = numbered
         try:
-            image, data = open_image(item, min_size=size)
-            pixels = resize_square(image, size, interpolation)
+            return work(item)
         except BadImage as exc:
             return Skipped(item_name(item, index), str(exc))
-        return pixels, content_hash(data)
 
-    label_list = list(labels) if labels is not None else [-1] * len(paths)
-    pixels = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     kept: list[int] = []
-    hashes: list[str] = []
     skipped: list[Skipped] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(work, enumerate(paths), chunksize=64)
+        results = pool.map(attempt, enumerate(paths), chunksize=64)
         for i, result in enumerate(track(results, total=len(paths), desc=desc, enabled=progress, unit="images")):
             if isinstance(result, Skipped):
                 skipped.append(result)
-                continue
-            pixels[len(kept)] = result[0]
-            hashes.append(result[1])
-            kept.append(i)
+            else:
+                keep(len(kept), result)
+                kept.append(i)
+    return kept, skipped
+
+
+def store_of(
+    pixels: Any,
+    paths: Sequence[Any],
+    kept: list[int],
+    hashes: list[str],
+    labels: Sequence[Any] | None,
+    skipped: list[Skipped],
+) -> ImageStore:
+    """The store of the ``kept`` inputs (positions in ``paths``) and their ``pixels``."""
+    label_list = list(labels) if labels is not None else [-1] * len(paths)
     return ImageStore(
-        pixels=pixels[: len(kept)],
+        pixels=pixels,
         hashes=hashes,
         labels=np.asarray([label_list[i] for i in kept], dtype=np.int64),
         paths=[item_name(paths[i], i) for i in kept],

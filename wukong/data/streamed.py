@@ -29,11 +29,18 @@ from typing import Any
 import numpy as np
 
 from wukong.cache import parse_size
-from wukong.data.decode import BadImage, ImageStore, content_hash, decode_one, load_image, read_image_bytes
-from wukong.data.images import is_in_memory, item_name
-from wukong.data.labelled import Skipped
+from wukong.data.decode import (
+    BadImage,
+    ImageStore,
+    content_hash,
+    decode_one,
+    load_image,
+    read_each,
+    read_image_bytes,
+    store_of,
+)
+from wukong.data.images import is_in_memory
 from wukong.errors import DataError
-from wukong.progress import track
 
 DEFAULT_DECODED_LIMIT = 2 * 10**9  # bytes of decoded pixels held in memory at most
 
@@ -111,34 +118,14 @@ def scan_images(
 ) -> ImageStore:
     """Every file read and checked once, as ``decode_images`` does, but kept as streamed pixels."""
 
-    def work(numbered: tuple[int, Any]) -> str | Skipped:
-        index, item = numbered
-        try:
-            data = read_image_bytes(item)
-            load_image(data, min_size=1)  # every byte decoded; a JPEG at 1/8 scale
-        except BadImage as exc:
-            return Skipped(item_name(item, index), str(exc))
+    def work(item: Any) -> str:
+        data = read_image_bytes(item)
+        load_image(data, min_size=1)  # every byte decoded; a JPEG at 1/8 scale
         return content_hash(data)
 
-    label_list = list(labels) if labels is not None else [-1] * len(paths)
-    kept: list[int] = []
     hashes: list[str] = []
-    skipped: list[Skipped] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(work, enumerate(paths), chunksize=64)
-        for i, result in enumerate(track(results, total=len(paths), desc=desc, enabled=progress, unit="images")):
-            if isinstance(result, Skipped):
-                skipped.append(result)
-            else:
-                hashes.append(result)
-                kept.append(i)
-    sources = [paths[i] for i in kept]
-    return ImageStore(
-        pixels=StreamedPixels(sources, size, interpolation),
-        hashes=hashes,
-        labels=np.asarray([label_list[i] for i in kept], dtype=np.int64),
-        paths=[item_name(paths[i], i) for i in kept],
-        skipped=skipped,
-        sources=sources,
-        positions=kept,
+    kept, skipped = read_each(
+        paths, work, lambda _, digest: hashes.append(digest), workers=workers, progress=progress, desc=desc
     )
+    pixels = StreamedPixels([paths[i] for i in kept], size, interpolation)
+    return store_of(pixels, paths, kept, hashes, labels, skipped)
