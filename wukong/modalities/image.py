@@ -42,8 +42,7 @@ from wukong.strategies.finetune import repeat_to_steps
 from wukong.training.engine import loader_workers
 
 # Frozen passes run in batches of about this many input pixels (32 images at 224px, 128 at 64px
-# and below): on a CPU larger batches are no faster and the engine's working memory grows with them
-# (EfficientNet-Lite0 at 224px: 1.45 GB peak at 32 images a batch, 2.9 GB at 128).
+# and below): on a CPU larger batches are no faster, and the engine's working memory grows with them.
 EVAL_PIXELS = 32 * 224 * 224
 
 
@@ -138,7 +137,7 @@ def unreadable_in_training(history: dict[str, Any], sets: tuple[ImageStore, Imag
         for index in found.get(stage, []):
             try:
                 store.pixels.decode(index)
-                reason = "could not be read during training (usable again now)"
+                reason = "could not be read during training: left out (readable again now)"
             except BadImage as exc:
                 reason = f"usable when first read, not during training ({exc}): left out"
             entries.append({"path": store.paths[index], "reason": reason})

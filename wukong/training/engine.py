@@ -209,8 +209,8 @@ def train_network(
 
 
 # Training images per micro-batch, as pixels: the activations kept for the backward pass grow with
-# them (EfficientNet-Lite0 fine-tuned at 224px in batches of 64: over 4 GB). A batch of more pixels
-# is trained as micro-batches whose gradients add up to one optimiser step (the same step).
+# them (``benchmarks/scale.py`` measures the peak). A batch of more pixels is trained as micro-batches
+# whose gradients add up to one optimiser step.
 MICRO_BATCH_PIXELS = 32 * 224 * 224
 
 
