@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data
 
-.PHONY: demo test test-all lint bench install
+.PHONY: demo test test-all lint bench install browser
 
 install: $(VENV)/.installed
 
@@ -12,7 +12,16 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,serve]'
+	$(MAKE) --no-print-directory browser
 	touch $@
+
+# The page's tests drive Debian's chromium through its chromedriver; as root they are installed here
+# (elsewhere, or without apt, those tests say so and are skipped).
+browser:
+	@command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; }; }; } || \
+	  echo "note: chromium and chromium-driver are not installed; tests/test_ui.py's browser tests will be skipped"
 
 # Train on the original Wukong cat/dog samples with the default backbone, EfficientNet-Lite0 (no network), then predict.
 demo: install

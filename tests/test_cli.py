@@ -131,7 +131,7 @@ def test_bad_input_gives_one_line_without_traceback(args, message, tmp_path: Pat
 
 
 def test_every_command_has_help() -> None:
-    commands = ["train", "predict", "evaluate", "export", "pretrain", "serve", "audit", "suggest", "models"]
+    commands = ["train", "predict", "evaluate", "export", "pretrain", "serve", "ui", "audit", "suggest", "models"]
     for command in [*commands, "cache info", "cache clear"]:
         assert "Usage" in wukong(*command.split(), "--help").stdout
 

@@ -226,6 +226,31 @@ def serve(
     run_server(clf, host=host, port=port, token=token, workers=workers, model_dir=str(model), engine=engine, **settings)
 
 
+@app.command()
+def ui(
+    workdir: Annotated[
+        Path, typer.Option(help="Folder of the projects (ordinary data and model folders; made if missing).")
+    ] = Path("wukong-projects"),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="WUKONG_UI_TOKEN",
+            help="Require this token (open the page as /?token=TOKEN). Prefer the environment variable "
+            "WUKONG_UI_TOKEN: a --token value is visible to every user in 'ps'.",
+        ),
+    ] = None,
+) -> None:
+    """A web page for training without code: make classes, add examples, train, see the report, try
+    the model, download it. Everything stays in WORKDIR, on this machine."""
+    try:
+        from wukong.ui import run_ui
+    except ImportError:
+        raise WukongError("the page needs the server extra: pip install 'wukong[serve]'") from None
+    run_ui(workdir, host=host, port=port, token=token)
+
+
 def _load(model: Path, engine: str, *, reject_unknown: bool = False, unknown_keep: float | None = None) -> object:
     """A model folder, its frozen passes on ``engine`` (image models; text models run in PyTorch),
     answering "unknown" as asked."""

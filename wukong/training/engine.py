@@ -17,6 +17,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from wukong.errors import ParameterError
 from wukong.network import TransferNet
+from wukong.progress import report_step
 from wukong.training.callbacks import DiscriminativeFinetuning, FinetuneEarlyStopping
 from wukong.training.checkpoints import epoch_checkpoints, last_checkpoint
 from wukong.training.module import TransferModule
@@ -70,6 +71,15 @@ def is_main_process() -> bool:
     """False in the other processes of a multi-device run (Lightning's DDP): they train, and only
     the first one (global rank 0) writes models, reports and output."""
     return rank_zero_only.rank == 0
+
+
+class StepReport(Callback):
+    """Training's place (epoch, batch) in the progress file of ``wukong.progress.report_step``."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        total = trainer.num_training_batches
+        epoch = f"Training: epoch {trainer.current_epoch + 1} of {trainer.max_epochs}"
+        report_step(epoch, batch_idx + 1, total if isinstance(total, int) else None, force=False)
 
 
 class EpochHistory(Callback):
@@ -126,7 +136,7 @@ def make_trainer(
         # some parameters may take no part in a step (a text encoder's pooler): DDP is told to expect it
         strategy="ddp_find_unused_parameters_true" if several else "auto",
         precision="bf16-mixed" if bf16 else "32-true",
-        callbacks=[*callbacks, *bar],
+        callbacks=[*callbacks, *bar, StepReport()],
         logger=TensorBoardLogger(work_dir, name="logs", version=""),
         default_root_dir=work_dir,
         enable_progress_bar=progress,
