@@ -121,9 +121,12 @@ def test_image_project_from_the_cat_dog_photos(browser, shots: Path, tmp_path: P
         wait_for(browser, lambda d: count_of(d, "cat") == "21 examples")
         find(browser, "#camera-close").click()
         assert len(list((work / "pets" / "data" / "cat").glob("webcam-*.jpg"))) == 1
+        browser.execute_script(DROP_A_PICTURE, "dog")  # a file dragged onto a class and dropped
+        wait_for(browser, lambda d: count_of(d, "dog") == "21 examples")
+        assert (work / "pets" / "data" / "dog" / "dropped.png").is_file()
 
         accuracy = train_in_page(browser, shots)
-        assert accuracy >= 0.8  # EfficientNet-Lite0 features on 41 photos: 1.0 when written
+        assert accuracy >= 0.8  # EfficientNet-Lite0 features on 42 images: 1.0 when written
         assert "because" in find(browser, "#strategy-reason").text  # auto's explanation is shown
         assert "efficientnet_lite0" in find(browser, "#backbone").text
 
@@ -153,6 +156,24 @@ def test_image_project_from_the_cat_dog_photos(browser, shots: Path, tmp_path: P
     assert model.predict([str(next((CAT_DOG / "test" / "cat").iterdir()))])[0] == "cat"
 
 
+# A drag-and-drop as the browser delivers it: a 'drop' event whose dataTransfer holds a file (a
+# picture drawn on a canvas, as PNG).
+DROP_A_PICTURE = """
+const cls = arguments[0];
+const canvas = document.createElement("canvas");
+canvas.width = canvas.height = 96;
+const pen = canvas.getContext("2d");
+pen.fillStyle = "#7a5230";
+pen.fillRect(10, 20, 70, 50);
+canvas.toBlob((blob) => {
+  const data = new DataTransfer();
+  data.items.add(new File([blob], "dropped.png", { type: "image/png" }));
+  const card = document.querySelector(`.class-card[data-class="${cls}"]`);
+  card.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+}, "image/png");
+"""
+
+
 def sst2_lines(label: str, n: int) -> list[str]:
     with (DATA / "sst2" / "dev.tsv").open(encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f, delimiter="\t") if r["label"] == label]
@@ -173,6 +194,10 @@ def test_text_project_from_pasted_lines(browser, shots: Path, tmp_path: Path) ->
         from selenium.webdriver.support.ui import Select
 
         Select(find(browser, "#strategy")).select_by_value("features")  # a plain choice, not the default
+        find(browser, "#train").click()
+        find(browser, "#cancel").click()
+        wait_for(browser, lambda d: find(d, "#progress-text").text == "Training cancelled")
+        assert not find(browser, "#cancel").is_displayed() and find(browser, "#train").is_enabled()
         accuracy = train_in_page(browser, shots)
         assert accuracy >= 0.6
         assert find(browser, "#strategy-reason").text.startswith("How: features")
