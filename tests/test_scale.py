@@ -208,14 +208,26 @@ print(sum(computed))
 """
 
 
-def _extract(script: Path, data: Path, cache: Path, out: Path, wait: float, **env: str):  # noqa: ANN202
-    import os
-    import subprocess
-    import sys
+class Extraction:
+    """A run of SHARED_EXTRACT in its own process; its output goes to files (a pipe nobody reads
+    while its peer is awaited could fill and stall it)."""
 
-    command = [sys.executable, str(script), str(data), FAST_BACKBONE, str(wait), str(out)]
-    environment = {**os.environ, "WUKONG_CACHE": str(cache), **env}
-    return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def __init__(self, script: Path, data: Path, cache: Path, out: Path, wait: float, **env: str) -> None:
+        import os
+        import subprocess
+        import sys
+
+        command = [sys.executable, str(script), str(data), FAST_BACKBONE, str(wait), str(out)]
+        environment = {**os.environ, "WUKONG_CACHE": str(cache), **env}
+        self.stdout, self.stderr = out.with_suffix(".out"), out.with_suffix(".err")
+        with open(self.stdout, "w") as stdout, open(self.stderr, "w") as stderr:
+            self.process = subprocess.Popen(command, env=environment, stdout=stdout, stderr=stderr, text=True)
+
+    def computed(self) -> int:
+        """How many images this process embedded itself (it must succeed within 5 minutes)."""
+        code = self.process.wait(timeout=300)
+        assert code == 0, self.stderr.read_text()[-2000:]
+        return int(self.stdout.read_text())
 
 
 def test_processes_of_one_run_share_feature_extraction(cifar_small: Path, tmp_path: Path) -> None:
@@ -225,18 +237,15 @@ def test_processes_of_one_run_share_feature_extraction(cifar_small: Path, tmp_pa
     script = tmp_path / "extract.py"
     script.write_text(SHARED_EXTRACT)
     data = cifar_small / "train"
-    alone = _extract(script, data, tmp_path / "alone", tmp_path / "alone.npy", 300)
-    assert alone.wait(timeout=300) == 0 and alone.stdout.read().strip() == "200"
+    alone = Extraction(script, data, tmp_path / "alone", tmp_path / "alone.npy", 300)
+    assert alone.computed() == 200
     runs = [
-        _extract(script, data, tmp_path / "shared", tmp_path / f"rank{r}.npy", 300, RANK=str(r), WORLD_SIZE="2")
+        Extraction(script, data, tmp_path / "shared", tmp_path / f"rank{r}.npy", 300, RANK=str(r), WORLD_SIZE="2")
         for r in (0, 1)
     ]
-    counts = []
-    for run in runs:
-        assert run.wait(timeout=300) == 0, run.stderr.read()[-2000:]
-        counts.append(int(run.stdout.read()))
+    counts = [run.computed() for run in runs]
     assert sum(counts) == 200 and min(counts) > 50  # split by content hash, about evenly
     for r in (0, 1):
         np.testing.assert_allclose(np.load(tmp_path / f"rank{r}.npy"), np.load(tmp_path / "alone.npy"), atol=1e-5)
-    lonely = _extract(script, data, tmp_path / "lonely", tmp_path / "lonely.npy", 2, RANK="0", WORLD_SIZE="2")
-    assert lonely.wait(timeout=300) == 0 and lonely.stdout.read().strip() == "200"  # its share, then the rest
+    lonely = Extraction(script, data, tmp_path / "lonely", tmp_path / "lonely.npy", 2, RANK="0", WORLD_SIZE="2")
+    assert lonely.computed() == 200  # its share, then the rest

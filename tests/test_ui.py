@@ -224,7 +224,8 @@ def test_bad_input_gets_a_message_in_the_page_and_nothing_outside_the_work_dir(
     shots: Path,
     tmp_path: Path,
 ) -> None:
-    inputs = tmp_path / "inputs" / "deep" / "er"
+    root = tmp_path / "case"  # the inputs and the work dir; screenshots go beside it
+    inputs = root / "inputs" / "deep" / "er"
     inputs.mkdir(parents=True)
     (inputs / "notes.txt").write_text("not a picture")
     (inputs / "fake.jpg").write_text("not a picture either")
@@ -233,8 +234,8 @@ def test_bad_input_gets_a_message_in_the_page_and_nothing_outside_the_work_dir(
     with zipfile.ZipFile(inputs / "evil.zip", "w") as z:
         z.writestr("../../x", "escape")
         z.write(next((CAT_DOG / "train" / "cat").iterdir()), "cat.jpg")
-    work = tmp_path / "work"
-    before = files_outside(tmp_path, work)
+    work = root / "work"
+    before = files_outside(root, work)
     with BackgroundServer(create_ui_app(work)) as server:
         make_project(browser, server.url, "bad", "image", ["cat", "dog"])
         upload = find(browser, '.class-card[data-class="cat"] input[type=file]')
@@ -253,8 +254,8 @@ def test_bad_input_gets_a_message_in_the_page_and_nothing_outside_the_work_dir(
         wait_for(browser, lambda d: "class '../../up'" in messages(d))
         browser.save_screenshot(str(shots / "bad-input.png"))
         assert count_of(browser, "cat") == "0 examples"
-    assert files_outside(tmp_path, work) == before
-    assert not (tmp_path.parent / "x").exists() and not (work.parent / "x").exists()
+    assert files_outside(root, work) == before
+    assert not (root.parent / "x").exists() and not (work.parent / "x").exists()
     assert not list((work / "bad" / "data").rglob("*.*"))  # no file reached a class folder
 
 

@@ -26,6 +26,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
 from wukong.calibration import fit_temperature, resolve_class_weight, sigmoid, tune_thresholds
+from wukong.choices import STRATEGIES, check_choices
 from wukong.data.label_sets import as_model_labels, label_counts, stratify_key
 from wukong.data.labelled import Labelled, check_every_class_present, per_class_counts
 from wukong.data.split import stratified_split
@@ -37,14 +38,12 @@ from wukong.prediction import Prediction
 from wukong.progress import status
 from wukong.runtime import private_random_state
 from wukong.strategies.auto import Choice, choose
-from wukong.strategies.features import LINEAR_MODELS, LinearFit, fit_linear_classifier, write_linear
+from wukong.strategies.features import LinearFit, fit_linear_classifier, write_linear
 from wukong.strategies.self_training import self_train
-from wukong.training.engine import TrainPlan, check_hardware
+from wukong.training.devices import check_hardware
+from wukong.training.plan import TrainPlan
 from wukong.training.quiet import quiet_lightning
 from wukong.tuning import resolve_tuning
-
-STRATEGIES = ("auto", "features", "head", "finetune")
-CLASS_WEIGHTS = ("auto", "balanced", "loss", None)
 
 
 @dataclass(eq=False, repr=False)  # scikit-learn's repr; identity for equality and hashing
@@ -269,17 +268,12 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         ``carved``: the validation set was held out of the training data (so it may be added back)."""
 
     def _check_params(self) -> None:
-        if self.strategy not in self.strategies:
-            raise ParameterError(f"strategy={self.strategy!r}: choose one of {', '.join(self.strategies)}")
-        if self.linear_model not in LINEAR_MODELS:
-            raise ParameterError(f"linear_model={self.linear_model!r}: choose one of {', '.join(LINEAR_MODELS)}")
+        check_choices(self.strategy, self.linear_model, self.class_weight, self.strategies)
         if not (isinstance(self.unknown_keep, float | int) and 0.5 <= self.unknown_keep < 1):
             raise ParameterError(
                 f"unknown_keep={self.unknown_keep!r}: give the share of known inputs to keep, in [0.5, 1)"
             )
         check_hardware(self.accelerator, self.devices, self.num_nodes, self.num_workers)
-        if self.class_weight not in CLASS_WEIGHTS:
-            raise ParameterError(f"class_weight={self.class_weight!r}: choose 'auto', 'balanced', 'loss' or None")
 
     def _auto_choice(self, per_class_min: int, per_class_median: float, stages: int) -> Choice:
         """The modality's ``auto`` rule (``wukong.strategies.auto``) with this estimator's tuning."""

@@ -39,10 +39,10 @@ def process_share() -> tuple[int, int]:
     """(this process's global rank, the number of processes) of a multi-process run, as the launcher
     set them in the environment (Lightning's reading of RANK, LOCAL_RANK or SLURM_PROCID; WORLD_SIZE
     or SLURM_NTASKS); (0, 1) in a process of its own."""
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
+    from wukong.training.plan import process_rank
 
     processes = int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1")) or 1)
-    rank = getattr(rank_zero_only, "rank", 0) or 0
+    rank = process_rank()
     return (rank, processes) if 0 <= rank < processes else (0, 1)
 
 

@@ -25,7 +25,7 @@ from wukong.progress import status
 from wukong.strategies.auto import Choice
 from wukong.strategies.features import Candidate, LinearFit, refit_with_validation, search_features
 from wukong.strategies.finetune import augmented_schedule, head_then_unfreeze
-from wukong.training.engine import micro_batches
+from wukong.training.plan import micro_batches
 
 
 @dataclass(eq=False, repr=False)

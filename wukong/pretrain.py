@@ -33,7 +33,9 @@ from wukong.data.images import read_image_source
 from wukong.errors import DataError
 from wukong.runtime import private_random_state
 from wukong.training.checkpoints import epoch_checkpoints, last_checkpoint
-from wukong.training.engine import check_hardware, is_main_process, make_trainer
+from wukong.training.devices import check_hardware
+from wukong.training.engine import make_trainer
+from wukong.training.plan import is_main_process
 from wukong.training.quiet import quiet_lightning
 
 

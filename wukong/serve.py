@@ -133,7 +133,7 @@ def create_app(model: Any, *, token: str | None = None) -> FastAPI:
             raise Refused(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
         if not top_k.isdigit() or int(top_k) < 1:
             raise Refused(422, f"top_k={top_k!r}: give a whole number >= 1")
-        body = await _read_body(request)
+        body = await read_body(request)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         inputs, names, single = await _inputs(model.modality, kind, body, request)
         try:
@@ -152,7 +152,7 @@ def create_app(model: Any, *, token: str | None = None) -> FastAPI:
     return app
 
 
-async def _read_body(request: Request) -> bytes:
+async def read_body(request: Request) -> bytes:
     """The body, up to ``MAX_BODY`` bytes and within ``BODY_TIMEOUT`` seconds."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:

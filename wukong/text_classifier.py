@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from wukong.backbones.catalog import entry
+from wukong.choices import TEXT_STRATEGIES
 from wukong.data.text import TextSource
 from wukong.errors import DataError
 from wukong.estimator import Labelled, TransferClassifier
@@ -88,7 +89,7 @@ class TextClassifier(TransferClassifier):
 
     modality = "text"
     load_modules = ("head",)  # the encoder is named in the folder
-    strategies = ("auto", "features", "head", "finetune", "fewshot")
+    strategies = TEXT_STRATEGIES
 
     backbone: str | Path | None = None
     _: KW_ONLY

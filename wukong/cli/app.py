@@ -55,7 +55,7 @@ NumWorkersOption = Annotated[
 
 def hardware(accelerator: str, devices: str, num_nodes: int, num_workers: int | None) -> dict[str, object]:
     """The device options as the estimators and ``PretrainConfig`` take them (``devices``: a number or auto)."""
-    from wukong.training.engine import check_hardware
+    from wukong.training.devices import check_hardware
 
     if devices != "auto" and not devices.isdigit():
         raise ParameterError(f"--devices {devices}: give a number of devices, or auto")

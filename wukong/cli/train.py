@@ -146,7 +146,6 @@ def train(
     """
     from wukong.artifact_io import MODEL_FORMAT, check_output_folder, remove_work_folder, work_folder
     from wukong.data.inputs import modality_of
-    from wukong.training.engine import is_main_process
 
     modality = modality_of(data)
     if preset is not None:
@@ -155,6 +154,11 @@ def train(
         if backbone is not None:
             raise WukongError("give --backbone or --preset, not both")
         backbone = preset_backbone(preset, modality)
+    from wukong.choices import STRATEGIES, TEXT_STRATEGIES, check_choices
+
+    weighting = None if class_weight == "none" else class_weight
+    check_choices(strategy, linear_model, weighting, TEXT_STRATEGIES if modality == "text" else STRATEGIES)
+    hardware_options = hardware(accelerator, devices, num_nodes, num_workers)  # checked before any import of torch
     if modality == "image" and label_names is not None:
         raise WukongError("--label-names describes text labels; it does not apply to image data")
     for option, path in (("--val", val), ("--test", test), *(("--unlabeled", p) for p in unlabeled or [])):
@@ -170,12 +174,12 @@ def train(
         strategy=strategy,
         head=head,
         linear_model=linear_model,
-        class_weight=None if class_weight == "none" else class_weight,
+        class_weight=weighting,
         epochs=epochs,
         unfreeze=unfreeze_value,
         seed=seed,
         bf16=precision_bf16(precision, bf16),
-        **hardware(accelerator, devices, num_nodes, num_workers),
+        **hardware_options,
         tuning=_tuning(tuning) if tuning else None,
         progress=progress,
     )
@@ -203,6 +207,8 @@ def train(
         _record_clean(clf, report)
     else:
         clf.fit(data, val=val, unlabeled=pool, work_dir=work, resume=resume)
+    from wukong.training.plan import is_main_process
+
     if not is_main_process():  # another process of a multi-device run: it trained; the first one writes
         return
     test_problem = None

@@ -39,7 +39,7 @@ from wukong.network import (
 from wukong.progress import status, track
 from wukong.runtime import bf16_measured_faster, default_device
 from wukong.strategies.finetune import repeat_to_steps
-from wukong.training.engine import loader_workers
+from wukong.training.plan import loader_workers
 
 # Frozen passes run in batches of about this many input pixels (32 images at 224px, 128 at 64px
 # and below): on a CPU larger batches are no faster, and the engine's working memory grows with them.

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from wukong.calibration import fit_temperature, sigmoid, tune_thresholds
+from wukong.choices import LINEAR_MODELS
 from wukong.data.label_sets import label_counts, stratify_key
 from wukong.errors import ParameterError
 from wukong.strategies.softmax import cross_validated_softmax
@@ -51,7 +52,6 @@ class LinearFit:
 
 # The linear models ``features`` can fit: multinomial logistic regression (softmax), whose outputs
 # are calibrated probabilities, or a linear SVM (one-vs-rest squared hinge), whose scores are margins.
-LINEAR_MODELS = ("logistic", "svm")
 
 
 def fit_linear_classifier(

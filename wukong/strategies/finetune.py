@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 
 from wukong.network import TransferNet
-from wukong.training.engine import TrainPlan, several_processes, train_network
+from wukong.training.plan import TrainPlan, several_processes
 
 # --- default schedules ----------------------------------------------------------------------------
 
@@ -130,6 +130,8 @@ def head_then_unfreeze(
     ``head_phase``, ``plan.head_epochs`` of the one run train the head alone. With it, the head phase
     runs on its datasets first and ``train_set``/``val_set`` (whole inputs) serve the blocks' phase.
     """
+    from wukong.training.engine import train_network  # Lightning, loaded only by the strategies that train
+
     if (
         head_phase is None
         and plan.blocks

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,66 +9,15 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
-from torch import nn
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from wukong.errors import ParameterError
 from wukong.network import TransferNet
 from wukong.progress import report_step
 from wukong.training.callbacks import DiscriminativeFinetuning, FinetuneEarlyStopping
 from wukong.training.checkpoints import epoch_checkpoints, last_checkpoint
 from wukong.training.module import TransferModule
+from wukong.training.plan import TrainPlan, loader_workers, several_processes
 from wukong.training.quiet import quiet_lightning
-
-
-@dataclass
-class TrainPlan:
-    """What to train and how long. ``blocks`` empty: the new top only (strategy ``head``)."""
-
-    blocks: list[nn.Module]
-    epochs: int
-    head_epochs: int
-    lr: float = 2e-3
-    backbone_lr_ratio: float = 0.1
-    batch_size: int = 64
-    patience: int = 6  # epochs without validation improvement that end a phase
-    bf16: bool = False
-    seed: int = 0
-    class_weight: tuple[float, ...] | None = None  # per-class weights of the training loss (imbalanced data)
-    num_workers: int | None = None  # loader worker processes (``loader_workers``)
-    accumulate: int = 1  # micro-batches of batch_size / accumulate per optimiser step (``micro_batches``)
-    accelerator: str = "auto"  # where it trains, as Lightning's Trainer takes it (``make_trainer``)
-    devices: int | str = 1
-    num_nodes: int = 1
-
-
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-
-
-def check_hardware(accelerator: str, devices: int | str, num_nodes: int, num_workers: int | None) -> None:
-    """A one-line ``ParameterError`` for a device option Lightning would refuse, before any data is read."""
-    if accelerator not in ACCELERATORS:
-        raise ParameterError(f"accelerator={accelerator!r}: choose one of {', '.join(ACCELERATORS)}")
-    if not (devices == "auto" or (isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1)):
-        raise ParameterError(f"devices={devices!r}: give a number of devices (1 or more) or 'auto'")
-    if not (isinstance(num_nodes, int) and num_nodes >= 1):
-        raise ParameterError(f"num_nodes={num_nodes!r}: give a number of machines, 1 or more")
-    if num_workers is not None and not (isinstance(num_workers, int) and num_workers >= 0):
-        raise ParameterError(f"num_workers={num_workers!r}: give a number of loader processes (0 or more) or None")
-
-
-def several_processes(accelerator: str, devices: int | str, num_nodes: int) -> bool:
-    """Whether training runs in several processes (Lightning's DDP)."""
-    if devices == "auto":  # every GPU there is
-        return num_nodes > 1 or (accelerator in ("auto", "gpu", "cuda") and torch.cuda.device_count() > 1)
-    return num_nodes > 1 or int(devices) > 1
-
-
-def is_main_process() -> bool:
-    """False in the other processes of a multi-device run (Lightning's DDP): they train, and only
-    the first one (global rank 0) writes models, reports and output."""
-    return rank_zero_only.rank == 0
 
 
 class StepReport(Callback):
@@ -216,35 +163,6 @@ def train_network(
         "processes": trainer.world_size,  # more than one: DDP
         "logs": str(work_dir / "logs"),
     }
-
-
-# Training images per micro-batch, as pixels: the activations kept for the backward pass grow with
-# them (``benchmarks/scale.py`` measures the peak). A batch of more pixels is trained as micro-batches
-# whose gradients add up to one optimiser step.
-MICRO_BATCH_PIXELS = 32 * 224 * 224
-
-
-def micro_batches(batch_size: int, side: int) -> int:
-    """How many micro-batches a training batch of ``side``-pixel images is split into.
-
-    Example:
-        >>> micro_batches(64, 224), micro_batches(64, 64), micro_batches(64, 384)
-        (2, 1, 7)
-    """
-    per_step = max(1, MICRO_BATCH_PIXELS // (side * side))
-    return max(1, -(-batch_size // per_step))
-
-
-def loader_workers(dataset: Dataset, asked: int | None) -> int:
-    """Loader worker processes: as asked, or (``None``) one per core but one, at least one and at
-    most four, where images are decoded from their files as they are used (streamed; the network has
-    the other cores), and none where they are held decoded or are texts (a worker's start would cost
-    more than it saves)."""
-    if asked is not None:
-        return asked
-    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
-    streamed = any(getattr(p, "streamed", False) for p in parts)
-    return max(1, min(4, (os.cpu_count() or 1) - 1)) if streamed else 0
 
 
 def _best_epoch(rows: list[dict[str, float]]) -> int | None:

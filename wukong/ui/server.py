@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from wukong.errors import WukongError
-from wukong.serve import Refused
+from wukong.serve import Refused, read_body
 from wukong.ui.jobs import Jobs
 from wukong.ui.projects import MAX_FILE_BYTES, MAX_ZIP_BYTES, Project, Workdir
 
@@ -152,16 +152,13 @@ def create_ui_app(workdir: str | Path, *, token: str | None = None) -> FastAPI:
     async def predict(name: str, request: Request) -> dict[str, Any]:
         project = work.get(name)
         model = await run_in_threadpool(loaded, project)
-        body = await request.body()
-        if not body:
-            raise WukongError("nothing to predict: give an image, or some text")
         if project.modality == "text":
-            text = str(json.loads(body).get("text", "")).strip()
+            text = str((await _json(request)).get("text", "")).strip()
             if not text:
                 raise WukongError("nothing to predict: type some text")
             item: Any = text
         else:
-            item = body
+            item = await read_body(request)  # bounded, as the server's
         row = (await run_in_threadpool(model.predict_records, [item], TOP_K))[0]
         if "error" in row:
             raise WukongError(f"the {project.modality} given: {row['error']}")
