@@ -42,6 +42,7 @@ def cat_dog_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_suggest_command_writes_a_csv_that_trains_once_labelled(cat_dog_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "to_label.csv"
     command = [sys.executable, "-m", "wukong.cli", "suggest", str(cat_dog_model), str(CAT_DOG / "test")]
@@ -74,6 +75,7 @@ def test_suggest_command_writes_a_csv_that_trains_once_labelled(cat_dog_model: P
     assert "empty path or label" in (model / "skipped.json").read_text()
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_suggest_on_texts_leaves_out_nothing_it_could_use() -> None:
     import pandas as pd
 

@@ -113,6 +113,7 @@ def test_audit_of_texts_finds_flipped_labels_copies_and_leaks(banking_noisy: dic
     assert leaks and leaks[0]["items"][1]["set"] == "test" and leaks[0]["kind"] == "near"
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_train_clean_leaves_out_what_the_audit_flags(planted: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "model"
     command = [sys.executable, "-m", "wukong.cli", "train", str(planted["train"]), "--test", str(planted["test"])]

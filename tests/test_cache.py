@@ -73,6 +73,7 @@ def _wukong(*args: str, cache: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_two_trainings_share_one_cache_at_once_then_info_and_clear(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     env = {**os.environ, "WUKONG_CACHE": str(cache)}
@@ -167,6 +168,7 @@ print(sum(computed), len(features), type(labelled.examples.pixels).__name__)
 """
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_a_killed_feature_extraction_resumes_without_recomputing(cifar_small: Path, tmp_path: Path) -> None:
     """Features are stored a chunk at a time as they are computed: killed (SIGKILL) after some
     chunks, the extraction run again computes only the images it had not finished. The images are

@@ -161,6 +161,7 @@ def test_the_stores_measured_figures_are_the_image_benchmarks() -> None:
         assert mpnet[key] == text[setting]["backbones"]["all-mpnet-base-v2"]["mean"]["auto"], setting
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_preset_picks_the_backbone(tmp_path: Path) -> None:
     result = subprocess.run(
         [*CMD, "train", CAT_DOG / "train", "--preset", "fast", "--out", tmp_path / "m", "--json"],

@@ -122,7 +122,7 @@ def test_any_size_onnx_needs_nothing_but_decoded_pixels(cat_dog: Path, tmp_path:
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
-@pytest.mark.parametrize("fmt", ["torchscript", "torch-export"])
+@pytest.mark.parametrize("fmt", ["torchscript", pytest.param("torch-export", marks=pytest.mark.slow)])
 def test_pytorch_exports_match_predict_with_a_free_batch(cat_dog: Path, tmp_path: Path, fmt: str) -> None:
     model = load(cat_dog)
     out = tmp_path / f"m{'.pt' if fmt == 'torchscript' else '.pt2'}"
@@ -201,6 +201,7 @@ def test_text_onnx_with_its_tokenizer_files_matches_predict(banking, tmp_path: P
     assert meta["parity"]["max_abs_diff"] < SAME_NETWORK and meta["parity"]["accuracy_export"] >= 0.7
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_text_int8_and_torch_export(banking, tmp_path: Path) -> None:
     folder, texts, labels = banking
     model = load(folder)

@@ -123,6 +123,7 @@ def test_text_pairs_get_both_intents(text_model: TextClassifier, pairs) -> None:
     assert all(record["scores"][name] >= thresholds[model.classes_.index(name)] for name in record["labels"])
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_saved_exported_and_predicted_from_the_cli(text_model: TextClassifier, pairs, tmp_path: Path) -> None:
     texts, _ = pairs["test"]
     folder = text_model.save(tmp_path / "model")
@@ -201,6 +202,7 @@ def _mosaics(cifar: Path, split: str, n: int, seed: int, out: Path) -> Path:
     return out / "labels.csv"
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_image_mosaics_get_the_classes_they_show(cifar_small: Path, tmp_path: Path) -> None:
     train = _mosaics(cifar_small, "train", 150, 0, tmp_path / "train")
     test = _mosaics(cifar_small, "test", 50, 1, tmp_path / "test")

@@ -124,6 +124,7 @@ def test_an_unwritable_out_is_refused_before_training(tmp_path: Path, where: str
     one_line_error(result, "cannot write in")
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_a_full_disk_during_save_is_one_line_and_replaces_nothing(tmp_path: Path) -> None:
     """A file-size limit (RLIMIT_FSIZE) makes every large write fail as a full disk does (EFBIG/ENOSPC)."""
     out = tmp_path / "model"
@@ -153,6 +154,7 @@ def test_a_test_set_with_an_unknown_class_stops_before_training(data: Path, tmp_
     assert not out.exists() and not work_folder(out).exists()
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_a_test_set_found_unusable_after_training_keeps_the_model(data: Path, tmp_path: Path) -> None:
     for image in (data / "test").rglob("*.jpg"):
         image.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")

@@ -230,6 +230,7 @@ class Extraction:
         return int(self.stdout.read_text())
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_processes_of_one_run_share_feature_extraction(cifar_small: Path, tmp_path: Path) -> None:
     """Two processes of a multi-device run (ranks 0 and 1 of 2, as torchrun sets them) embed the
     200 images into one cache: each computes its share and reads the other's; the features are

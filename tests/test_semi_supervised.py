@@ -110,6 +110,7 @@ def test_text_fit_with_unlabelled_texts(banking_texts: dict[str, list[str]]) -> 
     assert same == (not auto["used"])
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_image_fit_records_the_final_models_decision() -> None:
     """Small data: the classifier measured on the carved validation images and the final one (on
     all the labelled images) are each pseudo-labelled and decided; the recorded decision is the
@@ -147,6 +148,7 @@ def test_a_trained_head_says_the_unlabelled_data_was_not_used(
     assert features.metrics_["semi_supervised"]["pool"] == 20  # the blank lines are not texts
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_train_command_with_unlabelled_images(tmp_path: Path) -> None:
     out = tmp_path / "model"
     command = [sys.executable, "-m", "wukong.cli", "train", str(CAT_DOG / "train"), "--out", str(out)]

@@ -57,6 +57,7 @@ def test_cross_val_score_and_score_on_the_cat_dog_photos() -> None:
     assert model.score(test_x, test_y) == pytest.approx(model.evaluate(test_x, list(test_y))["accuracy"], abs=1e-4)
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_grid_search_over_the_linear_model_on_the_cat_dog_photos() -> None:
     x, y = _cat_dog("train")
     grid = {"linear_model": ["logistic", "svm"]}
@@ -108,6 +109,7 @@ def test_tuning_defaults_are_overridable_per_estimator_and_checked(cat_dog_copy)
             ImageClassifier(FAST_BACKBONE, tuning=bad, **QUIET).fit(cat_dog_copy)
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_cli_tuning_option_reaches_the_estimator(tmp_path) -> None:  # noqa: ANN001
     cmd = [sys.executable, "-m", "wukong.cli", "train", str(CAT_DOG / "train"), "--backbone", FAST_BACKBONE]
     bad = subprocess.run([*cmd, "--tuning", "small=x", "--out", str(tmp_path / "m")], capture_output=True, text=True)

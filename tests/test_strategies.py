@@ -118,6 +118,7 @@ def test_finetune_uses_smaller_rates_for_pretrained_blocks(tmp_path: Path) -> No
     assert rates[3][0] < rates[2][0]  # and every rate decays
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_the_default_finetune_is_short_one_head_epoch_then_the_later_blocks(tmp_path: Path) -> None:
     from wukong.strategies.finetune import AUGMENTED_PLANS
 

@@ -191,6 +191,7 @@ def test_length_buckets_pad_little_and_keep_every_text() -> None:
 # --- persistence and the command line -----------------------------------------------------------
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_tuned_model_loads_in_a_new_process_with_the_same_probabilities(
     fewshot_model: TextClassifier, banking, tmp_path: Path
 ) -> None:

@@ -60,6 +60,7 @@ def test_class_weight_auto_balances_only_past_three_to_one() -> None:
     assert resolve_class_weight(None, np.array([100, 1]))[0] is None
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_timid_head_is_sharpened_and_the_temperature_travels_with_the_model(intents, tmp_path: Path) -> None:
     """A head trained with label smoothing is under-confident; the temperature fitted on the validation
     set lowers the held-out log loss, and save/load, evaluate and the ONNX export all apply it."""

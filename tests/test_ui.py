@@ -67,9 +67,12 @@ def find(driver, css: str):  # noqa: ANN001, ANN201 - selenium's types
 
 
 def wait_for(driver, condition, timeout: float = 30):  # noqa: ANN001, ANN201
+    """``condition(driver)`` once it is true; an element the page redrew while it was read is read again."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d))
+    redrawn = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, timeout, poll_frequency=0.2, ignored_exceptions=redrawn).until(condition)
 
 
 def make_project(driver, url: str, name: str, modality: str, classes: list[str]) -> None:  # noqa: ANN001
@@ -291,6 +294,7 @@ def test_a_token_guards_the_api(tmp_path: Path) -> None:
         assert httpx.get(server.url + "/api/projects", headers={"Authorization": "Bearer s3cret"}).status_code == 200
 
 
+@pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it
 def test_cancel_and_a_training_lost_with_the_server_is_resumed(tmp_path: Path) -> None:
     """Cancel stops the training process; a training whose server and process die is started again
     with --resume by the next server on the same work dir, and finishes."""
