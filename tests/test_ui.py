@@ -211,6 +211,9 @@ def test_text_project_from_pasted_lines(browser, shots: Path, tmp_path: Path) ->
         browser.save_screenshot(str(shots / "5-prediction.png"))
         find(browser, "#audit").click()  # the data audit, shown in the page
         wait_for(browser, lambda d: find(d, "#audit-box").is_displayed(), 120)
+        find(browser, "#audit-box summary").click()
+        browser.execute_script("document.getElementById('audit-box').scrollIntoView()")
+        browser.save_screenshot(str(shots / "6-audit.png"))
         audit = httpx.get(find(browser, "#audit-page").get_attribute("src"), timeout=30)
         assert audit.status_code == 200 and "label errors" in audit.text.lower()
     rows = list(csv.DictReader((work / "reviews" / "data" / "train.csv").open(encoding="utf-8")))
