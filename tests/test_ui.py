@@ -138,6 +138,17 @@ def test_image_project_from_the_cat_dog_photos(browser, shots: Path, tmp_path: P
         assert label.text == "dog"
         assert "%" in find(browser, "#prediction table").text
         browser.save_screenshot(str(shots / "5-prediction.png"))
+        # the camera for a try: chromium's test picture (one snapshot of it is a cat example) gets an answer
+        photo = find(browser, "#prediction img").get_attribute("src")  # the dog photo's preview
+        find(browser, "#try-camera").click()
+        wait_for(browser, lambda d: d.execute_script("return document.getElementById('camera').videoWidth > 0"))
+        find(browser, "#snap").click()
+        wait_for(browser, lambda d: find(d, "#prediction img").get_attribute("src") not in (photo, None))
+        row = find(browser, "#prediction table").text
+        assert "cat" in row and "dog" in row and find(browser, "#predicted-label").text
+        browser.execute_script("document.getElementById('try').scrollIntoView()")
+        browser.save_screenshot(str(shots / "5b-camera-prediction.png"))
+        find(browser, "#camera-close").click()
 
         # the report, the downloads and the command that serves it
         report = httpx.get(find(browser, "#report").get_attribute("src"), timeout=30)

@@ -264,6 +264,7 @@ async function predict(body, contentType, preview) {
 
 async function openCamera(target) {
   cameraTarget = target;
+  $(target === "try" ? "try" : "examples").append($("camera-box")); // beside what the picture is for
   try {
     const stream = await navigator.mediaDevices.getUserMedia({ video: true });
     $("camera").srcObject = stream;
