@@ -2,7 +2,7 @@
 
 Every ``/api`` answer is JSON; an error is ``{"error": "one line"}`` with its status, shown in the
 page as it is. Uploads are the raw bytes of one file per request (``PUT /api/projects/P/upload?
-cls=C&name=N``), streamed into the project under a size limit, then checked: nothing reaches a class
+filename=F&cls=C``), streamed into the project under a size limit, then checked: nothing reaches a class
 folder unchecked, and nothing is written outside the work dir.
 """
 
