@@ -10,6 +10,8 @@ from wukong.errors import ParameterError
 
 STRATEGIES = ("auto", "features", "head", "finetune")
 TEXT_STRATEGIES = (*STRATEGIES, "fewshot")
+# The linear models ``features`` can fit: multinomial logistic regression (softmax), whose outputs
+# are calibrated probabilities, or a linear SVM (one-vs-rest squared hinge), whose scores are margins.
 LINEAR_MODELS = ("logistic", "svm")
 CLASS_WEIGHTS = ("auto", "balanced", "loss", None)
 

@@ -117,11 +117,7 @@ class FeatureCache:
         missing = np.flatnonzero(~have).tolist()
         rank, processes = process_share()
         mine = [i for i in missing if processes == 1 or int(hashes[i][:8], 16) % processes == rank]
-        for start in range(0, len(mine), CHUNK):  # stored as computed: a kill keeps what was finished
-            part = mine[start : start + CHUNK]
-            fresh = np.asarray(compute(part), dtype=np.float32)
-            self._store([hashes[i] for i in part], fresh)
-            found.append((part, fresh))
+        found += self._computed(hashes, mine, compute)
         if len(mine) < len(missing):  # the other processes' shares: read as they store them
             found += self._from_peers(hashes, sorted(set(missing) - set(mine)), compute)
         width = found[0][1].shape[1] if found else 0
@@ -152,14 +148,23 @@ class FeatureCache:
                 waited_since = time.monotonic()
                 wanted = sorted(set(wanted) - set(ready))
             elif time.monotonic() - waited_since > PEER_WAIT:
-                for start in range(0, len(wanted), CHUNK):
-                    part = wanted[start : start + CHUNK]
-                    fresh = np.asarray(compute(part), dtype=np.float32)
-                    self._store([hashes[i] for i in part], fresh)
-                    found.append((part, fresh))
+                found += self._computed(hashes, wanted, compute)
                 break
             else:
                 time.sleep(PEER_POLL)
+        return found
+
+    def _computed(
+        self, hashes: Sequence[str], positions: list[int], compute: Callable[[list[int]], np.ndarray]
+    ) -> list[tuple[list[int], np.ndarray]]:
+        """``compute`` on ``positions``, ``CHUNK`` at a time, each chunk stored as soon as it is
+        computed (a kill keeps what was finished)."""
+        found = []
+        for start in range(0, len(positions), CHUNK):
+            part = positions[start : start + CHUNK]
+            fresh = np.asarray(compute(part), dtype=np.float32)
+            self._store([hashes[i] for i in part], fresh)
+            found.append((part, fresh))
         return found
 
     def _store(self, hashes: list[str], features: np.ndarray) -> None:

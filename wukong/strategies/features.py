@@ -50,10 +50,6 @@ class LinearFit:
     held_out: np.ndarray | None = None  # the out-of-fold logits of the scored rows, in input order
 
 
-# The linear models ``features`` can fit: multinomial logistic regression (softmax), whose outputs
-# are calibrated probabilities, or a linear SVM (one-vs-rest squared hinge), whose scores are margins.
-
-
 def fit_linear_classifier(
     features: np.ndarray,
     labels: np.ndarray,

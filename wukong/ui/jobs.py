@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -59,7 +60,7 @@ class Jobs:
             return {"state": "none"}
         result = _read(folder / "result.json")
         view = {k: request[k] for k in ("kind", "options", "started", "relaunched") if k in request}
-        view["command"] = "wukong " + " ".join(_quote(a) for a in command_of(project, request))
+        view["command"] = "wukong " + shlex.join(command_of(project, request))
         if result is not None and result.get("id") == request["id"]:
             view.update({k: v for k, v in result.items() if k != "id"})
         elif self._alive(request):
@@ -128,12 +129,6 @@ class Jobs:
 
 def command_of(project: Project, request: dict[str, Any]) -> list[str]:
     return command(request["kind"], project.root, request.get("options", {}), resume=request.get("resume", False))
-
-
-def _quote(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -55,7 +55,7 @@ class Project:
 
     @property
     def modality(self) -> str:
-        return json.loads((self.root / "project.json").read_text(encoding="utf-8"))["modality"]
+        return self._meta()["modality"]
 
     @property
     def data(self) -> Path:
