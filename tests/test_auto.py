@@ -16,8 +16,8 @@ from safetensors import safe_open
 from wukong import ImageClassifier
 from wukong.backbones.vision import load_image_backbone
 from wukong.network import FeatureExtractor
-from wukong.strategies.features import cv_folds
-from wukong.strategies.softmax import fit_softmax, fit_softmax_blocks, row_space
+from wukong.strategies.features import C_GRID, cv_folds, standardise
+from wukong.strategies.softmax import cross_validated_softmax, fit_softmax, fit_softmax_blocks, row_space
 
 from .conftest import CAT_DOG, FAST_BACKBONE
 
@@ -109,6 +109,24 @@ def test_softmax_in_the_row_space_and_in_blocks_is_the_same_model() -> None:
         alone = fit_softmax(xs, ys, 10, 0.1)
         torch.testing.assert_close(weight, alone[0], atol=2e-3, rtol=0)
         torch.testing.assert_close(bias, alone[1], atol=2e-3, rtol=0)
+
+
+def test_the_c_path_stops_past_its_lowest_loss_with_the_same_choice() -> None:
+    """scikit-learn's breast cancer measurements: held-out loss is lowest at moderate regularisation,
+    so the weakest values (the slowest fits) are not fitted, and the choice and the model are those of
+    the whole path."""
+    from sklearn.datasets import load_breast_cancer
+
+    data, y = load_breast_cancer(return_X_y=True)
+    x, _, _ = standardise(data.astype(np.float32))
+    folds = cv_folds(y, None, 0)
+    whole = cross_validated_softmax(x, y, 2, C_GRID, folds=folds, patience=len(C_GRID))
+    stopped = cross_validated_softmax(x, y, 2, C_GRID, folds=folds)
+    assert list(whole.losses) == sorted(C_GRID) and len(stopped.losses) < len(C_GRID)
+    assert stopped.losses == {c: whole.losses[c] for c in stopped.losses}
+    assert (stopped.best_c, stopped.cv_loss, stopped.cv_loss_se) == (whole.best_c, whole.cv_loss, whole.cv_loss_se)
+    np.testing.assert_allclose(stopped.weight, whole.weight, atol=1e-6)
+    np.testing.assert_allclose(stopped.held_out_logits, whole.held_out_logits, atol=1e-6)
 
 
 def test_auto_beyond_small_data_keeps_the_better_of_features_and_finetune(tmp_path: Path) -> None:

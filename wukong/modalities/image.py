@@ -8,7 +8,7 @@ network's weights) with their features cached on disk by content.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -201,19 +201,11 @@ class FrozenPasses:
     ) -> np.ndarray:
         """Features of decoded images (centre-cropped to the input size; ``mirrored``: flipped)."""
         run = self.of(net, backbone.input_size)
-        crop = backbone.input_size / backbone.resize_size
-        dataset = ArrayImageDataset(pixels, np.zeros(len(pixels)), backbone.input_size, train=False, crop_pct=crop)
+        batches, total = _uint8_batches(pixels, backbone)
         out = []
-        loader = DataLoader(
-            dataset, batch_size=eval_batch(backbone.input_size), num_workers=loader_workers(dataset, None)
-        )
-        shown = self.progress and len(loader) > 1
-        for images, labels, *index in track(
-            loader, total=len(loader), desc="Extracting features", enabled=shown, unit="batches"
+        for batch in track(
+            batches, total=total, desc="Extracting features", enabled=self.progress and total > 1, unit="batches"
         ):
-            if index and bool((labels < 0).any()):  # streamed, and a file unusable since it was listed
-                pixels.checked(int(index[0][labels < 0][0]))  # raises the error naming it
-            batch = images.numpy()
             out.append(run(batch[..., ::-1] if mirrored else batch))
         return np.concatenate(out) if out else np.empty((0, 0), np.float32)
 
@@ -241,6 +233,32 @@ class FrozenPasses:
             )
         groups = np.tile(np.arange(len(store)), len(views))
         return np.concatenate(parts), np.concatenate([store.labels] * len(views)), groups
+
+
+def _uint8_batches(pixels: Any, backbone: ImageBackbone) -> tuple[Iterator[np.ndarray], int]:
+    """The centre crops of decoded images as uint8 (N, 3, size, size) batches, and how many batches.
+
+    Images held decoded at a side the crop needs no resize from are sliced in place (a view per
+    batch, one copy into the engine's layout); streamed ones are decoded by loader workers, and an
+    image unusable since it was listed raises the error naming it."""
+    size, batch = backbone.input_size, eval_batch(backbone.input_size)
+    crop = size / backbone.resize_size
+    total = -(-len(pixels) // batch)
+    if isinstance(pixels, np.ndarray) and round(pixels.shape[1] * crop) == size:
+        top = int(round((pixels.shape[1] - size) / 2.0))  # where torchvision's centre crop starts
+        window = pixels[:, top : top + size, top : top + size]
+        return (
+            np.ascontiguousarray(window[i : i + batch].transpose(0, 3, 1, 2)) for i in range(0, len(pixels), batch)
+        ), total
+
+    def loaded() -> Iterator[np.ndarray]:
+        dataset = ArrayImageDataset(pixels, np.zeros(len(pixels)), size, train=False, crop_pct=crop)
+        for images, labels, *index in DataLoader(dataset, batch_size=batch, num_workers=loader_workers(dataset, None)):
+            if index and bool((labels < 0).any()):  # streamed, and a file unusable since it was listed
+                pixels.checked(int(index[0][labels < 0][0]))  # raises the error naming it
+            yield images.numpy()
+
+    return loaded(), total
 
 
 def candidate_sizes(backbone: ImageBackbone, input_size: str | int) -> list[int]:

@@ -2,7 +2,10 @@
 
 The same model and objective as scikit-learn's multinomial ``LogisticRegression`` (mean cross-entropy
 plus ``||W||^2 / (2 C n)``, intercept not penalised), solved by full-batch L-BFGS in float32 and
-warm-started along the path of C values, from the strongest regularisation to the weakest. Written
+warm-started along the path of C values, from the strongest regularisation to the weakest; the path
+stops once the held-out loss has risen past its lowest point for ``PATIENCE`` values of C in a row
+(the weakest regularisations are the slowest to fit, and on ill-conditioned inputs such as raw pixels
+they took most of a search's time for values that could no longer win). Written
 here rather than taken from scikit-learn for speed: on 1,600 x 1,280 features the 45 fits of a
 5-fold, 9-value search took 82 s with scikit-learn's lbfgs and take about 2 s here, since each step
 is two matrix products that use every core.
@@ -39,6 +42,10 @@ class SoftmaxSearch:
     losses: dict[float, float]  # mean held-out log loss per C
     held_out_logits: np.ndarray | None  # out-of-fold logits at the best C, rows in input order (None without folds)
 
+
+# Values of C past the lowest held-out loss so far after which the path stops (held-out loss is
+# unimodal along the path in practice: it falls while regularisation is relaxed, then overfitting sets in).
+PATIENCE = 2
 
 Block = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # features, labels, sample weights or None
 Weights = tuple[torch.Tensor, torch.Tensor]  # (classes, features) and (classes,)
@@ -107,11 +114,14 @@ def cross_validated_softmax(
     folds: Sequence[tuple[np.ndarray, np.ndarray]],
     sample_weight: np.ndarray | None = None,
     default_c: float = 0.1,
+    patience: int = PATIENCE,
 ) -> SoftmaxSearch:
     """Pick C by mean held-out log loss over ``folds`` (train, test index pairs), then fit on everything.
 
     ``features`` should be standardised. ``sample_weight`` weighs the training loss and the held-out
-    one alike. Without folds, ``default_c`` is used and no loss is reported.
+    one alike. Without folds, ``default_c`` is used and no loss is reported. The path over ``c_grid``
+    (strongest regularisation first) stops after ``patience`` values in a row whose held-out loss is
+    above the lowest so far; ``losses`` holds the values fitted.
     """
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     y = torch.from_numpy(np.asarray(labels, dtype=np.float32 if np.ndim(labels) == 2 else np.int64))
@@ -124,13 +134,18 @@ def cross_validated_softmax(
     tests = [(_project(x[test], b), test) for (_, test), b in zip(folds, bases, strict=True)]
     starts: list[Weights | None] = [None] * len(folds)
     table = np.zeros((len(folds), len(grid)))  # held-out loss per fold and C
-    for i, c in enumerate(grid):  # strongest regularisation first: each solution starts the next
-        starts = fit_softmax_blocks(blocks, num_classes, c, starts) if folds else []
+    fitted = 0
+    for i, c in enumerate(grid if folds else []):  # strongest regularisation first: each solution starts the next
+        starts = fit_softmax_blocks(blocks, num_classes, c, starts)
         with torch.no_grad():
             for f, ((x_test, test), (weight, bias)) in enumerate(zip(tests, starts, strict=True)):
                 logits = x_test @ weight.T + bias
                 held_out[i, test] = logits.numpy()
                 table[f, i] = _mean_loss(logits, y[test], _take(w, test))
+        fitted = i + 1
+        if past_the_lowest(table[:, :fitted].mean(axis=0), patience):
+            break
+    grid, table = grid[:fitted], table[:, :fitted]
     if folds:
         mean = table.mean(axis=0)
         best = int(np.argmin(mean))
@@ -150,6 +165,18 @@ def cross_validated_softmax(
     weight, bias = fit_softmax(_project(x, basis), y, num_classes, best_c, sample_weight=w)
     weight = weight @ basis.T if basis is not None else weight
     return SoftmaxSearch(weight.numpy(), bias.numpy(), best_c, cv_loss, cv_loss_se, losses, logits_at_best)
+
+
+def past_the_lowest(losses: np.ndarray, patience: int) -> bool:
+    """Whether the last ``patience`` losses all lie above the lowest one before them.
+
+    Example:
+        >>> past_the_lowest(np.array([0.9, 0.8, 0.85, 0.95]), 2), past_the_lowest(np.array([0.9, 0.8, 0.85]), 2)
+        (True, False)
+    """
+    if len(losses) <= patience:
+        return False
+    return bool(np.all(losses[-patience:] > losses[:-patience].min()))
 
 
 def row_space(x: torch.Tensor) -> torch.Tensor | None:
