@@ -1,7 +1,10 @@
 """Image transfer benchmark: Wukong side by side with what a user would write or pick instead, in one run.
 
 Tasks: the original Wukong cat/dog samples (40 train / 22 test) and CIFAR-10 with 20 and with 100
-labels per class (1,000 test images, 100 per class), a dataset no backbone here was trained on.
+labels per class (1,000 test images, 100 per class), a dataset no backbone here was trained on;
+``cifar10_20_per_class_samples``: three disjoint samples of 20 labels per class (CIFAR-10's first,
+second and third 20 training images of each class) on the same test images, each row's accuracy the
+mean of the three (a single sample of 200 images moves a row by a point or two).
 
 Rows, per task:
 - Wukong ``auto`` with the default backbone (ImageNet EfficientNet-Lite0), and ``features``, ``head``,
@@ -16,6 +19,7 @@ Rows, per task:
 
     .venv/bin/python benchmarks/image_strategies.py                   # writes benchmarks/results/image_strategies.json
     .venv/bin/python benchmarks/image_strategies.py --tasks cat_dog --rows auto tutorial   # a part, merged into it
+    .venv/bin/python benchmarks/image_strategies.py --tasks cifar10_20_per_class_samples --rows auto auto_tiny
 """
 
 from __future__ import annotations
@@ -154,6 +158,20 @@ def run_row(row: str, train: Path, test: Path) -> dict:
     return from_scratch(train, test)
 
 
+SAMPLES = 3  # of cifar10_20_per_class_samples
+
+
+def run_samples(row: str, trains: list[Path], test: Path) -> dict:
+    """``row`` on each training sample: the mean test accuracy and fit time, and every sample's row."""
+    samples = [run_row(row, train, test) for train in trains]
+    return {
+        "backbone": samples[0]["backbone"],
+        "test_accuracy": round(float(np.mean([s["test_accuracy"] for s in samples])), 4),
+        "fit_seconds": round(float(np.mean([s["fit_seconds"] for s in samples])), 1),
+        "samples": samples,
+    }
+
+
 def summary(rows: dict) -> dict:
     """The figures the targets are about."""
     out = {}
@@ -161,6 +179,11 @@ def summary(rows: dict) -> dict:
         out["default_minus_tiny_points"] = round(
             100 * (rows["auto"]["test_accuracy"] - rows["auto_tiny"]["test_accuracy"]), 1
         )
+        if "samples" in rows["auto"] and "samples" in rows["auto_tiny"]:
+            pairs = zip(rows["auto"]["samples"], rows["auto_tiny"]["samples"], strict=True)
+            out["default_minus_tiny_points_per_sample"] = [
+                round(100 * (a["test_accuracy"] - b["test_accuracy"]), 1) for a, b in pairs
+            ]
     if "auto" in rows and "tutorial" in rows:
         out["auto_minus_tutorial_points"] = round(
             100 * (rows["auto"]["test_accuracy"] - rows["tutorial"]["test_accuracy"]), 1
@@ -174,7 +197,11 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "image_strategies.json")
-    parser.add_argument("--tasks", nargs="+", default=["cat_dog", "cifar10_20_per_class", "cifar10_100_per_class"])
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        default=["cat_dog", "cifar10_20_per_class", "cifar10_100_per_class", "cifar10_20_per_class_samples"],
+    )
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     args = parser.parse_args()
     os.environ.setdefault("WUKONG_CACHE", tempfile.mkdtemp(prefix="wukong-bench-cache-"))
@@ -193,11 +220,18 @@ def main() -> None:
             "cat_dog": (DATA / "cat_dog" / "train", DATA / "cat_dog" / "test"),
             **{f"cifar10_{n}_per_class": (c / "train", c / "test") for n, c in cifar.items()},
         }
+        if "cifar10_20_per_class_samples" in args.tasks:
+            trains = [
+                cifar_subset(Path(tmp) / f"sample{k}", train_per_class=20, test_per_class=0, train_offset=20 * k)
+                for k in range(SAMPLES)
+            ]
+            test = cifar_subset(Path(tmp) / "samples_test", train_per_class=0, test_per_class=100)
+            tasks["cifar10_20_per_class_samples"] = ([t / "train" for t in trains], test / "test")
         for name in args.tasks:
             train, test = tasks[name]
             rows = report["tasks"].setdefault(name, {}).setdefault("rows", {})
             for row in args.rows:
-                rows[row] = run_row(row, train, test)
+                rows[row] = run_samples(row, train, test) if isinstance(train, list) else run_row(row, train, test)
                 rows[row]["measured"] = time.strftime("%F %T")
                 print(name, row, json.dumps(rows[row]), flush=True)
                 report["tasks"][name]["summary"] = summary(rows)

@@ -28,10 +28,12 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def cifar_subset(target: Path, *, train_per_class: int, test_per_class: int) -> Path:
-    """Extract the first N images per class of CIFAR-10's train and test splits (one pass)."""
+def cifar_subset(target: Path, *, train_per_class: int, test_per_class: int, train_offset: int = 0) -> Path:
+    """Extract the first N images per class of CIFAR-10's train and test splits (one pass); with
+    ``train_offset``, the train images after the first ``train_offset`` of each class (another sample)."""
     wanted = {"train": train_per_class, "test": test_per_class}
     counts: dict[tuple[str, str], int] = {}
+    passed: dict[str, int] = {}
     with tarfile.open(DATA / "cifar10.tar.gz") as tar:
         for member in tar:
             parts = Path(member.name).parts
@@ -40,11 +42,16 @@ def cifar_subset(target: Path, *, train_per_class: int, test_per_class: int) -> 
             key = (parts[0], parts[1])
             if counts.get(key, 0) >= wanted[parts[0]]:
                 continue
+            if parts[0] == "train" and passed.get(parts[1], 0) < train_offset:
+                passed[parts[1]] = passed.get(parts[1], 0) + 1
+                continue
             counts[key] = counts.get(key, 0) + 1
             out = target / member.name
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(tar.extractfile(member).read())
-            if len(counts) == 20 and all(counts[k] >= wanted[k[0]] for k in counts):
+            if len(counts) == 10 * sum(n > 0 for n in wanted.values()) and all(
+                counts[k] >= wanted[k[0]] for k in counts
+            ):
                 break
     return target
 

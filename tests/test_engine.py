@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from torch import nn
 
 from wukong import ImageClassifier
 from wukong.backbones.vision import load_image_backbone
-from wukong.engine import frozen_pass, static_same_padding
+from wukong.engine import MIN_COSINE, _graph_path, frozen_pass, static_same_padding
 from wukong.errors import ParameterError
 from wukong.network import Embedding, FeatureExtractor, TransferNet
 
@@ -70,6 +72,28 @@ class NotExportable(nn.Module):
         return self.linear(torch.linalg.svdvals(pixels.float().mean(3)))
 
 
+def test_auto_runs_pytorch_bf16_only_where_it_agrees_and_is_measured_faster(private_cache) -> None:
+    for name in (FAST_BACKBONE, "efficientnet_lite0"):
+        module, size = embedding(name)
+        key = {"test": "choice", "name": name}
+        run = frozen_pass(module, size, key, bf16=True)
+        agreement = json.loads(_graph_path(key, size).with_suffix(".json").read_text())["torch_bf16_min_cosine"]
+        timings = {path: json.loads(path.read_text()) for path in (private_cache / "timings").glob("*.json")}
+        timed = [t for t in timings.values() if t.get("name") == name and t.get("choice") == "engine"]
+        if agreement < MIN_COSINE:  # bf16 is not timed where it does not agree
+            assert run.engine == "onnxruntime" and not timed, run.note
+            continue
+        assert len(timed) == 1 and set(timed[0]["seconds"]) == {"onnxruntime", "torch_bf16"}
+        assert run.engine == ("torch" if timed[0]["fastest"] == "torch_bf16" else "onnxruntime"), run.note
+        pixels = np.random.default_rng(2).integers(0, 256, (6, 3, size, size), dtype=np.uint8)
+        with torch.no_grad():
+            assert cosine(run(pixels), module(torch.from_numpy(pixels)).numpy()) >= MIN_COSINE
+        again = frozen_pass(module, size, key, bf16=True)  # measured once: the same choice, not timed again
+        assert again.engine == run.engine
+        assert {p: json.loads(p.read_text()) for p in (private_cache / "timings").glob("*.json")} == timings
+    assert agreement < MIN_COSINE  # Lite0 in bf16 is not close enough to fp32 to stand in for it
+
+
 def test_a_network_that_does_not_export_runs_in_pytorch_and_says_why() -> None:
     run = frozen_pass(NotExportable(), 8, {"test": "svd"})
     assert run.engine == "torch" and "linalg_svdvals" in run.note
@@ -81,7 +105,8 @@ def test_a_network_that_does_not_export_runs_in_pytorch_and_says_why() -> None:
 
 
 def test_both_engines_give_the_same_model() -> None:
-    fast = ImageClassifier(FAST_BACKBONE, strategy="features", progress=False).fit(CAT_DOG / "train")
+    fast = ImageClassifier(FAST_BACKBONE, strategy="features", engine="onnxruntime", progress=False)
+    fast.fit(CAT_DOG / "train")
     plain = ImageClassifier(FAST_BACKBONE, strategy="features", engine="torch", bf16=False, progress=False)
     plain.fit(CAT_DOG / "train")
     assert fast.metrics_["engine"].startswith("onnxruntime") and plain.metrics_["engine"].startswith("torch")

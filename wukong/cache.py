@@ -7,8 +7,8 @@ The root is ``$WUKONG_CACHE`` when set, else the platform's user cache folder (`
   kept under a size limit (``$WUKONG_CACHE_LIMIT``, e.g. ``20GB``; default ``DEFAULT_LIMIT``): when a
   new shard takes it over, the least recently used shards go (a shard's modification time is its
   last use: reading one touches it) until it is at most ``KEEP_AFTER_EVICTION`` of the limit.
-- ``engines`` (exported ONNX graphs), ``archives`` (extracted data archives), ``precision``
-  (measured bf16 speed-ups): recomputed when missing.
+- ``engines`` (exported ONNX graphs), ``archives`` (extracted data archives), ``timings``
+  (measured speeds: bf16 or fp32, onnxruntime or PyTorch): recomputed when missing.
 - ``models``: installed and converted pretrained weights; ``wukong cache clear`` keeps them unless
   asked (bringing one back may need its package reinstalled).
 
@@ -30,8 +30,8 @@ from typing import Any
 
 from wukong.errors import ParameterError
 
-KINDS = ("features", "engines", "archives", "precision", "models")
-RECOMPUTED = ("features", "engines", "archives", "precision")  # what ``clear`` removes by default
+KINDS = ("features", "engines", "archives", "timings", "models")
+RECOMPUTED = ("features", "engines", "archives", "timings")  # what ``clear`` removes by default
 DEFAULT_LIMIT = 20 * 10**9  # bytes of features
 KEEP_AFTER_EVICTION = 0.8
 _UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9, "T": 10**12}

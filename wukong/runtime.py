@@ -69,37 +69,55 @@ def inference(device: torch.device, bf16: bool) -> Iterator[None]:
 def bf16_measured_faster(run: Callable[[], Any], device: torch.device, key: dict[str, Any]) -> bool:
     """Whether bf16 autocast makes ``run`` (a forward pass on a typical batch) clearly faster than fp32.
 
-    Native bf16 instructions do not make every network faster: on this project's AMX CPU with
-    PyTorch 2.14, convolutional networks gain while small transformers lose (see
-    ``benchmarks/README.md``). So on a CPU with native bf16 the two are timed once per network
-    (``key``: what identifies it), PyTorch version and CPU, and the verdict is kept in the cache
-    folder. On CUDA the device's bf16 support decides; elsewhere bf16 is off.
+    Native bf16 instructions do not make every network faster: with PyTorch 2.14, convolutional
+    networks gain while small transformers lose on this project's CPUs (see ``benchmarks/README.md``).
+    So on a CPU with native bf16 the two are timed once per network (``key``: what identifies it),
+    PyTorch version and CPU (``measured_fastest``). On CUDA the device's bf16 support decides;
+    elsewhere bf16 is off.
     """
     if not resolve_bf16(None, device):
         return False
     if device.type != "cpu":
         return True
+
+    def under(bf16: bool) -> Callable[[], Any]:
+        def timed() -> Any:
+            with autocast(device, bf16):
+                return run()
+
+        return timed
+
+    return measured_fastest({"fp32": under(False), "bf16": under(True)}, {**key, "choice": "precision"}) == "bf16"
+
+
+def measured_fastest(runs: dict[str, Callable[[], Any]], key: dict[str, Any], *, margin: float = BF16_MARGIN) -> str:
+    """The name of the fastest of ``runs`` (each the same typical piece of work, done another way):
+    the first is kept unless another is faster by ``margin``. Timed interleaved (best of three, each
+    after an untimed run, so that all see the same machine load) once per ``key``, PyTorch version,
+    CPU and thread count; the verdict and the times are kept in the cache folder.
+    """
     from wukong.cache import cache_dir
     from wukong.features_cache import namespace_key
 
     where = {**key, "torch": torch.__version__, "cpu": _cpu_name(), "threads": torch.get_num_threads()}
-    path = cache_dir("precision") / f"{namespace_key(where)}.json"
+    path = cache_dir("timings") / f"{namespace_key(where)}.json"
     try:
-        return bool(json.loads(path.read_text())["bf16"])
+        verdict = json.loads(path.read_text())["fastest"]
+        if verdict in runs:
+            return verdict
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    seconds = {False: float("inf"), True: float("inf")}
+    seconds = dict.fromkeys(runs, float("inf"))
     with torch.inference_mode():
-        for bf16 in (False, True):  # warm-up: kernel selection, first allocations
-            with autocast(device, bf16):
-                run()
-        for bf16 in (False, True) * 3:  # interleaved, best of three: both see the same machine load
-            with autocast(device, bf16):
+        for _ in range(3):
+            for name, run in runs.items():
+                run()  # untimed: warms its kernels, and lets the one before wind down (onnxruntime's threads spin on)
                 started = time.perf_counter()
                 run()
-                seconds[bf16] = min(seconds[bf16], time.perf_counter() - started)
-    verdict = seconds[False] >= BF16_MARGIN * seconds[True]
-    record = {"bf16": verdict, "fp32_seconds": seconds[False], "bf16_seconds": seconds[True], **where}
+                seconds[name] = min(seconds[name], time.perf_counter() - started)
+    first, best = next(iter(runs)), min(seconds, key=seconds.__getitem__)
+    verdict = best if seconds[first] >= margin * seconds[best] else first
+    record = {"fastest": verdict, "seconds": seconds, **where}
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
     temporary.write_text(json.dumps(record, indent=2, default=str))
     os.replace(temporary, path)

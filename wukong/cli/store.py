@@ -177,7 +177,7 @@ def cache_clear(
     kinds: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Kinds to remove: features, engines, archives, precision, models (default: all but models, "
+            help="Kinds to remove: features, engines, archives, timings, models (default: all but models, "
             "which 'wukong models install' brings back)."
         ),
     ] = None,
