@@ -11,7 +11,7 @@ from torch import nn
 
 from wukong import ImageClassifier
 from wukong.backbones.vision import load_image_backbone
-from wukong.engine import MIN_COSINE, _graph_path, frozen_pass, static_same_padding
+from wukong.engine import MIN_COSINE, OPTIMISED, _graph_path, frozen_pass, static_same_padding
 from wukong.errors import ParameterError
 from wukong.network import Embedding, FeatureExtractor, TransferNet
 
@@ -51,14 +51,26 @@ def test_static_padding_is_exact_at_its_size() -> None:
         torch.testing.assert_close(static(pixels), module(pixels))
 
 
-def test_the_exported_graph_is_cached_by_its_key(private_cache) -> None:
+def test_the_exported_graph_is_cached_by_its_key_with_its_optimised_form(private_cache) -> None:
     module, size = embedding(FAST_BACKBONE)
-    frozen_pass(module, size, {"test": "cache"})
-    graphs = {p: p.stat().st_mtime_ns for p in (private_cache / "engines").glob("*.onnx")}
-    frozen_pass(module, size, {"test": "cache"})
-    assert {p: p.stat().st_mtime_ns for p in (private_cache / "engines").glob("*.onnx")} == graphs
-    frozen_pass(module, size, {"test": "cache", "weights": "changed"})
-    assert len(list((private_cache / "engines").glob("*.onnx"))) == len(graphs) + 1
+
+    def files() -> dict[str, int]:
+        return {p.name: p.stat().st_mtime_ns for p in (private_cache / "engines").glob("*.onnx")}
+
+    frozen_pass(module, size, {"test": "cache"}, engine="onnxruntime")
+    before = files()
+    graphs = [name for name in before if not name.endswith(OPTIMISED)]
+    # each graph once as exported, once as onnxruntime optimised it for this CPU (loaded from then on)
+    for graph in graphs:
+        assert len([n for n in before if n.startswith(graph.removesuffix(".onnx")) and n.endswith(OPTIMISED)]) == 1
+    assert len(before) == 2 * len(graphs)
+    again = frozen_pass(module, size, {"test": "cache"}, engine="onnxruntime")
+    assert files() == before and again.engine == "onnxruntime"
+    pixels = np.random.default_rng(3).integers(0, 256, (4, 3, size, size), dtype=np.uint8)
+    with torch.no_grad():
+        assert cosine(again(pixels), module(torch.from_numpy(pixels)).numpy()) >= MIN_COSINE
+    frozen_pass(module, size, {"test": "cache", "weights": "changed"}, engine="onnxruntime")
+    assert len(files()) == len(before) + 2
 
 
 class NotExportable(nn.Module):

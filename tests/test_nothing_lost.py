@@ -491,6 +491,9 @@ def test_the_server_survives_bad_headers_stalls_and_huge_bodies(model_dir: Path,
         assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive" in answer and time.monotonic() - started < 20
         answer = raw(port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 413") and b"over the 1000000-byte limit" in answer
+        # a client that sends all of an oversized body gets the answer, not a connection cut mid-send
+        answer = raw(port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n", bytes(5_000_000))
+        assert answer.startswith(b"HTTP/1.1 413") and b"body of 5000000 bytes: over the 1000000-byte limit" in answer
         body = b'["a list"]'
         answer = raw(
             port,

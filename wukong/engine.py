@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -39,12 +40,13 @@ from torch import nn
 from wukong.cache import cache_dir
 from wukong.errors import ParameterError
 from wukong.features_cache import namespace_key
-from wukong.runtime import inference, measured_fastest
+from wukong.runtime import cpu_name, inference, measured_fastest
 
 ENGINES = ("auto", "torch", "onnxruntime")
 # The exported graph must agree with PyTorch fp32 on the probe batch at least this well.
 MIN_COSINE = 0.9999
 OPSET = 17
+OPTIMISED = ".optimised.onnx"  # the suffix of an engine graph as onnxruntime optimised it on this CPU
 
 
 class FrozenPass:
@@ -133,7 +135,9 @@ def _onnx_pass(module: nn.Module, size: int, key: dict[str, Any]) -> FrozenPass:
     verdict = _read_record(verdict_file) if path.exists() else {}
     if "min_cosine" not in verdict:
         _export(module, size, path)
-    session = onnx_session(path)
+        for stale in path.parent.glob(f"{path.stem}.*{OPTIMISED}"):  # of the graph exported before
+            stale.unlink(missing_ok=True)
+    session = _engine_session(path)
 
     def run(batch: np.ndarray) -> np.ndarray:
         return session.run(None, {"pixels": batch})[0]
@@ -164,14 +168,47 @@ def _write_record(path: Path, record: dict[str, Any]) -> None:
     os.replace(temporary, path)  # whole or absent for a process reading it at once
 
 
-def onnx_session(path: Path) -> Any:  # onnxruntime.InferenceSession (imported only where it is used)
+def onnx_session(path: Path, options: Any = None) -> Any:  # onnxruntime.InferenceSession (imported where used)
     """An onnxruntime CPU session for ``path`` with as many threads as PyTorch uses, warnings off."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), options or _session_options(), providers=["CPUExecutionProvider"])
+
+
+def _session_options() -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return options
+
+
+def _engine_session(path: Path) -> Any:
+    """A session for an engine graph of the cache. Optimising a graph (onnxruntime's fusions and
+    layout rewrites, specific to the CPU and the onnxruntime version) is most of a session's start, so
+    the optimised graph is kept beside it and later processes load that as it is."""
+    import onnxruntime as ort
+
+    tag = namespace_key({"onnxruntime": ort.__version__, "cpu": cpu_name()})[:12]
+    optimised = path.with_name(f"{path.stem}.{tag}{OPTIMISED}")
+    if optimised.exists():
+        options = _session_options()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            return onnx_session(optimised, options)
+        except Exception:  # noqa: BLE001 - damaged or cut short: optimised again below
+            pass
+    options = _session_options()
+    temporary = optimised.with_name(f".{optimised.name}.{os.getpid()}.tmp")
+    options.optimized_model_filepath = str(temporary)
+    try:
+        session = onnx_session(path, options)
+    except Exception:  # noqa: BLE001 - the optimised copy could not be written (a read-only cache): without it
+        return onnx_session(path)
+    with contextlib.suppress(OSError):  # written whole, then renamed: another process sees all or none
+        os.replace(temporary, optimised)
+    return session
 
 
 def _export(module: nn.Module, size: int, path: Path) -> None:

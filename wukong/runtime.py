@@ -99,7 +99,7 @@ def measured_fastest(runs: dict[str, Callable[[], Any]], key: dict[str, Any], *,
     from wukong.cache import cache_dir
     from wukong.features_cache import namespace_key
 
-    where = {**key, "torch": torch.__version__, "cpu": _cpu_name(), "threads": torch.get_num_threads()}
+    where = {**key, "torch": torch.__version__, "cpu": cpu_name(), "threads": torch.get_num_threads()}
     path = cache_dir("timings") / f"{namespace_key(where)}.json"
     try:
         verdict = json.loads(path.read_text())["fastest"]
@@ -125,7 +125,7 @@ def measured_fastest(runs: dict[str, Callable[[], Any]], key: dict[str, Any], *,
 
 
 @functools.cache
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

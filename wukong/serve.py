@@ -153,25 +153,32 @@ def create_app(model: Any, *, token: str | None = None) -> FastAPI:
 
 
 async def read_body(request: Request) -> bytes:
-    """The body, up to ``MAX_BODY`` bytes and within ``BODY_TIMEOUT`` seconds."""
+    """The body, up to ``MAX_BODY`` bytes and within ``BODY_TIMEOUT`` seconds. One over the limit is
+    read to its end (or for as long) and dropped before it is refused: a server that closed the
+    connection on a client still sending would lose the answer with it."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise Refused(413, f"body of {declared} bytes: over the {MAX_BODY}-byte limit")
+    over = declared is not None and declared.isdigit() and int(declared) > MAX_BODY
     chunks: list[bytes] = []
     size = 0
 
     async def read() -> None:
-        nonlocal size
+        nonlocal size, over
         async for chunk in request.stream():
             size += len(chunk)
-            if size > MAX_BODY:
-                raise Refused(413, f"body over the {MAX_BODY}-byte limit")
-            chunks.append(chunk)
+            over = over or size > MAX_BODY
+            if over:
+                chunks.clear()
+            else:
+                chunks.append(chunk)
 
     try:
         await asyncio.wait_for(read(), BODY_TIMEOUT)
     except TimeoutError:
-        raise Refused(408, f"the body did not arrive within {BODY_TIMEOUT:.0f} s") from None
+        if not over:
+            raise Refused(408, f"the body did not arrive within {BODY_TIMEOUT:.0f} s") from None
+    if over:
+        sent = f"of {declared} bytes" if declared is not None and declared.isdigit() else "of more bytes"
+        raise Refused(413, f"body {sent}: over the {MAX_BODY}-byte limit")
     if not size:
         raise Refused(400, "empty body: send an image (or JSON for a text model)")
     return b"".join(chunks)
