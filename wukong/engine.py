@@ -169,7 +169,8 @@ def _write_record(path: Path, record: dict[str, Any]) -> None:
 
 
 def onnx_session(path: Path, options: Any = None) -> Any:  # onnxruntime.InferenceSession (imported where used)
-    """An onnxruntime CPU session for ``path`` with as many threads as PyTorch uses, warnings off."""
+    """An onnxruntime CPU session for ``path`` with as many threads as PyTorch uses, warnings off
+    (``options``: ``_session_options()``, changed)."""
     import onnxruntime as ort
 
     return ort.InferenceSession(str(path), options or _session_options(), providers=["CPUExecutionProvider"])
@@ -181,6 +182,9 @@ def _session_options() -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.log_severity_level = 3
+    # Its threads sleep between runs instead of spinning: on a few cores a spinning pool takes them from
+    # the decoding threads and from PyTorch (the same throughput otherwise: benchmarks/README.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 

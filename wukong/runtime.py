@@ -92,9 +92,9 @@ def bf16_measured_faster(run: Callable[[], Any], device: torch.device, key: dict
 
 def measured_fastest(runs: dict[str, Callable[[], Any]], key: dict[str, Any], *, margin: float = BF16_MARGIN) -> str:
     """The name of the fastest of ``runs`` (each the same typical piece of work, done another way):
-    the first is kept unless another is faster by ``margin``. Timed interleaved (best of three, each
-    after an untimed run, so that all see the same machine load) once per ``key``, PyTorch version,
-    CPU and thread count; the verdict and the times are kept in the cache folder.
+    the first is kept unless another is faster by ``margin``. Timed interleaved (the best of three
+    rounds, so that all see the same machine load) once per ``key``, PyTorch version, CPU and thread
+    count; the verdict and the times are kept in the cache folder.
     """
     from wukong.cache import cache_dir
     from wukong.features_cache import namespace_key
@@ -111,10 +111,7 @@ def measured_fastest(runs: dict[str, Callable[[], Any]], key: dict[str, Any], *,
     with torch.inference_mode():
         for _ in range(3):
             for name, run in runs.items():
-                run()  # untimed: warms its kernels, and lets the one before wind down (onnxruntime's threads spin on)
-                started = time.perf_counter()
-                run()
-                seconds[name] = min(seconds[name], time.perf_counter() - started)
+                seconds[name] = min(seconds[name], _seconds_per_call(run))
     first, best = next(iter(runs)), min(seconds, key=seconds.__getitem__)
     verdict = best if seconds[first] >= margin * seconds[best] else first
     record = {"fastest": verdict, "seconds": seconds, **where}
@@ -122,6 +119,19 @@ def measured_fastest(runs: dict[str, Callable[[], Any]], key: dict[str, Any], *,
     temporary.write_text(json.dumps(record, indent=2, default=str))
     os.replace(temporary, path)
     return verdict
+
+
+def _seconds_per_call(run: Callable[[], Any], at_least: float = 0.05) -> float:
+    """Seconds one call of ``run`` takes, over calls lasting ``at_least`` seconds in all, after an untimed
+    one (it warms the kernels, and lets the work before wind down: onnxruntime's threads spin on)."""
+    run()
+    calls, started = 0, time.perf_counter()
+    while True:
+        run()
+        calls += 1
+        elapsed = time.perf_counter() - started
+        if elapsed >= at_least:
+            return elapsed / calls
 
 
 @functools.cache
