@@ -135,11 +135,14 @@ def network_alone(batch: int = 64, reps: int = 5) -> dict:
         ):
             run = frozen_pass(net, size, {}, engine="torch", bf16=bf16)
             variants[label] = measure(run, pixels.numpy(), reference, reps, flops, "bf16" if bf16 else "fp32")
-        run = frozen_pass(module, size, {"benchmark": name, "size": size})
+        key = {"benchmark": name, "size": size}
+        run = frozen_pass(module, size, key, engine="onnxruntime")
         variants["onnxruntime_fp32"] = measure(run, pixels.numpy(), reference, reps, flops, "fp32")
         if name == "efficientnet_lite0":  # what the engine's static 'same' padding gains
             run = onnx_as_exported(module, size)
             variants["onnxruntime_fp32_runtime_padding"] = measure(run, pixels.numpy(), reference, reps, flops, "fp32")
+            run = onnx_spinning(key, size)  # the engine's session lets its threads sleep between runs
+            variants["onnxruntime_fp32_spinning_threads"] = measure(run, pixels.numpy(), reference, reps, flops, "fp32")
         out[name] = {"input_size": size, "gflops_per_image": round(flops / 1e9, 3), "engines": variants}
         print("network", name, json.dumps(out[name]), flush=True)
     return out
@@ -153,6 +156,16 @@ def onnx_as_exported(module: torch.nn.Module, size: int):  # noqa: ANN201 - a ba
     net = copy.deepcopy(module).float().eval().to(memory_format=torch.contiguous_format)
     export_graph(net, torch.zeros(1, 3, size, size, dtype=torch.uint8), path, output="features")
     session = onnx_session(path)
+    return lambda batch: session.run(None, {"pixels": batch})[0]
+
+
+def onnx_spinning(key: dict, size: int):  # noqa: ANN201 - a batch -> features function
+    """The engine's graph in a session as onnxruntime opens it by default: threads spin between runs."""
+    from wukong.engine import _graph_path, _session_options, onnx_session
+
+    options = _session_options()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    session = onnx_session(_graph_path(key, size), options)
     return lambda batch: session.run(None, {"pixels": batch})[0]
 
 

@@ -114,7 +114,10 @@ def unknown_rows(name: str, model: Any, train: Any, val: Any, test: Any, known: 
     truth = np.array([model.classes_.index(c) if c in known else -1 for c in test[1]])
     if os.environ.get("WUKONG_BENCH_DUMP"):  # the features, to study other scores without training again
         dump = Path(os.environ["WUKONG_BENCH_DUMP"]) / f"{name}.npz"
-        np.savez(dump, tf=tf, tl=tl, vf=vf, vl=vl, xf=xf, xl=xl, known=is_known, truth=truth, t=model.temperature_)
+        ty = np.array([model.classes_.index(c) for c in train[1]])
+        np.savez(
+            dump, tf=tf, tl=tl, ty=ty, vf=vf, vl=vl, xf=xf, xl=xl, known=is_known, truth=truth, t=model.temperature_
+        )
     scores = {}
     for score_name in SCORES:
         for k in (K, 5, 10) if "knn" in score_name else (K,):

@@ -50,12 +50,15 @@ OPTIMISED = ".optimised.onnx"  # the suffix of an engine graph as onnxruntime op
 
 
 class FrozenPass:
-    """``run(uint8 NCHW batch) -> float32 (N, features)`` on the engine named in ``engine``; ``note`` says why."""
+    """``run(uint8 NCHW batch) -> float32 (N, features)`` on the engine named in ``engine``; ``note`` says
+    why; ``numerics`` names what decides its outputs to the last bits (engine and precision): features
+    cached from one are not mixed with another's."""
 
-    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], engine: str, note: str) -> None:
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], engine: str, note: str, *, bf16: bool = False) -> None:
         self._fn = fn
         self.engine = engine
         self.note = note
+        self.numerics = f"{engine} {'bf16' if bf16 else 'fp32'}"
 
     def __call__(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         if isinstance(batch, torch.Tensor):
@@ -124,7 +127,7 @@ def _torch_pass(module: nn.Module, device: torch.device, bf16: bool, note: str) 
         with inference(device, bf16):
             return module(torch.from_numpy(batch).to(device)).float().cpu().numpy()
 
-    return FrozenPass(run, "torch", note + (", bf16" if bf16 else ""))
+    return FrozenPass(run, "torch", note + (", bf16" if bf16 else ""), bf16=bf16)
 
 
 def _onnx_pass(module: nn.Module, size: int, key: dict[str, Any]) -> FrozenPass:
@@ -183,7 +186,7 @@ def _session_options() -> Any:
     options.intra_op_num_threads = torch.get_num_threads()
     options.log_severity_level = 3
     # Its threads sleep between runs instead of spinning: on a few cores a spinning pool takes them from
-    # the decoding threads and from PyTorch (the same throughput otherwise: benchmarks/README.md).
+    # the decoding threads and from PyTorch (the network alone runs as fast: benchmarks/throughput.py).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 

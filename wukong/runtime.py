@@ -96,17 +96,26 @@ def measured_fastest(runs: dict[str, Callable[[], Any]], key: dict[str, Any], *,
     rounds, so that all see the same machine load) once per ``key``, PyTorch version, CPU and thread
     count; the verdict and the times are kept in the cache folder.
     """
+    from filelock import FileLock
+
     from wukong.cache import cache_dir
     from wukong.features_cache import namespace_key
 
     where = {**key, "torch": torch.__version__, "cpu": cpu_name(), "threads": torch.get_num_threads()}
     path = cache_dir("timings") / f"{namespace_key(where)}.json"
+    with FileLock(path.with_suffix(".lock")):  # processes starting together: one times, the others read it
+        return _recorded_fastest(path, runs) or _time_fastest(runs, path, where, margin)
+
+
+def _recorded_fastest(path: Path, runs: dict[str, Callable[[], Any]]) -> str | None:
     try:
         verdict = json.loads(path.read_text())["fastest"]
-        if verdict in runs:
-            return verdict
     except (OSError, ValueError, KeyError, TypeError):
-        pass
+        return None
+    return verdict if verdict in runs else None
+
+
+def _time_fastest(runs: dict[str, Callable[[], Any]], path: Path, where: dict[str, Any], margin: float) -> str:
     seconds = dict.fromkeys(runs, float("inf"))
     with torch.inference_mode():
         for _ in range(3):

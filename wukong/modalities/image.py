@@ -220,6 +220,7 @@ class FrozenPasses:
             "tap": net.features.tap,
             "data_config": backbone.data_config,
             "bf16": self.bf16,
+            "engine": self.of(net, backbone.input_size).numerics,
         }
         views = [False, True] if flip else [False]
         parts = []
