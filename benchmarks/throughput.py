@@ -8,12 +8,14 @@
    batch 32) on the same weights. Wukong's first use (its one-time ONNX export) is timed apart.
 2. The network alone (random uint8 batches of 64): PyTorch fp32, channels_last, bf16 autocast and
    both, and onnxruntime, with the agreement of each with PyTorch fp32 (minimum cosine) and the
-   share of the CPU's peak it reaches (model FLOPs x img/s over 1.36 TFLOP/s bf16 or 0.2 fp32).
+   share it reaches of the machine's matrix rate in its precision (model FLOPs x img/s over the
+   TFLOP/s of a 2048-square matrix product, measured first: ``matrix_peak``).
 3. Re-training on cached features: ``ImageClassifier(strategy="features").fit`` twice on CIFAR-10
    with 100 labels per class, the second time with the features in the cache.
 4. Serving: p50/p90 milliseconds of one cat/dog photo POSTed to a real ``wukong serve`` on
    127.0.0.1 (the default backbone), with the engine and with ``--engine torch``.
-5. Text: sentences/s of Wukong's encoder against ``SentenceTransformer.encode`` (fp32), BANKING77.
+5. Text: sentences/s of Wukong's encoder against ``SentenceTransformer.encode`` (fp32), BANKING77,
+   and the bound on that speed-up that the transformer's linear layers set at the bf16 matrix rate.
 
     .venv/bin/python benchmarks/throughput.py            # writes benchmarks/results/throughput.json
 """
@@ -40,7 +42,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 DATA = Path(os.environ.get("WUKONG_DATA", ROOT.parent / "shared" / "data"))
-PEAK = {"bf16": 1.36e12, "fp32": 0.2e12}  # this CPU's measured matrix peak (see the developers' brief)
+PEAK: dict[str, float] = {}  # this machine's matrix rate per precision, FLOP/s (``matrix_peak``, measured first)
 BACKBONES = ("efficientnet_lite0", "wukong_resnet18_s_tiny")
 
 
@@ -109,6 +111,22 @@ def files_to_features(sets: dict[str, Path], limit: int) -> dict:
             }
             out[f"{set_name}/{name}"] = row
             print("files->features", set_name, name, row, flush=True)
+    return out
+
+
+def matrix_peak(side: int = 2048, reps: int = 10) -> dict[str, float]:
+    """TFLOP/s of a large square matrix product in fp32 and in bf16: the rate the networks' shares are of
+    (the machines this project runs on differ: AMX, AVX512-BF16 without AMX, no bf16 at all)."""
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(side, side, dtype=dtype), torch.randn(side, side, dtype=dtype)
+        for _ in range(2):
+            a @ b
+        started = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        PEAK[name] = 2 * side**3 * reps / (time.perf_counter() - started)
+        out[f"{name}_tflop_per_s"] = round(PEAK[name] / 1e12, 3)
     return out
 
 
@@ -270,12 +288,29 @@ def text_speed(limit: int = 3000) -> dict:
     theirs = plain.encode(texts, batch_size=32)
     plain_seconds = time.perf_counter() - started
     cosine = (ours * theirs).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
+    # the matrix work of the transformer's linear layers on the texts' own tokens (no padding): the
+    # least any engine must do, so at the matrix peak of a precision it bounds the speed-up from above
+    tokens = sum(
+        len(ids) for ids in plain.tokenizer(texts, truncation=True, max_length=plain.max_seq_length)["input_ids"]
+    )
+    linear = sum(  # every token's layers (the pooler's dense layer sees one token a text, and is not used)
+        m.weight.numel()
+        for name, m in plain[0].auto_model.named_modules()
+        if isinstance(m, torch.nn.Linear) and not name.startswith("pooler")
+    )
+    flops = 2.0 * tokens * linear
+    precision = "bf16" if encoder.bf16 else "fp32"
     return {
         "sentences": len(texts),
+        "tokens": tokens,
         "wukong_sentences_per_s": round(len(texts) / wukong_seconds, 1),
+        "wukong_precision": precision,
         "sentence_transformers_fp32_sentences_per_s": round(len(texts) / plain_seconds, 1),
         "speedup": round(plain_seconds / wukong_seconds, 2),
         "min_cosine": round(float(cosine.min()), 5),
+        "wukong_linear_share_of_peak": round(flops / wukong_seconds / PEAK[precision], 3),
+        "sentence_transformers_linear_share_of_fp32_peak": round(flops / plain_seconds / PEAK["fp32"], 3),
+        "speedup_bound_at_bf16_peak": round(plain_seconds / (flops / PEAK["bf16"]), 2),
     }
 
 
@@ -320,6 +355,8 @@ def main() -> None:
             "cifar10_test": cifar / "test",
             "tiny_imagenet_val": tiny_imagenet_val(Path(tmp) / "tiny", args.limit),
         }
+        report["matrix_peak"] = matrix_peak()
+        print("matrix peak", report["matrix_peak"], flush=True)
         report["network_alone"] = network_alone()
         report["files_to_features"] = files_to_features(sets, args.limit)
         report["retrain_on_cached_features_cifar10_100_per_class"] = retrain_on_cached_features(cifar / "train")
