@@ -177,8 +177,8 @@ async def read_body(request: Request) -> bytes:
         if not over:
             raise Refused(408, f"the body did not arrive within {BODY_TIMEOUT:.0f} s") from None
     if over:
-        sent = f"of {declared} bytes" if declared is not None and declared.isdigit() else "of more bytes"
-        raise Refused(413, f"body {sent}: over the {MAX_BODY}-byte limit")
+        sent = f"body of {declared} bytes" if declared is not None and declared.isdigit() else "body"
+        raise Refused(413, f"{sent}: over the {MAX_BODY}-byte limit")
     if not size:
         raise Refused(400, "empty body: send an image (or JSON for a text model)")
     return b"".join(chunks)
