@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wukong.artifact_io import write_text_atomically
 from wukong.cache import cache_dir
 from wukong.errors import ParameterError
 from wukong.features_cache import namespace_key
@@ -115,12 +116,8 @@ def _faster_agreeing(
     runs = {"onnxruntime": lambda: onnx(probe), "torch_bf16": lambda: bf16(probe)}
     if measured_fastest(runs, {**key, "size": size, "choice": "engine"}) == "onnxruntime":
         return onnx
-    return _torch_pass(
-        module,
-        device,
-        True,
-        f"torch (agrees with PyTorch fp32: min cosine {cosine}; measured faster than onnxruntime here)",
-    )
+    bf16.note = f"torch (agrees with PyTorch fp32: min cosine {cosine}; measured faster than onnxruntime here), bf16"
+    return bf16
 
 
 def _torch_pass(module: nn.Module, device: torch.device, bf16: bool, note: str) -> FrozenPass:
@@ -167,9 +164,7 @@ def _read_record(path: Path) -> dict[str, Any]:
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(record))
-    os.replace(temporary, path)  # whole or absent for a process reading it at once
+    write_text_atomically(path, json.dumps(record))  # whole or absent for a process reading it at once
 
 
 def onnx_session(path: Path, options: Any = None) -> Any:  # onnxruntime.InferenceSession (imported where used)

@@ -123,10 +123,9 @@ def _time_fastest(runs: dict[str, Callable[[], Any]], path: Path, where: dict[st
                 seconds[name] = min(seconds[name], _seconds_per_call(run))
     first, best = next(iter(runs)), min(seconds, key=seconds.__getitem__)
     verdict = best if seconds[first] >= margin * seconds[best] else first
-    record = {"fastest": verdict, "seconds": seconds, **where}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(temporary, path)
+    from wukong.artifact_io import write_text_atomically
+
+    write_text_atomically(path, json.dumps({"fastest": verdict, "seconds": seconds, **where}, indent=2, default=str))
     return verdict
 
 
