@@ -191,8 +191,11 @@ def main() -> None:
         "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
         "tasks": {},
     }
-    if args.out.exists():  # a rerun of some tasks keeps the others
-        out["tasks"] = json.loads(args.out.read_text()).get("tasks", {})
+    if args.out.exists():  # a rerun of some tasks keeps the others, and the note saying which run made which
+        before = json.loads(args.out.read_text())
+        out["tasks"] = before.get("tasks", {})
+        if "note" in before:
+            out["note"] = before["note"]
 
     def save() -> None:
         args.out.write_text(json.dumps(out, indent=2) + "\n")

@@ -36,9 +36,14 @@ def test_auto_on_scans_weighs_every_stage_and_raw_pixels(digit_scans: Path, tmp_
     assert clf.evaluate(digit_scans / "test")["accuracy"] > 0.5  # chance is 0.1
     # 10 scans a digit: compared on all 100 labelled ones (validation included), each scored once
     assert {info["calibration_examples"] for info in tried.values()} == {100}
+    as_given = ImageClassifier(FAST_BACKBONE, tap="pixels16", augment=False, **QUIET).fit(digit_scans / "pool")
+    assert tried["pixels16@64px"]["cv_loss"] == as_given.metrics_["classifier"]["cv_loss"]  # no mirror images
     mirrors = clf.metrics_["mirror_images"]  # measured, not assumed: a mirrored 2 is no 2
-    assert mirrors["used"] == (mirrors["with"] <= mirrors["without"])
-    assert f"trained {'with' if mirrors['used'] else 'without'} mirror images" in clf.strategy_reason_
+    if kept.startswith("pixels"):
+        assert mirrors is None
+    else:
+        assert mirrors["used"] == (mirrors["with"] <= mirrors["without"])
+        assert f"trained {'with' if mirrors['used'] else 'without'} mirror images" in clf.strategy_reason_
     folder = clf.save(tmp_path / "model")
     config = json.loads((folder / "config.json").read_text())
     assert "pixels16@64px: " in config["strategy_reason"]  # the explanation travels with the model
@@ -60,6 +65,16 @@ def test_raw_pixel_model_leaves_the_backbone_out_and_exports(digit_scans: Path, 
     info = export(loaded, tmp_path / "model.onnx", format="onnx", data=digit_scans / "test")
     assert info["parity"]["top1_disagreements"] == 0
     assert info["bytes"] < 1_000_000  # pooling and one linear layer, not the backbone
+
+
+def test_raw_pixels_are_modelled_as_given_without_mirror_images(digit_scans: Path) -> None:
+    # the no-transfer baseline is what a user would fit by hand: the images, no mirror images added
+    plain = ImageClassifier(FAST_BACKBONE, tap="pixels16", augment=False, **QUIET).fit(digit_scans / "pool")
+    clf = ImageClassifier(FAST_BACKBONE, tap="pixels16", **QUIET).fit(digit_scans / "pool")
+    assert clf.metrics_["mirror_images"] is None and "mirror images" not in clf.strategy_reason_
+    assert clf.metrics_["classifier"]["cv_loss"] == plain.metrics_["classifier"]["cv_loss"]
+    images = sorted((digit_scans / "test").glob("*/*.png"))[:30]
+    np.testing.assert_allclose(clf.predict_proba(images), plain.predict_proba(images), atol=1e-6)
 
 
 def test_folds_keep_mirror_images_with_their_example_and_score_only_originals() -> None:
