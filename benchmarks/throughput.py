@@ -161,6 +161,11 @@ def network_alone(batch: int = 64, reps: int = 5) -> dict:
             variants["onnxruntime_fp32_runtime_padding"] = measure(run, pixels.numpy(), reference, reps, flops, "fp32")
             run = onnx_spinning(key, size)  # the engine's session lets its threads sleep between runs
             variants["onnxruntime_fp32_spinning_threads"] = measure(run, pixels.numpy(), reference, reps, flops, "fp32")
+        for precision, run in openvino_runs(key, size).items():
+            label = f"openvino_{precision}"
+            variants[label] = (
+                measure(run, pixels.numpy(), reference, reps, flops, precision) if run else OPENVINO_MISSING
+            )
         out[name] = {"input_size": size, "gflops_per_image": round(flops / 1e9, 3), "engines": variants}
         print("network", name, json.dumps(out[name]), flush=True)
     return out
@@ -175,6 +180,32 @@ def onnx_as_exported(module: torch.nn.Module, size: int):  # noqa: ANN201 - a ba
     export_graph(net, torch.zeros(1, 3, size, size, dtype=torch.uint8), path, output="features")
     session = onnx_session(path)
     return lambda batch: session.run(None, {"pixels": batch})[0]
+
+
+OPENVINO_MISSING = "not installed (pip install openvino)"
+
+
+def openvino_runs(key: dict, size: int) -> dict:
+    """OpenVINO (Intel's CPU runtime) on the image engine's exported graph, 2 threads, latency mode:
+    fp32, and bf16 inference precision where the CPU has it. Wukong runs the text encoder there
+    (``wukong.backbones.text_engine``), not the image networks: measured here so that the choice is
+    (README, speed). ``None`` per row where it is not installed."""
+    try:
+        import openvino
+    except ImportError:
+        return {"fp32": None, "bf16": None}
+    from wukong.engine import _graph_path
+
+    core = openvino.Core()
+    precisions = {"fp32": "f32"}
+    if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        precisions["bf16"] = "bf16"
+    out = {}
+    for label, hint in precisions.items():
+        config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": hint}
+        compiled = core.compile_model(str(_graph_path(key, size)), "CPU", {**config, "PERFORMANCE_HINT": "LATENCY"})
+        out[label] = (lambda r: lambda batch: r.infer({0: batch})[0].copy())(compiled.create_infer_request())
+    return out
 
 
 def onnx_spinning(key: dict, size: int):  # noqa: ANN201 - a batch -> features function
@@ -277,11 +308,14 @@ def text_speed(limit: int = 3000) -> dict:
 
     with open(DATA / "banking77" / "train.csv", newline="", encoding="utf-8") as fh:
         texts = [row["text"] for row in csv.DictReader(fh)][:limit]
-    encoder = TextEncoder()
-    encoder.encode(texts[:64])
-    started = time.perf_counter()
-    ours = encoder.encode(texts)
-    wukong_seconds = time.perf_counter() - started
+
+    def timed(encoder: TextEncoder) -> tuple[np.ndarray, float]:
+        encoder.encode(texts[:64])  # the engine chosen, its graph compiled
+        started = time.perf_counter()
+        return encoder.encode(texts), time.perf_counter() - started
+
+    encoder = TextEncoder()  # what Wukong runs: engine and precision chosen on this machine
+    ours, wukong_seconds = timed(encoder)
     plain = SentenceTransformer(str(default_model_path()), device="cpu")
     plain.encode(texts[:64])
     started = time.perf_counter()
@@ -311,6 +345,23 @@ def text_speed(limit: int = 3000) -> dict:
         "wukong_linear_share_of_peak": round(flops / wukong_seconds / PEAK[precision], 3),
         "sentence_transformers_linear_share_of_fp32_peak": round(flops / plain_seconds / PEAK["fp32"], 3),
         "speedup_bound_at_bf16_peak": round(plain_seconds / (flops / PEAK["bf16"]), 2),
+        "wukong_engine": encoder.engine_note,
+        "engines": {
+            f"{engine}_{'bf16' if bf16 else 'fp32'}": row(
+                *timed(TextEncoder(engine=engine, bf16=bf16)), theirs, plain_seconds
+            )
+            for engine in ("torch", "openvino")
+            for bf16 in (False, True)
+        },
+    }
+
+
+def row(got: np.ndarray, seconds: float, reference: np.ndarray, plain_seconds: float) -> dict:
+    cosine = (got * reference).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(reference, axis=1))
+    return {
+        "sentences_per_s": round(len(got) / seconds, 1),
+        "speedup": round(plain_seconds / seconds, 2),
+        "min_cosine": round(float(cosine.min()), 5),
     }
 
 

@@ -14,7 +14,7 @@ from sentence_transformers import SentenceTransformer
 from wukong.backbones.sentence import default_model_path, load_sentence_transformer
 from wukong.backbones.text import TextEncoder, length_batches
 from wukong.data.text import read_text_table
-from wukong.errors import BackboneNotAvailable
+from wukong.errors import BackboneNotAvailable, ParameterError
 from wukong.features_cache import FeatureCache
 
 from .conftest import DATA
@@ -65,6 +65,34 @@ def test_bf16_is_close_to_sentence_transformers(sentences: list[str], reference:
     ours = encoder.encode(sentences)
     assert ours.dtype == np.float32
     assert _cosines(ours, reference).min() >= 0.99
+
+
+def test_openvino_pass_agrees_and_is_left_once_the_weights_change(sentences: list[str], reference: np.ndarray) -> None:
+    from wukong.modalities.text import Embedder
+
+    encoder = TextEncoder(engine="openvino")
+    ours = encoder.encode(sentences)
+    assert encoder.describe()["engine"] == "openvino" and encoder.engine_note.startswith("openvino (agrees")
+    assert _cosines(ours, reference).min() >= 0.999
+    with torch.no_grad():  # a strategy tunes the weights in place, and says so (as TextClassifier does)
+        embeddings = encoder.model[0].auto_model.embeddings.word_embeddings.weight
+        embeddings.add_(0.05 * torch.randn(embeddings.shape, generator=torch.Generator().manual_seed(0)))
+    Embedder(encoder, progress=False).tuned = True
+    changed = encoder.encode(sentences[:8])
+    assert encoder.engine_note == "torch (weights changed)"
+    assert _cosines(changed, ours[:8]).min() < 0.999  # the new weights, not the exported graph's
+
+
+def test_openvino_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import wukong.backbones.text as text
+
+    monkeypatch.setattr(text, "openvino_installed", lambda: False)
+    assert TextEncoder().describe()["engine"] == "torch"
+    assert TextEncoder().engine_note == "torch (OpenVINO is not installed)"
+    with pytest.raises(ParameterError, match="pip install openvino"):
+        TextEncoder(engine="openvino").encode(["where is my card?"])
+    with pytest.raises(ParameterError, match="engine='onnx'"):
+        TextEncoder(engine="onnx")
 
 
 def test_max_length_truncates_like_sentence_transformers(sentences: list[str]) -> None:

@@ -7,8 +7,9 @@ The root is ``$WUKONG_CACHE`` when set, else the platform's user cache folder (`
   kept under a size limit (``$WUKONG_CACHE_LIMIT``, e.g. ``20GB``; default ``DEFAULT_LIMIT``): when a
   new shard takes it over, the least recently used shards go (a shard's modification time is its
   last use: reading one touches it) until it is at most ``KEEP_AFTER_EVICTION`` of the limit.
-- ``engines`` (exported ONNX graphs), ``archives`` (extracted data archives), ``timings``
-  (measured speeds: bf16 or fp32, onnxruntime or PyTorch): recomputed when missing.
+- ``engines`` (exported ONNX graphs; the text encoder's in ``engines/text``), ``archives`` (extracted
+  data archives), ``timings`` (measured speeds: bf16 or fp32, onnxruntime, OpenVINO or PyTorch):
+  recomputed when missing.
 - ``models``: installed and converted pretrained weights; ``wukong cache clear`` keeps them unless
   asked (bringing one back may need its package reinstalled).
 

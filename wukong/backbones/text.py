@@ -6,7 +6,8 @@ network. Other names go through the real Hugging Face hub code, from the local c
 ``TextEncoder.encode`` gives the same embeddings as ``SentenceTransformer.encode`` (it runs the
 model's own modules: transformer, pooling, normalisation), faster: identical texts are encoded once,
 every text is tokenised once, batches are formed from texts of equal token length (little padding),
-and the transformer runs in bfloat16 where that is measured faster than float32.
+and the transformer runs in bfloat16 where that is measured faster than float32, on OpenVINO where that
+is installed, agrees with PyTorch fp32 and is measured faster (``wukong.backbones.text_engine``).
 
 Example:
     >>> encoder = TextEncoder()                                   # doctest: +SKIP
@@ -32,14 +33,18 @@ from wukong.backbones.sentence import (
     load_sentence_transformer,
     store_folder,
 )
+from wukong.backbones.text_engine import Pass, agreement, openvino_installed, openvino_pass
+from wukong.engine import MIN_COSINE
+from wukong.errors import ParameterError
 from wukong.features_cache import FeatureCache, namespace_key, text_hash
 from wukong.progress import track
-from wukong.runtime import autocast, bf16_measured_faster
+from wukong.runtime import autocast, bf16_measured_faster, measured_fastest
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+TEXT_ENGINES = ("auto", "torch", "openvino")
 
 
 class TextEncoder:
@@ -57,6 +62,10 @@ class TextEncoder:
         device: ``"cpu"`` or a torch device string such as ``"cuda"``.
         num_threads: torch CPU threads while encoding (restored afterwards); ``None`` keeps torch's
             setting. One thread per *free* core is best: on a busy machine fewer threads are faster.
+        engine: what runs the encoder while it holds its pretrained weights: ``"auto"`` (OpenVINO
+            where it is installed, agrees with PyTorch fp32 and is measured faster, else PyTorch),
+            ``"torch"`` or ``"openvino"``. Set ``weights_changed`` after changing the model's weights
+            in place: PyTorch runs it from then on.
 
     Example:
         >>> encoder = TextEncoder(batch_size=64)                      # doctest: +SKIP
@@ -75,9 +84,15 @@ class TextEncoder:
         max_length: int | None = None,
         device: str = "cpu",
         num_threads: int | None = None,
+        engine: str = "auto",
     ) -> None:
         if batch_size < 1 or max_batch_tokens < 1:
             raise ValueError(f"batch_size, max_batch_tokens must be >= 1 ({batch_size}, {max_batch_tokens})")
+        if engine not in TEXT_ENGINES:
+            raise ParameterError(f"engine={engine!r}: choose one of {', '.join(TEXT_ENGINES)}")
+        self.engine = engine
+        self.weights_changed = False
+        self._frozen: tuple[Pass | None, str] | None = None  # decided at first use
         self.name = name_or_path
         self.device = torch.device(device)
         self.model = load_sentence_transformer(name_or_path, device=str(self.device))
@@ -98,9 +113,17 @@ class TextEncoder:
             "name": self.name,
             "weights": _weights_fingerprint(self.name),
             "bf16": self.bf16,
+            "engine": "openvino" if self._frozen_pass() is not None else "torch",
             "max_length": self.max_length,
             "dim": self.dim,
         }
+
+    @property
+    def engine_note(self) -> str:
+        """Which engine encodes the texts now, and why."""
+        if self._frozen_pass() is not None or (self._frozen is not None and not self.weights_changed):
+            return self._frozen[1]
+        return "torch (weights changed)" if self.weights_changed else "torch"
 
     def feature_cache(self, root: Path | None = None) -> FeatureCache:
         """The cache for this encoder's embeddings (under the Wukong cache unless ``root`` is given)."""
@@ -136,14 +159,59 @@ class TextEncoder:
         )
         return feats[[position[t] for t in texts]]
 
+    def _typical_batch(self) -> dict[str, Any]:
+        """64 texts of 32 tokens, padded as a batch: what the engine and precision choices are timed on."""
+        ids = [[self._tokenizer.cls_token_id or 101] + [1000] * 30 + [self._tokenizer.sep_token_id or 102]] * 64
+        return self._pad({"input_ids": ids}, np.arange(64))
+
     def _bf16_pays_off(self) -> bool:
-        """Time a typical batch (64 texts of 32 tokens) in fp32 and bf16 once per model and machine."""
+        """Time a typical batch in fp32 and bf16 once per model and machine."""
         if self._tokenizer is None:
             return False
-        ids = [[self._tokenizer.cls_token_id or 101] + [1000] * 30 + [self._tokenizer.sep_token_id or 102]] * 64
-        features = self._pad({"input_ids": ids}, np.arange(64))
+        features = self._typical_batch()
         key = {"text_encoder": self.name, "weights": _weights_fingerprint(self.name), "device": self.device.type}
         return bf16_measured_faster(lambda: self.model(dict(features)), self.device, key)
+
+    def _frozen_pass(self) -> Pass | None:
+        """The OpenVINO pass while the weights are the pretrained ones and it was chosen, else None."""
+        if self.weights_changed or self.engine == "torch" or self._tokenizer is None or self.device.type != "cpu":
+            return None
+        if self._frozen is None:
+            self._frozen = self._choose_engine()
+        return self._frozen[0]
+
+    def _choose_engine(self) -> tuple[Pass | None, str]:
+        asked = self.engine == "openvino"
+        if not openvino_installed():
+            if asked:
+                raise ParameterError("engine='openvino': OpenVINO is not installed (pip install openvino)")
+            return None, "torch (OpenVINO is not installed)"
+        key = {"text_encoder": self.name, "weights": _weights_fingerprint(self.name), "max_length": self.max_length}
+        try:
+            run = openvino_pass(self.model, key, bf16=self.bf16)
+            cosine = agreement(self.model, run, self._tokenizer)
+        except Exception as exc:  # noqa: BLE001 - any export or runtime failure means: run it in PyTorch
+            if asked:
+                raise ParameterError(f"engine='openvino': this encoder cannot run there ({exc})") from exc
+            return None, f"torch (OpenVINO could not take it: {type(exc).__name__})"
+        if cosine < MIN_COSINE:
+            if asked:
+                raise ParameterError(f"engine='openvino': its embeddings differ from PyTorch's ({cosine:.5f} cosine)")
+            return None, f"torch (OpenVINO's embeddings differ: min cosine {cosine:.5f})"
+        note = f"openvino (agrees with PyTorch fp32: min cosine {cosine:.6f})"
+        if asked:
+            return run, note
+        features = self._typical_batch()
+        ids, mask = features["input_ids"].numpy(), features["attention_mask"].numpy()
+
+        def on_torch() -> Any:
+            with autocast(self.device, self.bf16):
+                return self.model(dict(features))
+
+        runs = {"torch": on_torch, "openvino": lambda: run(ids, mask)}
+        if measured_fastest(runs, {**key, "bf16": self.bf16, "choice": "text engine"}) == "torch":
+            return None, "torch (measured faster than OpenVINO here)"
+        return run, note + "; measured faster than PyTorch here"
 
     # --- the fast path ---------------------------------------------------------------------------
 
@@ -158,14 +226,17 @@ class TextEncoder:
         order = np.argsort(lengths, kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         batches = length_batches(lengths[order], self.batch_size, self.max_batch_tokens)
-        with torch.inference_mode(), autocast(self.device, self.bf16):
+        frozen = self._frozen_pass()
+        with torch.inference_mode(), autocast(self.device, self.bf16 and frozen is None):
             for start, stop in track(
                 batches, total=len(batches), desc="Encoding texts", enabled=progress, unit="batches"
             ):
                 batch = order[start:stop]
                 features = self._pad(encoded, batch)
-                embeddings = self.model(features)["sentence_embedding"]
-                out[batch] = embeddings.float().cpu().numpy()
+                if frozen is not None:
+                    out[batch] = frozen(features["input_ids"].numpy(), features["attention_mask"].numpy())
+                else:
+                    out[batch] = self.model(features)["sentence_embedding"].float().cpu().numpy()
         return out
 
     def _pad(self, encoded: Any, batch: np.ndarray) -> dict[str, Any]:

@@ -151,6 +151,14 @@ class Embedder:
         self.tuned = False
         self._cache: FeatureCache | None = None
 
+    @property
+    def tuned(self) -> bool:
+        return self.encoder.weights_changed
+
+    @tuned.setter
+    def tuned(self, value: bool) -> None:  # the encoder's exported graph holds the pretrained weights only
+        self.encoder.weights_changed = value
+
     def __call__(self, prepared: Texts) -> np.ndarray:
         self.encoder.model.eval()
         progress = self.progress and len(prepared.texts) > 2000

@@ -1,0 +1,116 @@
+"""The text encoder's frozen pass on OpenVINO, where that is installed, agrees and is faster.
+
+A sentence encoder with its pretrained weights is a frozen network going forward, like an image
+backbone under ``features`` (``wukong.engine``). OpenVINO, Intel's CPU runtime, runs the exported
+transformer in bf16 on CPUs that have it natively, where onnxruntime's CPU provider runs fp32 only
+(the rates side by side: ``benchmarks/throughput.py``, its text rows, and the README).
+
+It runs in the precision the encoder runs in: bf16 where that was measured faster, else fp32. The
+encoder (tokens and attention mask in, the model's own pooling and normalisation, the sentence
+embedding out) is exported to ONNX once per model, length limit and opset, and kept in the cache's
+``engines/text`` folder. It is used only while the encoder holds the weights it was exported from
+(``TextEncoder.weights_changed`` is set when a strategy tunes them), only where its embeddings
+agree with PyTorch fp32 on probe texts (``wukong.engine.MIN_COSINE``), and, with ``engine="auto"``,
+only where it is measured faster than PyTorch on the machine (``wukong.runtime.measured_fastest``).
+
+Example:
+    >>> run = openvino_pass(encoder.model, {"name": "all-MiniLM-L6-v2"}, bf16=True)   # doctest: +SKIP
+    >>> run(ids, mask).shape                                                   # doctest: +SKIP
+    (64, 384)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from wukong.cache import cache_dir
+from wukong.engine import OPSET, export_graph
+from wukong.features_cache import namespace_key
+
+Pass = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (ids, mask) int64 (N, tokens) -> (N, dim) float32
+
+
+_COMPILED: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
+
+
+@functools.cache
+def _core() -> Any:  # openvino.Core: one per process
+    import openvino
+
+    return openvino.Core()
+
+
+def openvino_installed() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _Embedding(nn.Module):
+    """A SentenceTransformer as a function of tensors, for export."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.model({"input_ids": ids, "attention_mask": mask})["sentence_embedding"]
+
+
+def openvino_pass(model: nn.Module, key: dict[str, Any], *, bf16: bool) -> Pass:
+    """``model`` exported (once per ``key``: what identifies its weights and length limit) and compiled
+    for the CPU with as many threads as PyTorch uses, in bf16 where asked and the CPU has it natively
+    (else fp32)."""
+    path = cache_dir("engines") / "text" / f"{namespace_key({**key, 'opset': OPSET})}.onnx"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
+        module = _Embedding(model).eval()
+        export_graph(module, example, temporary, output="embedding", inputs=("ids", "mask"), free_axes={1: "tokens"})
+        os.replace(temporary, path)
+    core = _core()
+    bf16 = bf16 and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    config = {
+        "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    where = (str(path), tuple(sorted(config.items())))
+    if where not in _COMPILED:  # one compiled model per graph and setting in a process, shared by its encoders
+        _COMPILED[where] = core.compile_model(str(path), "CPU", config)
+    compiled, local = _COMPILED[where], threading.local()
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if not hasattr(local, "request"):  # a request runs one inference at a time: one per thread (a server's)
+            local.request = compiled.create_infer_request()
+        return local.request.infer({0: ids, 1: mask})[0].copy()
+
+    return run
+
+
+def agreement(model: nn.Module, run: Pass, tokenizer: Any) -> float:
+    """Minimum cosine similarity between PyTorch fp32 and ``run`` on probe texts of varied length."""
+    probe = [
+        "I lost my card yesterday and need a new one",
+        "refund",
+        "Why was I charged twice for the same payment at the supermarket on Friday evening?",
+        "The film is a quiet, funny and finally moving portrait of a family that never gives up.",
+    ]
+    batch = tokenizer(probe, padding=True, return_tensors="np")
+    ids, mask = batch["input_ids"].astype(np.int64), batch["attention_mask"].astype(np.int64)
+    with torch.inference_mode():
+        expected = _Embedding(model).eval()(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
+    got = run(ids, mask)
+    cosine = (got * expected).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1))
+    return float(cosine.min())
