@@ -95,6 +95,8 @@ def test_strategy_learns_banking77_subset(strategy: str, banking, tmp_path: Path
     clf = TextClassifier(strategy=strategy, **short, **FAST)
     clf.fit(*banking["train"], work_dir=tmp_path)
     assert clf.strategy_ == strategy
+    # the pretrained encoder's engine is chosen (``TextEncoder``); a fine-tuned one runs in PyTorch
+    assert (clf.metrics_["engine"] == "torch (weights changed)") == (strategy == "finetune")
     metrics = clf.evaluate(*banking["test"])
     assert metrics["accuracy"] >= BANKING_BAR, (strategy, metrics["accuracy"], clf.metrics_.get("history"))
     assert set(metrics) >= {"accuracy", "confusion_matrix", "skipped"}

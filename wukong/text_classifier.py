@@ -141,6 +141,7 @@ class TextClassifier(TransferClassifier):
             extra["val_before_refit"] = self._metrics_from_logits(val.labels, logits, val_texts)
         extra["val"] = extra.pop("val_before_refit")
         extra["refit_on_train_and_val"] = bool(carved and extra.get("refit"))
+        extra["engine"] = self.encoder_.engine_note  # what embeds texts for prediction, and why
         return choice, extra
 
     def _auto_choice(self, per_class_min: int, per_class_median: float, stages: int) -> Choice:
@@ -155,8 +156,9 @@ class TextClassifier(TransferClassifier):
 
     @property
     def encoder_tuned_(self) -> bool:
-        """Whether a strategy changed the encoder's weights (then embeddings are not cached, and the
-        whole network is saved); the embedder holds the flag, so the two cannot disagree."""
+        """Whether a strategy changed the encoder's weights (then embeddings are not cached, the encoder
+        runs in PyTorch, and the whole network is saved); the encoder holds the flag, so none of these
+        can disagree."""
         return self._embed.tuned
 
     def _set_tuned(self, tuned: bool) -> None:

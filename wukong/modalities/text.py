@@ -148,15 +148,16 @@ class Embedder:
     def __init__(self, encoder: TextEncoder, *, progress: bool) -> None:
         self.encoder = encoder
         self.progress = progress
-        self.tuned = False
         self._cache: FeatureCache | None = None
 
     @property
     def tuned(self) -> bool:
+        """Whether a strategy changed the encoder's weights: the encoder's own flag, so that it leaves
+        its exported graph, which holds the pretrained weights only."""
         return self.encoder.weights_changed
 
     @tuned.setter
-    def tuned(self, value: bool) -> None:  # the encoder's exported graph holds the pretrained weights only
+    def tuned(self, value: bool) -> None:
         self.encoder.weights_changed = value
 
     def __call__(self, prepared: Texts) -> np.ndarray:
