@@ -76,9 +76,12 @@ def openvino_pass(model: nn.Module, key: dict[str, Any], *, bf16: bool) -> Pass:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
-        module = _Embedding(model).eval()
-        export_graph(module, example, temporary, output="embedding", inputs=("ids", "mask"), free_axes={1: "tokens"})
-        os.replace(temporary, path)
+        module, names = _Embedding(model).eval(), ("ids", "mask")
+        try:
+            export_graph(module, example, temporary, output="embedding", inputs=names, free_axes={1: "tokens"})
+            os.replace(temporary, path)  # whole or absent for another process
+        finally:
+            temporary.unlink(missing_ok=True)
     core = _core()
     bf16 = bf16 and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     config = {
