@@ -186,7 +186,7 @@ OPENVINO_MISSING = "not installed (pip install openvino)"
 
 
 def openvino_runs(key: dict, size: int) -> dict:
-    """OpenVINO (Intel's CPU runtime) on the image engine's exported graph, 2 threads, latency mode:
+    """OpenVINO (Intel's CPU runtime) on the image engine's exported graph, PyTorch's thread count, latency mode:
     fp32, and bf16 inference precision where the CPU has it. Wukong runs the text encoder there
     (``wukong.backbones.text_engine``), not the image networks: measured here so that the choice is
     (README, speed). ``None`` per row where it is not installed."""
