@@ -190,21 +190,15 @@ def openvino_runs(key: dict, size: int) -> dict:
     fp32, and bf16 inference precision where the CPU has it. Wukong runs the text encoder there
     (``wukong.backbones.text_engine``), not the image networks: measured here so that the choice is
     (README, speed). ``None`` per row where it is not installed."""
-    try:
-        import openvino
-    except ImportError:
-        return {"fp32": None, "bf16": None}
+    from wukong.backbones.text_engine import compile_graph, openvino_bf16, openvino_installed
     from wukong.engine import _graph_path
 
-    core = openvino.Core()
-    precisions = {"fp32": "f32"}
-    if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        precisions["bf16"] = "bf16"
+    if not openvino_installed():
+        return {"fp32": None, "bf16": None}
     out = {}
-    for label, hint in precisions.items():
-        config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": hint}
-        compiled = core.compile_model(str(_graph_path(key, size)), "CPU", {**config, "PERFORMANCE_HINT": "LATENCY"})
-        out[label] = (lambda r: lambda batch: r.infer({0: batch})[0].copy())(compiled.create_infer_request())
+    for label in ("fp32", "bf16") if openvino_bf16() else ("fp32",):
+        request = compile_graph(_graph_path(key, size), bf16=label == "bf16").create_infer_request()
+        out[label] = (lambda r: lambda batch: r.infer({0: batch})[0].copy())(request)
     return out
 
 

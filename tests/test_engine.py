@@ -106,9 +106,11 @@ def test_auto_runs_pytorch_bf16_only_where_it_agrees_and_is_measured_faster(priv
     assert agreement < MIN_COSINE  # Lite0 in bf16 is not close enough to fp32 to stand in for it
 
 
-def test_a_network_that_does_not_export_runs_in_pytorch_and_says_why() -> None:
+def test_a_network_that_does_not_export_runs_in_pytorch_and_says_why(private_cache) -> None:
     run = frozen_pass(NotExportable(), 8, {"test": "svd"})
     assert run.engine == "torch" and "linalg_svdvals" in run.note
+    assert not _graph_path({"test": "svd"}, 8).exists()  # no graph, whole or partial, and no temporary
+    assert not list((private_cache / "engines").rglob(".*.tmp"))
     assert run(np.zeros((2, 3, 8, 8), np.uint8)).shape == (2, 4)
     with pytest.raises(ParameterError, match="cannot run there"):
         frozen_pass(NotExportable(), 8, {"test": "svd"}, engine="onnxruntime")

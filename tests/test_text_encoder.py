@@ -83,6 +83,20 @@ def test_openvino_pass_agrees_and_is_left_once_the_weights_change(sentences: lis
     assert _cosines(changed, ours[:8]).min() < 0.999  # the new weights, not the exported graph's
 
 
+def test_a_damaged_cached_graph_is_exported_again(
+    sentences: list[str], reference: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wukong.backbones.text_engine as engine
+
+    monkeypatch.setenv("WUKONG_CACHE", str(tmp_path))
+    TextEncoder(engine="openvino").encode(sentences[:2])
+    (graph,) = (tmp_path / "engines" / "text").glob("*.onnx")
+    graph.write_bytes(b"not a graph")  # a disk fault, or a copy cut short
+    engine._COMPILED.clear()  # as in a new process
+    again = TextEncoder(engine="openvino").encode(sentences)
+    assert _cosines(again, reference).min() >= 0.999 and graph.stat().st_size > 1000
+
+
 def test_openvino_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     import wukong.backbones.text as text
 

@@ -176,17 +176,25 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n", encoding="utf-8")
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write a file in one step (a temporary file beside it, then renamed over it), with the
-    permissions the umask allows; a failed write leaves the old file."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` for the block to write; renamed over ``path`` when the block
+    ends (with the permissions the umask allows), removed when it fails: another process sees the
+    whole file or none, and a failed write leaves the old file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        yield tmp
         apply_umask(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a text file in one step (``atomic_file``)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def read_json(path: Path, *, missing: str | None = None) -> Any:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wukong.artifact_io import write_text_atomically
+from wukong.artifact_io import atomic_file, write_text_atomically
 from wukong.cache import cache_dir
 from wukong.errors import ParameterError
 from wukong.features_cache import namespace_key
@@ -218,9 +218,7 @@ def _engine_session(path: Path) -> Any:
 def _export(module: nn.Module, size: int, path: Path) -> None:
     exported = static_same_padding(copy.deepcopy(module).float().cpu().eval(), size)
     exported = exported.to(memory_format=torch.contiguous_format)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    export_graph(exported, torch.zeros(1, 3, size, size, dtype=torch.uint8), tmp, output="features")
-    os.replace(tmp, path)
+    export_graph(exported, torch.zeros(1, 3, size, size, dtype=torch.uint8), path, output="features")
 
 
 def export_graph(
@@ -234,16 +232,17 @@ def export_graph(
     opset: int = OPSET,
 ) -> None:
     """``module`` as an ONNX graph with the named ``inputs`` and ``output`` (one name, or one per
-    output); axis 0 (the batch) is free, and ``free_axes`` of every input too (e.g. ``{1: "tokens"}``)."""
+    output); axis 0 (the batch) is free, and ``free_axes`` of every input too (e.g. ``{1: "tokens"}``).
+    Written whole or not at all (``atomic_file``): a process sharing the cache never reads half a graph."""
     example = example if isinstance(example, tuple) else (example,)
     names = [output] if isinstance(output, str) else list(output)
     axes = {name: {0: "batch", **(free_axes or {})} for name in inputs}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_file(path) as tmp:
         warnings.simplefilter("ignore")  # tracer chatter about constants: the input size is fixed on purpose
         torch.onnx.export(
             module,
             example,
-            str(path),
+            str(tmp),
             input_names=list(inputs),
             output_names=names,
             dynamic_axes={**axes, **{name: {0: "batch"} for name in names}},
@@ -257,7 +256,11 @@ def _agreement(module: nn.Module, run: Callable[[np.ndarray], np.ndarray], size:
     probe = np.random.default_rng(0).integers(0, 256, (4, 3, size, size), dtype=np.uint8)
     with torch.no_grad():
         expected = module.float()(torch.from_numpy(probe)).float().numpy()
-    got = run(probe)
+    return min_cosine(run(probe), expected)
+
+
+def min_cosine(got: np.ndarray, expected: np.ndarray) -> float:
+    """The lowest cosine similarity between matching rows, to 6 decimals: how well an engine agrees."""
     cosine = (expected * got).sum(1) / (np.linalg.norm(expected, axis=1) * np.linalg.norm(got, axis=1) + 1e-12)
     return round(float(cosine.min()), 6)
 

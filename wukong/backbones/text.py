@@ -121,9 +121,10 @@ class TextEncoder:
     @property
     def engine_note(self) -> str:
         """Which engine encodes the texts now, and why."""
-        if self._frozen_pass() is not None or (self._frozen is not None and not self.weights_changed):
-            return self._frozen[1]
-        return "torch (weights changed)" if self.weights_changed else "torch"
+        if self.weights_changed:
+            return "torch (weights changed)"
+        self._frozen_pass()  # decides, where there is a choice
+        return self._frozen[1] if self._frozen is not None else "torch"
 
     def feature_cache(self, root: Path | None = None) -> FeatureCache:
         """The cache for this encoder's embeddings (under the Wukong cache unless ``root`` is given)."""

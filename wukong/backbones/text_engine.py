@@ -22,9 +22,9 @@ Example:
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from wukong.cache import cache_dir
-from wukong.engine import OPSET, export_graph
+from wukong.engine import OPSET, export_graph, min_cosine
 from wukong.features_cache import namespace_key
 
 Pass = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (ids, mask) int64 (N, tokens) -> (N, dim) float32
@@ -46,6 +46,26 @@ def _core() -> Any:  # openvino.Core: one per process
     import openvino
 
     return openvino.Core()
+
+
+def openvino_bf16() -> bool:
+    """Whether OpenVINO runs bf16 natively on this CPU."""
+    return "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def compile_graph(path: Path, *, bf16: bool) -> Any:  # openvino.CompiledModel
+    """The ONNX graph at ``path`` compiled for the CPU with as many threads as PyTorch uses, for latency,
+    in bf16 where asked and the CPU has it natively (else fp32); once per graph and setting in a
+    process, shared by its callers."""
+    config = {
+        "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        "INFERENCE_PRECISION_HINT": "bf16" if bf16 and openvino_bf16() else "f32",
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    where = (str(path), tuple(sorted(config.items())))
+    if where not in _COMPILED:
+        _COMPILED[where] = _core().compile_model(str(path), "CPU", config)
+    return _COMPILED[where]
 
 
 def openvino_installed() -> bool:
@@ -69,30 +89,22 @@ class _Embedding(nn.Module):
 
 def openvino_pass(model: nn.Module, key: dict[str, Any], *, bf16: bool) -> Pass:
     """``model`` exported (once per ``key``: what identifies its weights and length limit) and compiled
-    for the CPU with as many threads as PyTorch uses, in bf16 where asked and the CPU has it natively
-    (else fp32)."""
+    (``compile_graph``)."""
     path = cache_dir("engines") / "text" / f"{namespace_key({**key, 'opset': OPSET})}.onnx"
-    if not path.exists():
+    exported = not path.exists()
+    if exported:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
-        module, names = _Embedding(model).eval(), ("ids", "mask")
-        try:
-            export_graph(module, example, temporary, output="embedding", inputs=names, free_axes={1: "tokens"})
-            os.replace(temporary, path)  # whole or absent for another process
-        finally:
-            temporary.unlink(missing_ok=True)
-    core = _core()
-    bf16 = bf16 and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    config = {
-        "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-        "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
-        "PERFORMANCE_HINT": "LATENCY",
-    }
-    where = (str(path), tuple(sorted(config.items())))
-    if where not in _COMPILED:  # one compiled model per graph and setting in a process, shared by its encoders
-        _COMPILED[where] = core.compile_model(str(path), "CPU", config)
-    compiled, local = _COMPILED[where], threading.local()
+        export_graph(
+            _Embedding(model).eval(), example, path, output="embedding", inputs=("ids", "mask"), free_axes={1: "tokens"}
+        )
+    try:
+        compiled, local = compile_graph(path, bf16=bf16), threading.local()
+    except Exception:
+        if exported:
+            raise
+        path.unlink(missing_ok=True)  # a cached graph damaged since: exported again
+        return openvino_pass(model, key, bf16=bf16)
 
     def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if not hasattr(local, "request"):  # a request runs one inference at a time: one per thread (a server's)
@@ -114,6 +126,4 @@ def agreement(model: nn.Module, run: Pass, tokenizer: Any) -> float:
     ids, mask = batch["input_ids"].astype(np.int64), batch["attention_mask"].astype(np.int64)
     with torch.inference_mode():
         expected = _Embedding(model).eval()(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
-    got = run(ids, mask)
-    cosine = (got * expected).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1))
-    return float(cosine.min())
+    return min_cosine(run(ids, mask), expected)
