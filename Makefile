@@ -28,7 +28,7 @@ demo: install
 	$(BIN)/wukong train $(DATA)/cat_dog/train --test $(DATA)/cat_dog/test --out runs/cat_dog
 	$(BIN)/wukong predict runs/cat_dog $(DATA)/cat_dog/test/cat/cat.983.jpg $(DATA)/cat_dog/test/dog --top-k 2
 
-# The default suite (about 10 minutes on 2 cores); `make test-all` adds the tests marked slow.
+# The default suite (about 11 minutes on 2 cores); `make test-all` adds the tests marked slow.
 test: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
