@@ -44,6 +44,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "per_class": 10,
         "target": 0.87,
         "issue_baseline": 0.845,
+        # one sample of 770 texts moves the score by a point or so: baseline and auto also on two more
+        "extra_seeds": [1, 2],
     },
     "banking77_full": {
         "train": "banking77/train.csv",

