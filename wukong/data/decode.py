@@ -139,30 +139,31 @@ def resize_square(image: Image.Image, size: int, interpolation: str = "bicubic")
     """Resize the shorter side to ``size`` and centre-crop to ``size x size``: uint8 (H, W, 3).
 
     Bilinear and bicubic go through torchvision's antialiased uint8 kernel, Pillow's filters in
-    vectorised form (the same pixels within one level, several times faster: the resize, not the
-    JPEG decode, was most of a photo's cost); nearest and Lanczos through Pillow.
+    vectorised form (the same pixels within two levels of 255, several times faster: the resize, not
+    the JPEG decode, was most of a photo's cost); nearest and Lanczos through Pillow.
     """
     w, h = image.size
     scale = size / min(w, h)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
     left, top = (new_w - size) // 2, (new_h - size) // 2
     if interpolation in _TORCH_INTERPOLATION:
-        return _torch_resize(np.asarray(image), (new_h, new_w), (top, left, size), interpolation)
+        return _torch_resize(image, (new_h, new_w), (top, left, size), interpolation)
     resample = _INTERPOLATION.get(interpolation, Image.Resampling.BICUBIC)
     image = image.resize((new_w, new_h), resample=resample, reducing_gap=3.0)
     return np.array(image.crop((left, top, left + size, top + size)), dtype=np.uint8)  # writable copy
 
 
 def _torch_resize(
-    pixels: np.ndarray, shape: tuple[int, int], crop: tuple[int, int, int], interpolation: str
+    image: Image.Image, shape: tuple[int, int], crop: tuple[int, int, int], interpolation: str
 ) -> np.ndarray:
-    """(H, W, 3) uint8 resized to ``shape`` (antialiased, as Pillow does), then the ``(top, left, size)``
+    """``image`` resized to ``shape`` (antialiased, as Pillow does), then the ``(top, left, size)``
     square cut out: a new (size, size, 3) uint8 array."""
     import torch
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as F
 
-    chw = torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1)  # a copy: Pillow's buffer is read-only
+    rgb = np.array(image if image.mode == "RGB" else image.convert("RGB"))  # writable, as torch wants
+    chw = torch.from_numpy(rgb).permute(2, 0, 1)
     out = F.resize(chw, list(shape), interpolation=InterpolationMode(interpolation), antialias=True)
     top, left, size = crop
     return out[:, top : top + size, left : left + size].permute(1, 2, 0).contiguous().numpy()
