@@ -97,19 +97,11 @@ def naive_files_to_features(name: str, folder: Path, limit: int) -> tuple[float,
 def decoding_steps(folder: Path) -> dict:
     """Milliseconds per photo, one core, best of 3 passes: JPEG decode (draft mode), Pillow's bicubic
     resize-then-crop to 224, Wukong's ``resize_square``; and the largest pixel difference of the two."""
-    from PIL import Image
-
-    from wukong.data.decode import load_image, resize_square
+    from wukong.data.decode import load_image, pillow_resize_square, resize_square
     from wukong.data.images import list_images
 
     photos = [path.read_bytes() for path in list_images([folder])]
     images = [load_image(data, min_size=224) for data in photos]
-
-    def pillow(image: Image.Image, size: int = 224) -> np.ndarray:
-        scale = size / min(image.size)
-        w, h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-        left, top = (w - size) // 2, (h - size) // 2
-        return np.asarray(image.resize((w, h), Image.Resampling.BICUBIC).crop((left, top, left + size, top + size)))
 
     def ms(step) -> float:  # noqa: ANN001
         best = float("inf")
@@ -126,13 +118,14 @@ def decoding_steps(folder: Path) -> dict:
         row = {
             "photos": len(photos),
             "jpeg_decode_ms": ms([lambda d=d: load_image(d, min_size=224) for d in photos]),
-            "pillow_resize_crop_ms": ms([lambda i=i: pillow(i) for i in images]),
+            "pillow_resize_crop_ms": ms([lambda i=i: pillow_resize_square(i, 224) for i in images]),
             "wukong_resize_square_ms": ms([lambda i=i: resize_square(i, 224) for i in images]),
         }
     finally:
         torch.set_num_threads(threads)
     difference = max(
-        int(np.abs(pillow(i).astype(np.int16) - resize_square(i, 224).astype(np.int16)).max()) for i in images
+        int(np.abs(pillow_resize_square(i, 224).astype(np.int16) - resize_square(i, 224).astype(np.int16)).max())
+        for i in images
     )
     return {**row, "max_pixel_difference": difference}
 

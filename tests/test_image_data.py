@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wukong.data.decode import decode_images, load_image, resize_square
+from wukong.data.decode import decode_images, load_image, pillow_resize_square, resize_square
 from wukong.data.images import read_image_source
 from wukong.errors import DataError
 
@@ -145,11 +145,7 @@ def test_resize_gives_pillows_pixels(interpolation: str, source_size: tuple[int,
     photo = load_image((CAT / sorted(p.name for p in CAT.glob("*.jpg"))[0]).read_bytes())
     image = photo.resize(source_size) if source_size else photo
     size = 224
-    scale = size / min(image.size)
-    new_w, new_h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    resample = Image.Resampling.BICUBIC if interpolation == "bicubic" else Image.Resampling.BILINEAR
-    expected = np.asarray(image.resize((new_w, new_h), resample).crop((left, top, left + size, top + size)), np.int16)
+    expected = pillow_resize_square(image, size, interpolation).astype(np.int16)
     got = resize_square(image, size, interpolation)
     assert got.shape == (size, size, 3) and got.dtype == np.uint8 and got.flags.writeable
     difference = np.abs(got.astype(np.int16) - expected)

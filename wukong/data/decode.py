@@ -139,34 +139,41 @@ def resize_square(image: Image.Image, size: int, interpolation: str = "bicubic")
     """Resize the shorter side to ``size`` and centre-crop to ``size x size``: uint8 (H, W, 3).
 
     Bilinear and bicubic go through torchvision's antialiased uint8 kernel, Pillow's filters in
-    vectorised form (the same pixels within two levels of 255, several times faster: the resize, not
-    the JPEG decode, was most of a photo's cost); nearest and Lanczos through Pillow.
+    vectorised form (the same pixels within two levels of 255 as ``pillow_resize_square``, several
+    times faster: the resize, not the JPEG decode, was most of a photo's cost); nearest and Lanczos
+    through Pillow.
     """
-    w, h = image.size
-    scale = size / min(w, h)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    if interpolation in _TORCH_INTERPOLATION:
-        return _torch_resize(image, (new_h, new_w), (top, left, size), interpolation)
+    if interpolation not in _TORCH_INTERPOLATION:
+        return pillow_resize_square(image, size, interpolation)
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    new_w, new_h, left, top = _square_geometry(image.size, size)
+    rgb = np.array(image if image.mode == "RGB" else image.convert("RGB"))  # writable, as torch wants
+    out = F.resize(
+        torch.from_numpy(rgb).permute(2, 0, 1),
+        [new_h, new_w],
+        interpolation=InterpolationMode(interpolation),
+        antialias=True,
+    )
+    return out[:, top : top + size, left : left + size].permute(1, 2, 0).contiguous().numpy()
+
+
+def pillow_resize_square(image: Image.Image, size: int, interpolation: str = "bicubic") -> np.ndarray:
+    """``resize_square`` done by Pillow's own resize, then the crop: a writable uint8 (size, size, 3)."""
+    new_w, new_h, left, top = _square_geometry(image.size, size)
     resample = _INTERPOLATION.get(interpolation, Image.Resampling.BICUBIC)
     image = image.resize((new_w, new_h), resample=resample, reducing_gap=3.0)
     return np.array(image.crop((left, top, left + size, top + size)), dtype=np.uint8)  # writable copy
 
 
-def _torch_resize(
-    image: Image.Image, shape: tuple[int, int], crop: tuple[int, int, int], interpolation: str
-) -> np.ndarray:
-    """``image`` resized to ``shape`` (antialiased, as Pillow does), then the ``(top, left, size)``
-    square cut out: a new (size, size, 3) uint8 array."""
-    import torch
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms.v2 import functional as F
-
-    rgb = np.array(image if image.mode == "RGB" else image.convert("RGB"))  # writable, as torch wants
-    chw = torch.from_numpy(rgb).permute(2, 0, 1)
-    out = F.resize(chw, list(shape), interpolation=InterpolationMode(interpolation), antialias=True)
-    top, left, size = crop
-    return out[:, top : top + size, left : left + size].permute(1, 2, 0).contiguous().numpy()
+def _square_geometry(image_size: tuple[int, int], size: int) -> tuple[int, int, int, int]:
+    """(width, height) with the shorter side resized to ``size``, and the (left, top) of the centred square."""
+    w, h = image_size
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    return new_w, new_h, (new_w - size) // 2, (new_h - size) // 2
 
 
 @dataclass
