@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import json
 import os
 import warnings
@@ -85,7 +86,7 @@ def frozen_pass(
     check_engine(engine)
     module = module.eval()
     device = next(module.parameters(), torch.zeros(0)).device
-    if engine == "torch" or (engine == "auto" and (device.type != "cpu" or not _onnxruntime_installed())):
+    if engine == "torch" or (engine == "auto" and (device.type != "cpu" or not importable("onnxruntime"))):
         why = "asked for" if engine == "torch" else "onnxruntime is not installed or the network is on a GPU"
         return _torch_pass(module, device, bf16, f"torch ({why})")
     try:
@@ -305,9 +306,10 @@ def static_same_padding(module: nn.Module, size: int) -> nn.Module:
     return module
 
 
-def _onnxruntime_installed() -> bool:
+def importable(module: str) -> bool:
+    """Whether ``module`` (an optional engine: onnxruntime, OpenVINO) is installed and imports."""
     try:
-        import onnxruntime  # noqa: F401
+        importlib.import_module(module)
     except ImportError:
         return False
     return True

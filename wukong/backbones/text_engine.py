@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from wukong.cache import cache_dir
-from wukong.engine import OPSET, export_graph, min_cosine
+from wukong.engine import OPSET, export_graph, importable, min_cosine
 from wukong.features_cache import namespace_key
 
 Pass = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (ids, mask) int64 (N, tokens) -> (N, dim) float32
@@ -69,11 +69,7 @@ def compile_graph(path: Path, *, bf16: bool) -> Any:  # openvino.CompiledModel
 
 
 def openvino_installed() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importable("openvino")
 
 
 class _Embedding(nn.Module):
