@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from torch import nn
 
 from wukong import ImageClassifier
 from wukong.backbones.vision import load_image_backbone
-from wukong.engine import MIN_COSINE, OPTIMISED, _graph_path, frozen_pass, static_same_padding
+from wukong import engine
+from wukong.engine import MIN_COSINE, OPTIMISED, _engine_session, _graph_path, frozen_pass, static_same_padding
 from wukong.errors import ParameterError
 from wukong.network import Embedding, FeatureExtractor, TransferNet
 
@@ -71,6 +73,26 @@ def test_the_exported_graph_is_cached_by_its_key_with_its_optimised_form(private
         assert cosine(again(pixels), module(torch.from_numpy(pixels)).numpy()) >= MIN_COSINE
     frozen_pass(module, size, {"test": "cache", "weights": "changed"}, engine="onnxruntime")
     assert len(files()) == len(before) + 2
+
+
+def test_a_process_keeps_a_few_warm_sessions_one_per_graph_file(private_cache, monkeypatch) -> None:
+    module, size = embedding(FAST_BACKBONE)
+    run = frozen_pass(module, size, {"test": "sessions"}, engine="onnxruntime")
+    graph = _graph_path({"test": "sessions"}, size)
+    first = _engine_session(graph)
+    assert _engine_session(graph) is first  # a later estimator of the same network: the warm session
+    pixels = np.random.default_rng(4).integers(0, 256, (3, 3, size, size), dtype=np.uint8)
+    np.testing.assert_array_equal(
+        frozen_pass(module, size, {"test": "sessions"}, engine="onnxruntime")(pixels), run(pixels)
+    )
+    written = graph.stat().st_mtime_ns + 1_000_000
+    os.utime(graph, ns=(written, written))  # the graph written again since: a session of the new file
+    second = _engine_session(graph)
+    assert second is not first and _engine_session(graph) is second
+    monkeypatch.setattr(engine, "KEEP_SESSIONS", 1)
+    other = _graph_path({"test": "sessions", "weights": "other"}, size)
+    frozen_pass(module, size, {"test": "sessions", "weights": "other"}, engine="onnxruntime")
+    assert _engine_session(other) is not None and _engine_session(graph) is not second  # the oldest let go
 
 
 class NotExportable(nn.Module):

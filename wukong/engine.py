@@ -30,6 +30,7 @@ import importlib
 import json
 import os
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,28 @@ def _session_options() -> Any:
     return options
 
 
+# Sessions started in this process, the most recently used last: a later estimator of the same network
+# (a saved model loaded to predict, the next fit in a notebook) runs on a warm session, whose first
+# run does not pay for its memory arena again. That arena holds a batch's activations (a hundred MB
+# or more at 224 px), so only a few sessions are kept.
+KEEP_SESSIONS = 4
+_SESSIONS: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
+
+
 def _engine_session(path: Path) -> Any:
+    """``_start_session`` of an engine graph, or the one this process started before for the same
+    graph file and thread count (``KEEP_SESSIONS``)."""
+    key = (str(path), path.stat().st_mtime_ns, torch.get_num_threads())  # a graph exported again: a new one
+    if key in _SESSIONS:
+        _SESSIONS.move_to_end(key)
+        return _SESSIONS[key]
+    session = _SESSIONS[key] = _start_session(path)
+    while len(_SESSIONS) > KEEP_SESSIONS:
+        _SESSIONS.popitem(last=False)
+    return session
+
+
+def _start_session(path: Path) -> Any:
     """A session for an engine graph of the cache. Optimising a graph (onnxruntime's fusions and
     layout rewrites, specific to the CPU and the onnxruntime version) is most of a session's start, so
     the optimised graph is kept beside it and later processes load that as it is."""
