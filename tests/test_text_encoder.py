@@ -83,6 +83,21 @@ def test_openvino_pass_agrees_and_is_left_once_the_weights_change(sentences: lis
     assert _cosines(changed, ours[:8]).min() < 0.999  # the new weights, not the exported graph's
 
 
+def test_openvino_runs_many_batches_at_once_and_gives_each_text_its_own_embedding(sentences: list[str]) -> None:
+    import wukong.backbones.text_engine as engine
+
+    torch.set_num_threads(2)  # (the module runs on one thread): OpenVINO's streams, batches side by side
+    try:
+        encoder = TextEncoder(engine="openvino", max_batch_tokens=256)  # many length buckets
+        together = encoder.encode(sentences)
+        streams = [c for where, c in engine._COMPILED.items() if ("PERFORMANCE_HINT", "THROUGHPUT") in where[1]]
+        assert streams, "the batches did not go to the throughput graph"
+    finally:
+        torch.set_num_threads(1)
+    alone = np.concatenate([encoder.encode(text) for text in sentences])  # one batch each, one at a time
+    np.testing.assert_allclose(together, alone, atol=1e-4)
+
+
 def test_a_damaged_cached_graph_is_exported_again(
     sentences: list[str], reference: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

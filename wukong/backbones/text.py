@@ -33,7 +33,7 @@ from wukong.backbones.sentence import (
     load_sentence_transformer,
     store_folder,
 )
-from wukong.backbones.text_engine import Pass, agreement, openvino_installed, openvino_pass
+from wukong.backbones.text_engine import OpenVinoPass, agreement, openvino_installed, openvino_pass
 from wukong.engine import MIN_COSINE
 from wukong.errors import ParameterError
 from wukong.features_cache import FeatureCache, namespace_key, text_hash
@@ -92,7 +92,7 @@ class TextEncoder:
             raise ParameterError(f"engine={engine!r}: choose one of {', '.join(TEXT_ENGINES)}")
         self.engine = engine
         self.weights_changed = False
-        self._frozen: tuple[Pass | None, str] | None = None  # decided at first use
+        self._frozen: tuple[OpenVinoPass | None, str] | None = None  # decided at first use
         self.name = name_or_path
         self.device = torch.device(device)
         self.model = load_sentence_transformer(name_or_path, device=str(self.device))
@@ -173,7 +173,7 @@ class TextEncoder:
         key = {"text_encoder": self.name, "weights": _weights_fingerprint(self.name), "device": self.device.type}
         return bf16_measured_faster(lambda: self.model(dict(features)), self.device, key)
 
-    def _frozen_pass(self) -> Pass | None:
+    def _frozen_pass(self) -> OpenVinoPass | None:
         """The OpenVINO pass while the weights are the pretrained ones and it was chosen, else None."""
         if self.weights_changed or self.engine == "torch" or self._tokenizer is None or self.device.type != "cpu":
             return None
@@ -181,7 +181,7 @@ class TextEncoder:
             self._frozen = self._choose_engine()
         return self._frozen[0]
 
-    def _choose_engine(self) -> tuple[Pass | None, str]:
+    def _choose_engine(self) -> tuple[OpenVinoPass | None, str]:
         asked = self.engine == "openvino"
         if not openvino_installed():
             if asked:
@@ -226,18 +226,17 @@ class TextEncoder:
         lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), np.int64, len(texts))
         order = np.argsort(lengths, kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        batches = length_batches(lengths[order], self.batch_size, self.max_batch_tokens)
+        batches = [order[a:b] for a, b in length_batches(lengths[order], self.batch_size, self.max_batch_tokens)]
         frozen = self._frozen_pass()
         with torch.inference_mode(), autocast(self.device, self.bf16 and frozen is None):
-            for start, stop in track(
-                batches, total=len(batches), desc="Encoding texts", enabled=progress, unit="batches"
-            ):
-                batch = order[start:stop]
-                features = self._pad(encoded, batch)
-                if frozen is not None:
-                    out[batch] = frozen(features["input_ids"].numpy(), features["attention_mask"].numpy())
-                else:
-                    out[batch] = self.model(features)["sentence_embedding"].float().cpu().numpy()
+            padded = (self._pad(encoded, batch) for batch in batches)
+            if frozen is not None:  # several batches in flight at once
+                done = frozen.map((f["input_ids"].numpy(), f["attention_mask"].numpy()) for f in padded)
+            else:
+                done = (self.model(f)["sentence_embedding"].float().cpu().numpy() for f in padded)
+            shown = track(done, total=len(batches), desc="Encoding texts", enabled=progress, unit="batches")
+            for batch, embeddings in zip(batches, shown, strict=True):
+                out[batch] = embeddings
         return out
 
     def _pad(self, encoded: Any, batch: np.ndarray) -> dict[str, Any]:

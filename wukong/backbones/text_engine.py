@@ -12,6 +12,8 @@ embedding out) is exported to ONNX once per model, length limit and opset, and k
 (``TextEncoder.weights_changed`` is set when a strategy tunes them), only where its embeddings
 agree with PyTorch fp32 on probe texts (``wukong.engine.MIN_COSINE``), and, with ``engine="auto"``,
 only where it is measured faster than PyTorch on the machine (``wukong.runtime.measured_fastest``).
+Many batches (a training set's texts) run several at a time on OpenVINO's throughput streams, each
+on a few threads: on a small CPU that beats every thread on one batch (``benchmarks/throughput.py``).
 
 Example:
     >>> run = openvino_pass(encoder.model, {"name": "all-MiniLM-L6-v2"}, bf16=True)   # doctest: +SKIP
@@ -22,8 +24,9 @@ Example:
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +37,6 @@ from torch import nn
 from wukong.cache import cache_dir
 from wukong.engine import OPSET, export_graph, importable, min_cosine
 from wukong.features_cache import namespace_key
-
-Pass = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (ids, mask) int64 (N, tokens) -> (N, dim) float32
-
 
 _COMPILED: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
 
@@ -53,14 +53,15 @@ def openvino_bf16() -> bool:
     return "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def compile_graph(path: Path, *, bf16: bool) -> Any:  # openvino.CompiledModel
-    """The ONNX graph at ``path`` compiled for the CPU with as many threads as PyTorch uses, for latency,
-    in bf16 where asked and the CPU has it natively (else fp32); once per graph and setting in a
-    process, shared by its callers."""
+def compile_graph(path: Path, *, bf16: bool, many: bool = False) -> Any:  # openvino.CompiledModel
+    """The ONNX graph at ``path`` compiled for the CPU with as many threads as PyTorch uses, in bf16
+    where asked and the CPU has it natively (else fp32); for latency (every thread on one batch), or
+    with ``many`` for throughput (OpenVINO's streams: batches side by side, a few threads each); once
+    per graph and setting in a process, shared by its callers."""
     config = {
         "INFERENCE_NUM_THREADS": torch.get_num_threads(),
         "INFERENCE_PRECISION_HINT": "bf16" if bf16 and openvino_bf16() else "f32",
-        "PERFORMANCE_HINT": "LATENCY",
+        "PERFORMANCE_HINT": "THROUGHPUT" if many else "LATENCY",
     }
     where = (str(path), tuple(sorted(config.items())))
     if where not in _COMPILED:
@@ -83,7 +84,7 @@ class _Embedding(nn.Module):
         return self.model({"input_ids": ids, "attention_mask": mask})["sentence_embedding"]
 
 
-def openvino_pass(model: nn.Module, key: dict[str, Any], *, bf16: bool) -> Pass:
+def openvino_pass(model: nn.Module, key: dict[str, Any], *, bf16: bool) -> OpenVinoPass:
     """``model`` exported (once per ``key``: what identifies its weights and length limit) and compiled
     (``compile_graph``)."""
     path = cache_dir("engines") / "text" / f"{namespace_key({**key, 'opset': OPSET})}.onnx"
@@ -95,22 +96,57 @@ def openvino_pass(model: nn.Module, key: dict[str, Any], *, bf16: bool) -> Pass:
             _Embedding(model).eval(), example, path, output="embedding", inputs=("ids", "mask"), free_axes={1: "tokens"}
         )
     try:
-        compiled, local = compile_graph(path, bf16=bf16), threading.local()
+        return OpenVinoPass(path, bf16=bf16)
     except Exception:
         if exported:
             raise
         path.unlink(missing_ok=True)  # a cached graph damaged since: exported again
         return openvino_pass(model, key, bf16=bf16)
 
-    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        if not hasattr(local, "request"):  # a request runs one inference at a time: one per thread (a server's)
-            local.request = compiled.create_infer_request()
-        return local.request.infer({0: ids, 1: mask})[0].copy()
 
-    return run
+class OpenVinoPass:
+    """``run(ids, mask)``: one batch's embeddings, every thread on it (a server's texts, one request
+    per calling thread); ``run.map(batches)``: many batches' embeddings in order, several in flight at
+    once on OpenVINO's throughput streams (their graph compiled when first asked for)."""
+
+    def __init__(self, path: Path, *, bf16: bool) -> None:
+        self.path, self.bf16 = path, bf16
+        self._compiled, self._local = compile_graph(path, bf16=bf16), threading.local()
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if not hasattr(self._local, "request"):  # a request runs one inference at a time: one per thread
+            self._local.request = self._compiled.create_infer_request()
+        return self._local.request.infer({0: ids, 1: mask})[0].copy()
+
+    def map(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
+        """The embeddings of each ``(ids, mask)`` batch, in order; one batch alone runs as ``run`` does."""
+        batches = iter(batches)
+        ahead = list(itertools.islice(batches, 2))
+        if len(ahead) < 2:
+            yield from (self(ids, mask) for ids, mask in ahead)
+            return
+        import openvino
+
+        compiled = compile_graph(self.path, bf16=self.bf16, many=True)
+        jobs = openvino.AsyncInferQueue(compiled, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        done: dict[int, np.ndarray] = {}
+        jobs.set_callback(lambda request, i: done.__setitem__(i, request.get_output_tensor(0).data.copy()))
+        sent = given = 0
+        try:
+            for ids, mask in itertools.chain(ahead, batches):
+                jobs.start_async({0: ids, 1: mask}, sent)  # waits for a free request
+                sent += 1
+                while given in done:
+                    yield done.pop(given)
+                    given += 1
+        finally:
+            jobs.wait_all()
+        while given < sent:
+            yield done.pop(given)
+            given += 1
 
 
-def agreement(model: nn.Module, run: Pass, tokenizer: Any) -> float:
+def agreement(model: nn.Module, run: OpenVinoPass, tokenizer: Any) -> float:
     """Minimum cosine similarity between PyTorch fp32 and ``run`` on probe texts of varied length."""
     probe = [
         "I lost my card yesterday and need a new one",
