@@ -10,9 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from wukong import ImageClassifier
+from wukong import ImageClassifier, engine
 from wukong.backbones.vision import load_image_backbone
-from wukong import engine
 from wukong.engine import MIN_COSINE, OPTIMISED, _engine_session, _graph_path, frozen_pass, static_same_padding
 from wukong.errors import ParameterError
 from wukong.network import Embedding, FeatureExtractor, TransferNet
