@@ -29,6 +29,7 @@ import copy
 import importlib
 import json
 import os
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -195,19 +196,21 @@ def _session_options() -> Any:
 # or more at 224 px), so only a few sessions are kept.
 KEEP_SESSIONS = 4
 _SESSIONS: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
+_SESSIONS_LOCK = threading.Lock()  # (a server's threads)
 
 
 def _engine_session(path: Path) -> Any:
     """``_start_session`` of an engine graph, or the one this process started before for the same
     graph file and thread count (``KEEP_SESSIONS``)."""
     key = (str(path), path.stat().st_mtime_ns, torch.get_num_threads())  # a graph exported again: a new one
-    if key in _SESSIONS:
-        _SESSIONS.move_to_end(key)
-        return _SESSIONS[key]
-    session = _SESSIONS[key] = _start_session(path)
-    while len(_SESSIONS) > KEEP_SESSIONS:
-        _SESSIONS.popitem(last=False)
-    return session
+    with _SESSIONS_LOCK:
+        if key in _SESSIONS:
+            _SESSIONS.move_to_end(key)
+            return _SESSIONS[key]
+        session = _SESSIONS[key] = _start_session(path)
+        while len(_SESSIONS) > KEEP_SESSIONS:
+            _SESSIONS.popitem(last=False)
+        return session
 
 
 def _start_session(path: Path) -> Any:

@@ -13,7 +13,7 @@ embedding out) is exported to ONNX once per model, length limit and opset, and k
 agree with PyTorch fp32 on probe texts (``wukong.engine.MIN_COSINE``), and, with ``engine="auto"``,
 only where it is measured faster than PyTorch on the machine (``wukong.runtime.measured_fastest``).
 Many batches (a training set's texts) run several at a time on OpenVINO's throughput streams, each
-on a few threads: on a small CPU that beats every thread on one batch (``benchmarks/throughput.py``).
+on a few threads: on a small CPU that beats every thread on one batch (the README's speed section).
 
 Example:
     >>> run = openvino_pass(encoder.model, {"name": "all-MiniLM-L6-v2"}, bf16=True)   # doctest: +SKIP
