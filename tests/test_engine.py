@@ -88,7 +88,7 @@ def test_a_process_keeps_a_few_warm_sessions_one_per_graph_file(private_cache, m
     os.utime(graph, ns=(written, written))  # the graph written again since: a session of the new file
     second = _engine_session(graph)
     assert second is not first and _engine_session(graph) is second
-    monkeypatch.setattr(engine, "KEEP_SESSIONS", 1)
+    monkeypatch.setattr(engine, "KEEP_SESSIONS", 1)  # (2 by default)
     other = _graph_path({"test": "sessions", "weights": "other"}, size)
     frozen_pass(module, size, {"test": "sessions", "weights": "other"}, engine="onnxruntime")
     assert _engine_session(other) is not None and _engine_session(graph) is not second  # the oldest let go

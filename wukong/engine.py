@@ -192,9 +192,9 @@ def _session_options() -> Any:
 
 # Sessions started in this process, the most recently used last: a later estimator of the same network
 # (a saved model loaded to predict, the next fit in a notebook) runs on a warm session, whose first
-# run does not pay for its memory arena again. That arena holds a batch's activations (a hundred MB
-# or more at 224 px), so only a few sessions are kept.
-KEEP_SESSIONS = 4
+# run does not pay for its memory arena again. That arena holds a batch's activations (Lite0 at 224
+# px, batches of 32: about 330 MB with the session), so only two are kept: a fit's and its model's.
+KEEP_SESSIONS = 2
 _SESSIONS: OrderedDict[tuple[str, int, int], Any] = OrderedDict()
 _SESSIONS_LOCK = threading.Lock()  # (a server's threads)
 
