@@ -365,6 +365,12 @@ def test_predict_with_no_usable_input_exits_non_zero(model_dir: Path, tmp_path: 
     assert "a.jpg\tskipped" in result.stdout
 
 
+def test_predict_on_an_empty_folder_names_it(model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run("predict", model_dir, tmp_path / "empty")
+    one_line_error(result, f"{tmp_path / 'empty'}: no image files found")
+
+
 # --- 8-9. damaged or tampered model folders: one line naming the file -------------------------------------
 
 

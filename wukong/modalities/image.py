@@ -87,9 +87,11 @@ def read_labelled(
 def read_unlabelled(inputs: Any, backbone: ImageBackbone, *, progress: bool) -> tuple[ImageStore, list[str]]:
     """Images to predict on (files, folders, PIL images, arrays, encoded bytes), decoded, and the
     name of every one in order (folders expanded); unusable ones end up in the store's ``skipped``."""
-    paths = list_images(image_items(inputs))
+    items = image_items(inputs)
+    paths = list_images(items)
     if not paths:
-        raise DataError(f"{inputs}: no image files found")
+        named = ", ".join(item_name(x, i) for i, x in enumerate(items)) or "(no inputs)"
+        raise DataError(f"{named}: no image files found")
     store = decode(paths, None, backbone, progress=progress, desc="Reading images")
     return store, [item_name(p, i) for i, p in enumerate(paths)]
 
