@@ -48,7 +48,7 @@ POOL, TEST = 100, 50
 
 class Candidates:
     """Every ``features`` candidate's test accuracy, read as ``auto`` reads it (``candidate_views``:
-    the network's taps in one cached pass, raw pixels of the whole image)."""
+    the network's taps in one cached pass, raw pixels through the same centre crop)."""
 
     def __init__(self, pool: Path, test: Path) -> None:
         from wukong.backbones.vision import load_image_backbone

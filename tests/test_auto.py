@@ -28,18 +28,23 @@ def test_auto_on_scans_weighs_every_stage_and_raw_pixels(digit_scans: Path, tmp_
     clf = ImageClassifier(FAST_BACKBONE, **QUIET).fit(digit_scans / "pool")
     tried = clf.metrics_["taps_tried"]
     assert {"pixels16@64px", "pixels32@64px", "final@64px"} <= set(tried)
-    kept = f"{clf.metrics_['tap']}@{clf.metrics_['input_size']}px"
-    assert kept in tried and f"{kept} " in clf.strategy_reason_ and f"{kept}: " in clf.strategy_reason_
-    if kept.startswith("pixels"):
-        assert "transfer does not help on this data" in clf.strategy_reason_
-    assert clf.metrics_["transfer"] is not kept.startswith("pixels")
+    # on scans, raw pixels and a stage of the network err on different digits: their blend is kept
+    kept = f"blend@{clf.metrics_['input_size']}px"
+    assert clf.metrics_["classifier"]["classifier"] == "blend_of_logistic_regressions"
+    assert "pixels" in clf.metrics_["tap"] and "stage" in clf.metrics_["tap"]
+    members = tried[kept]["members"]
+    assert f"a blend of {members} has out-of-fold log loss" in clf.strategy_reason_
+    for name in members.split(", "):  # each member a candidate, scored in the explanation
+        assert f"{name.split(' (')[0]}: " in clf.strategy_reason_
+    assert tried[kept]["cv_loss"] < min(info["cv_loss"] for name, info in tried.items() if name != kept)
+    assert clf.metrics_["transfer"] is True
     assert clf.evaluate(digit_scans / "test")["accuracy"] > 0.5  # chance is 0.1
     # 10 scans a digit: compared on all 100 labelled ones (validation included), each scored once
     assert {info["calibration_examples"] for info in tried.values()} == {100}
     as_given = ImageClassifier(FAST_BACKBONE, tap="pixels16", augment=False, **QUIET).fit(digit_scans / "pool")
     assert tried["pixels16@64px"]["cv_loss"] == as_given.metrics_["classifier"]["cv_loss"]  # no mirror images
     mirrors = clf.metrics_["mirror_images"]  # measured, not assumed: a mirrored 2 is no 2
-    if kept.startswith("pixels"):
+    if kept.startswith(("pixels", "blend")):
         assert mirrors is None
     else:
         assert mirrors["used"] == (mirrors["with"] <= mirrors["without"])
@@ -48,6 +53,14 @@ def test_auto_on_scans_weighs_every_stage_and_raw_pixels(digit_scans: Path, tmp_
     config = json.loads((folder / "config.json").read_text())
     assert "pixels16@64px: " in config["strategy_reason"]  # the explanation travels with the model
     assert "pixels16@64px" in (folder / "report.html").read_text()
+    loaded = ImageClassifier.load(folder)  # the blend is one network: stages and pixels read in one pass
+    assert loaded.tap_ == clf.tap_
+    images = sorted((digit_scans / "test").glob("*/*.png"))[:30]
+    np.testing.assert_allclose(loaded.predict_proba(images), clf.predict_proba(images), atol=1e-6)
+    from wukong.export import export
+
+    info = export(loaded, tmp_path / "model.onnx", format="onnx", data=digit_scans / "test")
+    assert info["parity"]["top1_disagreements"] == 0
 
 
 def test_raw_pixel_model_leaves_the_backbone_out_and_exports(digit_scans: Path, tmp_path: Path) -> None:
@@ -159,7 +172,7 @@ def test_auto_beyond_small_data_keeps_the_better_of_features_and_finetune(tmp_pa
     assert clf.evaluate(CAT_DOG / "test")["accuracy"] >= 0.5
 
 
-@pytest.mark.parametrize("tap", [99, "pixels", "pixels0", [0, "pixels16"]])
+@pytest.mark.parametrize("tap", [99, "pixels", "pixels0", [0, "pixels0"], [0, True]])
 def test_a_tap_that_cannot_be_read_is_refused_before_any_image_is(tap: object, digit_scans: Path) -> None:
     from wukong.errors import ParameterError
 

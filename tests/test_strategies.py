@@ -68,6 +68,32 @@ def test_one_standard_error_rule_keeps_the_simplest_candidate_within_the_noise()
     assert one_standard_error_choice([(None, None, 16), (0.5, 0.1, 1280)]) == 1  # one could not be scored
 
 
+def test_a_blend_is_one_linear_layer_giving_the_mean_of_its_members_calibrated_logits() -> None:
+    from sklearn.datasets import load_digits
+
+    from wukong.strategies.features import blend_fits, blend_members, fit_linear_classifier
+
+    # scikit-learn's digit scans, 12 per digit; two views of them: the top half and the bottom half
+    x, y = load_digits(return_X_y=True)
+    train = np.concatenate([np.flatnonzero(y == d)[:12] for d in range(10)])
+    test = np.setdiff1d(np.arange(len(y)), train)
+    top, bottom = np.arange(32), np.arange(32, 64)
+    fits = [fit_linear_classifier(x[train][:, cols], y[train], 10) for cols in (top, bottom)]
+    found = blend_members(fits, start=0)  # each half misses what the other sees: blending pays
+    assert found is not None and sorted(set(found.members)) == [0, 1] and found.loss < found.start_loss
+    blend = blend_fits(fits, found.members, [top, bottom], 64)
+    blended = x[test] @ blend.weight.T + blend.bias
+    views = zip(fits, (top, bottom), strict=True)
+    members = [(x[test][:, cols] @ f.weight.T + f.bias) / f.temperature for f, cols in views]
+    expected = np.mean([members[i] for i in found.members], axis=0)
+    np.testing.assert_allclose(blended, expected, rtol=1e-4, atol=1e-4)
+    accuracy = [float(((m.argmax(1)) == y[test]).mean()) for m in (*members, blended)]
+    assert accuracy[2] > max(accuracy[:2])  # on data it never saw, better than either half
+    assert blend.info["calibration_examples"] == len(train) and blend.temperature > 0
+    assert blend_members(fits[:1], start=0) is None  # nothing to blend with
+    assert blend_members([fits[0], fits[0]], start=0) is None  # a copy adds nothing
+
+
 def test_features_cache_reuses_by_content_not_name(cat_dog_copy: Path, private_cache: Path) -> None:
     def fit() -> None:  # a fixed validation set: the training files are the same every time
         clf = ImageClassifier(FAST_BACKBONE, strategy="features", tap="final", input_size="native", progress=False)

@@ -20,10 +20,18 @@ from wukong.errors import DataError
 from wukong.estimator import Labelled, TransferClassifier
 from wukong.heads import head_from_spec, is_linear
 from wukong.modalities import image
-from wukong.network import Tap, later_blocks, pixel_side
+from wukong.network import Tap, TransferNet, later_blocks, pixel_side
 from wukong.progress import status
 from wukong.strategies.auto import Choice
-from wukong.strategies.features import Candidate, LinearFit, refit_with_validation, search_features
+from wukong.strategies.features import (
+    Candidate,
+    LinearFit,
+    Search,
+    blend_fits,
+    blend_members,
+    refit_with_validation,
+    search_features,
+)
 from wukong.strategies.finetune import augmented_schedule, head_then_unfreeze
 from wukong.training.plan import micro_batches
 
@@ -209,10 +217,17 @@ class ImageClassifier(TransferClassifier):
         search = search_features(candidates, self._linear)
         self.net_, self.head_spec_, self.backbone_, (train, val), searched, reader = search.best.payload
         self.tap_ = self.net_.features.tap
-        fit, mirrors = self._mirrors_or_not(search.fit, reader, searched)
-        flip = self._mirrored(self.tap_) if mirrors is None else mirrors["used"]
-        train_features = reader(self.tap_, train, flip=flip) if refit else None
-        measured = self._linear(*train_features) if refit else fit
+        blended = self._blend(search, candidates, train if refit else None)
+        mirrors = None
+        if blended is not None:  # its members' classifiers, each fitted as the search did
+            self.net_, self.head_spec_, fit, measured, said = blended
+            self.tap_ = self.net_.features.tap
+            search.explanation += f"; {said}"
+        else:
+            fit, mirrors = self._mirrors_or_not(search.fit, reader, searched)
+            flip = self._mirrored(self.tap_) if mirrors is None else mirrors["used"]
+            train_features = reader(self.tap_, train, flip=flip) if refit else None
+            measured = self._linear(*train_features) if refit else fit
         if self._pool is not None:  # the unlabelled images, read at the size and the tap kept
             same = self.backbone_.data_config == native.data_config
             store = self._pool if same else image.redecode(self.backbone_, (self._pool,), progress=self.progress)[0]
@@ -244,6 +259,42 @@ class ImageClassifier(TransferClassifier):
             self._write_linear(fit)
             extra["refit_on_train_and_val"] = True
         return Choice("features", 0, reason), extra
+
+    def _blend(
+        self, search: Search, candidates: list[Candidate], train: ImageStore | None
+    ) -> tuple[TransferNet, dict[str, Any], LinearFit, LinearFit, str] | None:
+        """The kept candidate blended with others read in the same pass (``blend_members``), where
+        that pays: (network, head spec, classifier, the one measured on the validation images, what
+        to say), or ``None``. ``train``: the training part alone, where the validation images join
+        the final fit (its members are then fitted on it too, to be measured on them). Not with
+        unlabelled images (self-training takes one classifier)."""
+        if self._pool is not None:
+            return None
+        view, reader = search.best.payload[2], search.best.payload[5]
+        same = [i for i, c in enumerate(candidates) if c.payload[2] is view]  # read in the same pass
+        found = blend_members([search.fits[i] for i in same], same.index(search.index))
+        if found is None:
+            return None
+        distinct = list(dict.fromkeys(same[m] for m in found.members))  # candidate indices, first seen first
+        shares = [distinct.index(same[m]) for m in found.members]
+        taps = [candidates[i].payload[0].features.tap for i in distinct]
+        union = list({image.tap_name(t): t for tap in taps for t in _parts(tap)}.values())  # each part once
+        ends = np.cumsum([0, *(reader.width(t) for t in union)])
+        span = {image.tap_name(t): np.arange(ends[k], ends[k + 1]) for k, t in enumerate(union)}
+        columns = [np.concatenate([span[image.tap_name(t)] for t in _parts(tap)]) for tap in taps]
+        net, spec = image.assemble(view, union, self.head, len(self.classes_))
+        fit = blend_fits([search.fits[i] for i in distinct], shares, columns, int(ends[-1]))
+        measured = fit
+        if train is not None:
+            alone = [self._linear(*reader(tap, train, flip=self._mirrored(tap))) for tap in taps]
+            measured = blend_fits(alone, shares, columns, int(ends[-1]))
+        names = ", ".join(f"{candidates[i].name} ({shares.count(k)}/{len(shares)})" for k, i in enumerate(distinct))
+        said = (
+            f"a blend of {names} has out-of-fold log loss {found.loss} against {found.start_loss} for "
+            f"{search.best.name} alone, lower by more than its standard error: kept (their calibrated logits averaged)"
+        )
+        search.tried[f"blend@{view.input_size}px"] = {**fit.info, "features": int(ends[-1]), "members": names}
+        return net, spec, fit, measured, said
 
     def _mirrored(self, tap: Any) -> bool:
         """Whether ``features`` reads ``tap`` with mirror images too (``augment``): not raw pixels, the
@@ -392,6 +443,10 @@ class ImageClassifier(TransferClassifier):
 
     def _inputs_of(self, examples: ImageStore) -> tuple[list[str], np.ndarray]:
         return examples.paths, examples.pixels
+
+
+def _parts(tap: Tap) -> list[Tap]:
+    return tap if isinstance(tap, list) else [tap]
 
 
 def _why(tap: Tap) -> str:

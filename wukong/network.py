@@ -13,8 +13,9 @@ from torch import nn
 
 # Where features are read (JSON-able, saved in config.json): ``None`` the top; ``k`` stage k, pooled;
 # a list of those (``[3, None]``): each pooled, concatenated; ``"pixels16"``: the (normalised) input
-# itself, average-pooled to 16 x 16, the no-transfer baseline that the others are measured against.
-Tap = int | None | list[int | None] | str
+# itself, average-pooled to 16 x 16, the no-transfer baseline that the others are measured against
+# (and, in a list, raw pixels beside stages: a blend of linear classifiers, ``[4, "pixels32"]``).
+Tap = int | None | list[int | None | str] | str
 PIXELS = "pixels"
 
 
@@ -38,13 +39,16 @@ class FeatureExtractor(nn.Module):
         self.tap = tap
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        side = pixel_side(self.tap)
-        if side is not None:  # no transfer: the network is not used
-            return nn.functional.adaptive_avg_pool2d(x, side).flatten(1)
         taps = self.tap if isinstance(self.tap, list) else [self.tap]
-        stages = sorted({t for t in taps if t is not None})
-        pooled: dict[int | None, torch.Tensor] = {}
-        if None in taps and stages:
+        # raw pixels pooled to a side: no transfer (alone, the network is not used), or beside the
+        # network's features in a blend (``strategies.features.blend``)
+        pooled: dict[int | str | None, torch.Tensor] = {
+            t: nn.functional.adaptive_avg_pool2d(x, pixel_side(t)).flatten(1) for t in taps if pixel_side(t) is not None
+        }
+        stages = sorted({t for t in taps if t is not None and pixel_side(t) is None})
+        if not stages and None not in taps:
+            maps = []
+        elif None in taps and stages:
             top, maps = self.network.forward_intermediates(x, indices=stages, intermediates_only=False)
             pooled[None] = self.network.forward_head(top)
         elif None in taps:

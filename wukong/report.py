@@ -39,7 +39,14 @@ def draw(config: dict[str, Any], metrics: dict[str, Any]) -> dict[str, tuple[byt
     evaluation, which = _evaluation(metrics)
     history = metrics.get("history") or {}
     best = history.get("best_epoch")
-    chosen = f"{metrics.get('tap')}@{metrics.get('input_size')}px"
+    blend = (metrics.get("taps_tried") or {}).get(f"blend@{metrics.get('input_size')}px")
+    chosen = f"{'blend' if blend else metrics.get('tap')}@{metrics.get('input_size')}px"
+    why = (
+        f"a blend of {blend['members']} (their calibrated logits averaged), whose loss is below that of the "
+        "simplest candidate within one standard error of the lowest by more than its standard error."
+        if blend
+        else "the candidate with the fewest features whose loss is within one standard error of the lowest."
+    )
     wanted: dict[str, tuple[Any, str]] = {
         "learning_curves": (
             figures.learning_curves(history.get("epochs") or [], history.get("finetune_from_epoch")),
@@ -48,8 +55,7 @@ def draw(config: dict[str, Any], metrics: dict[str, Any]) -> dict[str, tuple[byt
         ),
         "features_compared": (
             figures.candidates(metrics.get("taps_tried") or {}, chosen),
-            f"Kept: {chosen} (in colour): the candidate with the fewest features whose loss is within one "
-            "standard error of the lowest.",
+            f"Kept: {chosen} (in colour): {why}",
         ),
     }
     multi = bool(metrics.get("multi_label"))

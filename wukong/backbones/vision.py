@@ -118,12 +118,9 @@ def load_image_backbone(
     return _from_timm_hub(str(backbone), data_config)
 
 
-def with_input_size(backbone: ImageBackbone, size: int, *, crop_pct: float | None = None) -> ImageBackbone:
-    """The same network fed ``size x size`` images (same weights; preprocessing otherwise unchanged,
-    but for ``crop_pct``, the share of the resized image's side kept by the centre crop)."""
+def with_input_size(backbone: ImageBackbone, size: int) -> ImageBackbone:
+    """The same network fed ``size x size`` images (same weights; preprocessing otherwise unchanged)."""
     config = {**backbone.data_config, "input_size": [3, int(size), int(size)]}
-    if crop_pct is not None:
-        config["crop_pct"] = float(crop_pct)
     if config == backbone.data_config:
         return backbone
     return ImageBackbone(backbone.network, config, backbone.source, backbone.name, backbone.pretrain_head)

@@ -284,20 +284,15 @@ def candidate_views(
     backbone: ImageBackbone, tap: Tap | str, input_size: str | int
 ) -> list[tuple[ImageBackbone, list[Tap]]]:
     """What ``features`` compares, as (the backbone with its preprocessing, the taps read through it):
-    the network's taps at each candidate size (the stages at the native one only: FixRes concerns
-    the top), and raw pixels of the whole image (no centre crop: a model of pixels should see all
-    of them, as a user's own would)."""
+    every tap at the first candidate size (the native one, unless another is asked for), raw pixels
+    among them (through the same centre crop as the network's, so that any of them can be blended:
+    ``strategies.features.blend_members``), and the top at the other sizes (FixRes concerns the top)."""
     taps = candidate_taps(backbone, tap)
-    deep = [t for t in taps if isinstance(t, list) or pixel_side(t) is None]
-    pixels = [t for t in taps if not isinstance(t, list) and pixel_side(t) is not None]
     views = []
-    for size in candidate_sizes(backbone, input_size):
-        sized = with_input_size(backbone, size)
-        chosen = deep if size == backbone.input_size else [t for t in deep if t is None]
+    for i, size in enumerate(candidate_sizes(backbone, input_size)):
+        chosen = taps if i == 0 else [t for t in taps if t is None]
         if chosen:
-            views.append((sized, chosen))
-    if pixels:
-        views.append((with_input_size(backbone, backbone.input_size, crop_pct=1.0), pixels))
+            views.append((with_input_size(backbone, size), chosen))
     return views
 
 
@@ -330,22 +325,22 @@ def tap_name(tap: Tap) -> str:
 def check_tap(tap: Any, stages: int) -> None:
     """A saved tap must be one ``FeatureExtractor`` reads (a one-line error otherwise)."""
     parts = tap if isinstance(tap, list) and tap else [tap]
-    ok = (
-        pixel_side(tap) is not None
-        if isinstance(tap, str)
-        else all(
-            t is None or (isinstance(t, int) and not isinstance(t, bool) and 0 <= t < max(stages, 1)) for t in parts
-        )
+    ok = all(
+        t is None
+        or (isinstance(t, str) and pixel_side(t) is not None)
+        or (isinstance(t, int) and not isinstance(t, bool) and 0 <= t < max(stages, 1))
+        for t in parts
     )
     if not ok:
         raise ParameterError(
-            f"tap {tap!r} must be null, a stage index below {stages}, a list of those, or 'pixels<side>'"
+            f"tap {tap!r} must be null, a stage index below {stages}, 'pixels<side>', or a list of those"
         )
 
 
 class TapReader:
     """Features of a store at any of ``taps`` into one backbone, from one (cached) forward pass that
-    reads them all; raw-pixel taps are read on their own (a pooling, not a pass)."""
+    reads them all; raw-pixel taps are read on their own (a pooling, not a pass), and a list may
+    hold both (a blend's tap)."""
 
     def __init__(self, passes: FrozenPasses, backbone: ImageBackbone, taps: Sequence[Tap]) -> None:
         self.passes, self.backbone = passes, backbone
@@ -360,8 +355,22 @@ class TapReader:
 
     def __call__(self, tap: Tap, store: ImageStore, *, flip: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(features, labels, groups) as ``FrozenPasses.cached`` gives them, for ``tap``."""
-        if pixel_side(tap) is not None:
-            return self.passes.cached(network(self.backbone, tap, nn.Identity()), self.backbone, store, flip=flip)
-        features, labels, groups = self.passes.cached(self.together, self.backbone, store, flip=flip)
         parts = tap if isinstance(tap, list) else [tap]
-        return features[:, np.concatenate([self.columns[tap_name(t)] for t in parts])], labels, groups
+        deep = None if all(pixel_side(t) is not None for t in parts) else self._cached(self.together, store, flip)
+        blocks = [
+            self._cached(network(self.backbone, t, nn.Identity()), store, flip)[0]
+            if pixel_side(t) is not None
+            else deep[0][:, self.columns[tap_name(t)]]
+            for t in parts
+        ]
+        read = deep or self._cached(network(self.backbone, parts[0], nn.Identity()), store, flip)
+        return (blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)), read[1], read[2]
+
+    def width(self, part: Tap) -> int:
+        """How many features one part of a tap gives (a stage, the top, raw pixels at a side)."""
+        if pixel_side(part) is None:
+            return len(self.columns[tap_name(part)])
+        return probe_features(FeatureExtractor(self.backbone.network, part), self.backbone.input_size)
+
+    def _cached(self, net: TransferNet, store: ImageStore, flip: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.passes.cached(net, self.backbone, store, flip=flip)

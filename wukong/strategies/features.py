@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from wukong.calibration import fit_temperature, sigmoid, tune_thresholds
+from wukong.calibration import example_log_losses, fit_temperature, log_loss, sigmoid, tune_thresholds
 from wukong.choices import LINEAR_MODELS
 from wukong.data.label_sets import label_counts, stratify_key
 from wukong.errors import ParameterError
@@ -48,6 +48,7 @@ class LinearFit:
     temperature: float = 1.0  # fitted on the out-of-fold logits (1.0 without folds)
     thresholds: np.ndarray | None = None  # multi-label: per-label thresholds tuned on them
     held_out: np.ndarray | None = None  # the out-of-fold logits of the scored rows, in input order
+    held_out_labels: np.ndarray | None = None  # the labels of those rows
 
 
 def fit_linear_classifier(
@@ -119,7 +120,8 @@ def fit_linear_classifier(
         "temperature": temperature,
         "calibration_examples": int(len(held_out)) if held_out is not None else 0,
     }
-    return LinearFit(raw_weight, raw_bias, info, temperature, thresholds, held_out)
+    truth = labels[scored] if held_out is not None else None
+    return LinearFit(raw_weight, raw_bias, info, temperature, thresholds, held_out, truth)
 
 
 def standardise(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -260,6 +262,8 @@ class Search:
     fit: LinearFit
     tried: dict[str, dict[str, Any]]
     explanation: str  # "" when there was one candidate
+    fits: list[LinearFit] = field(default_factory=list)  # every candidate's, in their order
+    index: int = 0  # the kept candidate's
 
 
 def search_features(
@@ -303,10 +307,100 @@ def search_features(
         explanation = f"measured by cross-validated {metric} ({scores}): {verdict}, kept" + (
             f" ({best.why})" if best.why else ""
         )
-    return Search(best, fits[index], tried, explanation)
+    return Search(best, fits[index], tried, explanation, fits, index)
 
 
 def write_linear(layer: nn.Linear, fit: LinearFit) -> None:
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy(fit.weight))
         layer.bias.copy_(torch.from_numpy(fit.bias))
+
+
+# Rounds of greedy selection a blend takes at most (each adds one member, or one more share of one).
+BLEND_ROUNDS = 8
+
+
+@dataclass
+class Blend:
+    members: list[int]  # indices of the fits blended, with repeats (each one share)
+    start_loss: float  # out-of-fold log loss of the start alone, calibrated
+    loss: float  # of the blend, before its own calibration
+
+
+def blend_members(fits: Sequence[LinearFit], start: int, rounds: int = BLEND_ROUNDS) -> Blend | None:
+    """A blend of linear classifiers chosen on their out-of-fold logits, or ``None`` where blending
+    does not pay: ensemble selection (Caruana et al., ICML 2004), as AutoGluon ensembles its models.
+
+    From ``fits[start]`` (the candidate the one-standard-error rule keeps), each round adds the fit
+    (again, for a larger share) whose calibrated logits, averaged with those chosen, lower the
+    out-of-fold log loss most. The blend is kept only where its loss is below the start's by more
+    than the start's standard error: on easy data a blend of a near-perfect candidate with weaker
+    ones costs accuracy. Every fit must be single-label logistic regression, scored out of fold on
+    the same examples.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> y = rng.integers(0, 2, 200)
+        >>> def fit(noise):  # out-of-fold logits that each see the label through their own noise
+        ...     z = (2 * y - 1) + rng.normal(0, noise, 200)
+        ...     info = {"classifier": "logistic_regression", "cv_loss_se": 0.01}
+        ...     return LinearFit(np.zeros((2, 1)), np.zeros(2), info, 1.0, None, np.c_[-z, z] / 2, y)
+        >>> blend_members([fit(1.0), fit(1.0)], start=0).members
+        [0, 1]
+    """
+    first = fits[start]
+    usable = [
+        i
+        for i, f in enumerate(fits)
+        if f.held_out is not None
+        and f.info["classifier"] == "logistic_regression"
+        and np.ndim(f.held_out_labels) == 1
+        and np.array_equal(f.held_out_labels, first.held_out_labels)
+    ]
+    if start not in usable or len(usable) < 2:
+        return None
+    labels = first.held_out_labels
+    scaled = {i: fits[i].held_out / fits[i].temperature for i in usable}
+    chosen, total = [start], scaled[start].astype(np.float64)
+    loss = start_loss = log_loss(total, labels)
+    for _ in range(rounds):
+        trials = {i: log_loss((total + scaled[i]) / (len(chosen) + 1), labels) for i in usable}
+        best = min(trials, key=trials.get)
+        if trials[best] >= loss:
+            break
+        chosen.append(best)
+        total, loss = total + scaled[best], trials[best]
+    if len(set(chosen)) < 2 or start_loss - loss <= (first.info["cv_loss_se"] or 0.0):
+        return None
+    return Blend(chosen, round(start_loss, 4), round(loss, 4))
+
+
+def blend_fits(
+    fits: Sequence[LinearFit], members: Sequence[int], columns: Sequence[np.ndarray], width: int
+) -> LinearFit:
+    """One linear classifier over the concatenated features of a blend's ``members`` (fit i reads the
+    columns ``columns[i]`` of ``width``): the mean of their calibrated logits is linear in those
+    features. Its temperature is fitted again on the blended out-of-fold logits."""
+    classes = len(fits[members[0]].bias)
+    weight, bias = np.zeros((classes, width), np.float64), np.zeros(classes, np.float64)
+    held_out = np.zeros_like(fits[members[0]].held_out, dtype=np.float64)
+    for i in members:
+        share = 1.0 / (len(members) * fits[i].temperature)
+        weight[:, columns[i]] += share * fits[i].weight
+        bias += share * fits[i].bias
+        held_out += share * fits[i].held_out
+    labels = fits[members[0]].held_out_labels
+    temperature = fit_temperature(held_out, labels)
+    losses = example_log_losses(held_out, labels, temperature)
+    info = {
+        "classifier": "blend_of_logistic_regressions",
+        "C": sorted({fits[i].info["C"] for i in members}),
+        "cv_folds": fits[members[0]].info["cv_folds"],
+        "cv_metric": "log_loss",
+        "cv_loss": round(float(losses.mean()), 4),
+        "cv_loss_se": round(float(losses.std() / np.sqrt(len(losses))), 4),
+        "class_weight": None,
+        "temperature": temperature,
+        "calibration_examples": len(labels),
+    }
+    return LinearFit(weight.astype(np.float32), bias.astype(np.float32), info, temperature, None, held_out, labels)
