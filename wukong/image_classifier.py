@@ -20,7 +20,7 @@ from wukong.errors import DataError
 from wukong.estimator import Labelled, TransferClassifier
 from wukong.heads import head_from_spec, is_linear
 from wukong.modalities import image
-from wukong.network import Tap, TransferNet, later_blocks, pixel_side
+from wukong.network import Tap, TransferNet, later_blocks, pixel_side, tap_parts
 from wukong.progress import status
 from wukong.strategies.auto import Choice
 from wukong.strategies.features import (
@@ -267,8 +267,9 @@ class ImageClassifier(TransferClassifier):
         that pays: (network, head spec, classifier, the one measured on the validation images, what
         to say), or ``None``. ``train``: the training part alone, where the validation images join
         the final fit (its members are then fitted on it too, to be measured on them). Not with
-        unlabelled images (self-training takes one classifier)."""
-        if self._pool is not None:
+        unlabelled images (self-training takes one classifier), nor with class weights (the blend
+        is chosen on the plain log loss)."""
+        if self._pool is not None or self.class_weights_ is not None:
             return None
         view, reader = search.best.payload[2], search.best.payload[5]
         same = [i for i, c in enumerate(candidates) if c.payload[2] is view]  # read in the same pass
@@ -278,10 +279,10 @@ class ImageClassifier(TransferClassifier):
         distinct = list(dict.fromkeys(same[m] for m in found.members))  # candidate indices, first seen first
         shares = [distinct.index(same[m]) for m in found.members]
         taps = [candidates[i].payload[0].features.tap for i in distinct]
-        union = list({image.tap_name(t): t for tap in taps for t in _parts(tap)}.values())  # each part once
+        union = list({image.tap_name(t): t for tap in taps for t in tap_parts(tap)}.values())  # each part once
         ends = np.cumsum([0, *(reader.width(t) for t in union)])
         span = {image.tap_name(t): np.arange(ends[k], ends[k + 1]) for k, t in enumerate(union)}
-        columns = [np.concatenate([span[image.tap_name(t)] for t in _parts(tap)]) for tap in taps]
+        columns = [np.concatenate([span[image.tap_name(t)] for t in tap_parts(tap)]) for tap in taps]
         net, spec = image.assemble(view, union, self.head, len(self.classes_))
         fit = blend_fits([search.fits[i] for i in distinct], shares, columns, int(ends[-1]))
         measured = fit
@@ -443,10 +444,6 @@ class ImageClassifier(TransferClassifier):
 
     def _inputs_of(self, examples: ImageStore) -> tuple[list[str], np.ndarray]:
         return examples.paths, examples.pixels
-
-
-def _parts(tap: Tap) -> list[Tap]:
-    return tap if isinstance(tap, list) else [tap]
 
 
 def _why(tap: Tap) -> str:

@@ -19,6 +19,11 @@ Tap = int | None | list[int | None | str] | str
 PIXELS = "pixels"
 
 
+def tap_parts(tap: Tap) -> list[int | str | None]:
+    """The parts a tap reads: itself, or each of a list's."""
+    return tap if isinstance(tap, list) else [tap]
+
+
 def pixel_side(tap: Tap) -> int | None:
     """The side of a raw-pixel tap (``"pixels16"`` -> 16); ``None`` for a tap into the network."""
     side = tap.removeprefix(PIXELS) if isinstance(tap, str) and tap.startswith(PIXELS) else ""
@@ -39,9 +44,9 @@ class FeatureExtractor(nn.Module):
         self.tap = tap
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        taps = self.tap if isinstance(self.tap, list) else [self.tap]
+        taps = tap_parts(self.tap)
         # raw pixels pooled to a side: no transfer (alone, the network is not used), or beside the
-        # network's features in a blend (``strategies.features.blend``)
+        # network's features in a blend (``strategies.features.blend_members``)
         pooled: dict[int | str | None, torch.Tensor] = {
             t: nn.functional.adaptive_avg_pool2d(x, pixel_side(t)).flatten(1) for t in taps if pixel_side(t) is not None
         }

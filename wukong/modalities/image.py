@@ -34,6 +34,7 @@ from wukong.network import (
     TransferNet,
     pixel_side,
     probe_features,
+    tap_parts,
     weights_fingerprint,
 )
 from wukong.progress import status, track
@@ -324,7 +325,7 @@ def tap_name(tap: Tap) -> str:
 
 def check_tap(tap: Any, stages: int) -> None:
     """A saved tap must be one ``FeatureExtractor`` reads (a one-line error otherwise)."""
-    parts = tap if isinstance(tap, list) and tap else [tap]
+    parts = tap_parts(tap) or [tap]
     ok = all(
         t is None
         or (isinstance(t, str) and pixel_side(t) is not None)
@@ -345,7 +346,7 @@ class TapReader:
     def __init__(self, passes: FrozenPasses, backbone: ImageBackbone, taps: Sequence[Tap]) -> None:
         self.passes, self.backbone = passes, backbone
         deep: list[int | None] = []  # every stage read, alone or in a concatenation, once
-        for part in (part for t in taps for part in (t if isinstance(t, list) else [t])):
+        for part in (part for t in taps for part in tap_parts(t)):
             if pixel_side(part) is None and part not in deep:
                 deep.append(part)
         self.together = network(backbone, deep if len(deep) > 1 else (deep or [None])[0], nn.Identity())
@@ -355,22 +356,21 @@ class TapReader:
 
     def __call__(self, tap: Tap, store: ImageStore, *, flip: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(features, labels, groups) as ``FrozenPasses.cached`` gives them, for ``tap``."""
-        parts = tap if isinstance(tap, list) else [tap]
-        deep = None if all(pixel_side(t) is not None for t in parts) else self._cached(self.together, store, flip)
+        parts, reads = tap_parts(tap), {}
+        for part in parts:  # the network's pass (every stage at once), and each raw-pixel pooling
+            net = self.together if pixel_side(part) is None else network(self.backbone, part, nn.Identity())
+            key = None if pixel_side(part) is None else tap_name(part)
+            if key not in reads:
+                reads[key] = self.passes.cached(net, self.backbone, store, flip=flip)
         blocks = [
-            self._cached(network(self.backbone, t, nn.Identity()), store, flip)[0]
-            if pixel_side(t) is not None
-            else deep[0][:, self.columns[tap_name(t)]]
+            reads[None][0][:, self.columns[tap_name(t)]] if pixel_side(t) is None else reads[tap_name(t)][0]
             for t in parts
         ]
-        read = deep or self._cached(network(self.backbone, parts[0], nn.Identity()), store, flip)
-        return (blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)), read[1], read[2]
+        _, labels, groups = next(iter(reads.values()))
+        return (blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)), labels, groups
 
     def width(self, part: Tap) -> int:
         """How many features one part of a tap gives (a stage, the top, raw pixels at a side)."""
         if pixel_side(part) is None:
             return len(self.columns[tap_name(part)])
         return probe_features(FeatureExtractor(self.backbone.network, part), self.backbone.input_size)
-
-    def _cached(self, net: TransferNet, store: ImageStore, flip: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.passes.cached(net, self.backbone, store, flip=flip)

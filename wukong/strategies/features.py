@@ -4,7 +4,9 @@ Features ("CNN codes", sentence embeddings) are computed once in batches and cac
 content. A scikit-learn linear classifier is fitted on them: multinomial logistic regression
 (softmax) by default, or a linear SVM, with its regularisation chosen by cross-validation. The
 fitted scaler + classifier are folded into the network's final linear layer, so the saved model
-is one network like every other strategy's (no pickles).
+is one network like every other strategy's (no pickles). Where several ways of reading features
+are compared (``search_features``), the kept one may be blended with others (``blend_members``):
+still one linear layer, over their concatenated features.
 """
 
 from __future__ import annotations
