@@ -382,27 +382,30 @@ def blend_fits(
 ) -> LinearFit:
     """One linear classifier over the concatenated features of a blend's ``members`` (fit i reads the
     columns ``columns[i]`` of ``width``): the mean of their calibrated logits is linear in those
-    features. Its temperature is fitted again on the blended out-of-fold logits."""
+    features. Its temperature is fitted again on the blended out-of-fold logits (1.0 where a member
+    has none: too few examples to cross-validate)."""
     classes = len(fits[members[0]].bias)
     weight, bias = np.zeros((classes, width), np.float64), np.zeros(classes, np.float64)
-    held_out = np.zeros_like(fits[members[0]].held_out, dtype=np.float64)
+    scored = all(fits[i].held_out is not None for i in members)
+    held_out = np.zeros_like(fits[members[0]].held_out, dtype=np.float64) if scored else None
     for i in members:
         share = 1.0 / (len(members) * fits[i].temperature)
         weight[:, columns[i]] += share * fits[i].weight
         bias += share * fits[i].bias
-        held_out += share * fits[i].held_out
-    labels = fits[members[0]].held_out_labels
-    temperature = fit_temperature(held_out, labels)
-    losses = example_log_losses(held_out, labels, temperature)
+        if scored:
+            held_out += share * fits[i].held_out
+    labels = fits[members[0]].held_out_labels if scored else None
+    temperature = fit_temperature(held_out, labels) if scored else 1.0
+    losses = example_log_losses(held_out, labels, temperature) if scored else None
     info = {
         "classifier": "blend_of_logistic_regressions",
         "C": sorted({fits[i].info["C"] for i in members}),
         "cv_folds": fits[members[0]].info["cv_folds"],
         "cv_metric": "log_loss",
-        "cv_loss": round(float(losses.mean()), 4),
-        "cv_loss_se": round(float(losses.std() / np.sqrt(len(losses))), 4),
+        "cv_loss": round(float(losses.mean()), 4) if scored else None,
+        "cv_loss_se": round(float(losses.std() / np.sqrt(len(losses))), 4) if scored else None,
         "class_weight": None,
         "temperature": temperature,
-        "calibration_examples": len(labels),
+        "calibration_examples": len(labels) if scored else 0,
     }
     return LinearFit(weight.astype(np.float32), bias.astype(np.float32), info, temperature, None, held_out, labels)
