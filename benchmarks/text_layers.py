@@ -13,6 +13,10 @@ test file:
   and character 2-5-grams, ``LogisticRegression`` with C chosen by 5-fold cross-validated log loss.
 
 Each row's cross-validated log loss is recorded too, so that selection rules can be compared offline.
+Two rows apply the image rule to the network's rows (TF-IDF left out: it has no out-of-fold logits
+here): ``one_se``, the simplest row within one standard error of the lowest loss, and ``blend``,
+that row blended with the others as images ``auto`` blends its candidates
+(``wukong.strategies.features.blend_members``; the row alone where blending does not pay).
 
     python benchmarks/text_layers.py   # writes benchmarks/results/text_layers.json (~20 min on 2 cores)
 """
@@ -80,6 +84,24 @@ def tfidf(train: list[str], labels: np.ndarray, test: list[str], test_labels: np
     return {"accuracy": round(accuracy, 4), "cv_loss": round(-float(search.best_score_), 4)}
 
 
+def image_rule(names: list[str], fits: list[Any], logits: list[np.ndarray], truth: np.ndarray) -> dict[str, Any]:
+    """The ``one_se`` and ``blend`` rows: what images ``auto``'s rule keeps among these rows."""
+    from wukong.strategies.features import blend_members, one_standard_error_choice
+
+    start = one_standard_error_choice([(f.info["cv_loss"], f.info["cv_loss_se"], f.weight.shape[1]) for f in fits])
+    found = blend_members(fits, start)
+    members = found.members if found is not None else [start]
+    blended = np.mean([logits[i] for i in members], axis=0)
+
+    def accuracy(z: np.ndarray) -> float:
+        return round(float((z.argmax(axis=1) == truth).mean()), 4)
+
+    return {
+        "one_se": {"accuracy": accuracy(logits[start]), "kept": names[start]},
+        "blend": {"accuracy": accuracy(blended), "kept": [names[i] for i in members]},
+    }
+
+
 def one_set(name: str, sizes: list[int], samples: int) -> dict[str, Any]:
     from wukong.data.text import read_text_table
     from wukong.strategies.features import fit_linear_classifier
@@ -99,11 +121,15 @@ def one_set(name: str, sizes: list[int], samples: int) -> dict[str, Any]:
         for seed in range(samples if size < POOL else 1):
             pick = np.array(per_class_sample([str(x) for x in pool_labels], size, seed=seed))
             run: dict[str, Any] = {}
+            fits, logits = [], []
             for row, feats in pool_rows.items():
                 fit = fit_linear_classifier(feats[pick], pool_labels[pick], len(classes))
-                predicted = (test_rows[row] @ fit.weight.T + fit.bias).argmax(axis=1)
+                fits.append(fit)
+                logits.append((test_rows[row] @ fit.weight.T + fit.bias) / fit.temperature)
+                predicted = logits[-1].argmax(axis=1)
                 run[row] = {"accuracy": round(float((predicted == test_labels).mean()), 4)}
                 run[row].update(cv_loss=fit.info["cv_loss"], cv_loss_se=fit.info["cv_loss_se"])
+            run.update(image_rule(list(pool_rows), fits, logits, test_labels))
             texts = [pool.texts[i] for i in pick]
             run["tfidf"] = tfidf(texts, pool_labels[pick], list(test.texts), test_labels)
             runs.append(run)
