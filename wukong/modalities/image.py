@@ -357,10 +357,10 @@ class TapReader:
     def __call__(self, tap: Tap, store: ImageStore, *, flip: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(features, labels, groups) as ``FrozenPasses.cached`` gives them, for ``tap``."""
         parts, reads = tap_parts(tap), {}
-        for part in parts:  # the network's pass (every stage at once), and each raw-pixel pooling
-            net = self.together if pixel_side(part) is None else network(self.backbone, part, nn.Identity())
+        for part in parts:  # the network's pass (every stage at once, key None), and each raw-pixel pooling
             key = None if pixel_side(part) is None else tap_name(part)
             if key not in reads:
+                net = self.together if key is None else network(self.backbone, part, nn.Identity())
                 reads[key] = self.passes.cached(net, self.backbone, store, flip=flip)
         blocks = [
             reads[None][0][:, self.columns[tap_name(t)]] if pixel_side(t) is None else reads[tap_name(t)][0]
