@@ -135,6 +135,16 @@ def _synthetic(draw: Callable[[str, np.random.Generator], Image.Image], kinds: t
 
 shapes = _synthetic(_shape, ("disc", "ring", "square", "frame", "triangle", "cross"))
 textures = _synthetic(_texture, ("horizontal", "vertical", "checks", "dots", "rings", "blobs"))
+
+
+def cipher(texts: list[str], seed: int = 0) -> list[str]:
+    """Texts in a seeded letter-substitution cipher (lower case): a text task unlike the encoder's
+    pretraining data, whose words and n-grams are those of the plain texts."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    table = str.maketrans(letters, "".join(np.random.default_rng(seed).permutation(list(letters))))
+    return [t.lower().translate(table) for t in texts]
+
+
 TASKS = {"cifar10": cifar10, "digits": digits, "shapes": shapes, "textures": textures}
 LIKE_PRETRAINING = {"cifar10": True, "digits": False, "shapes": False, "textures": False}
 

@@ -18,6 +18,7 @@ from wukong.backbones.sentence import load_sentence_transformer
 from wukong.cli.train import _label_descriptions
 from wukong.data.text import read_text_table
 from wukong.errors import DataError, ParameterError
+from wukong.export import export
 from wukong.heads import final_linear
 from wukong.strategies.auto import FEWSHOT_BELOW, choose_text_strategy
 from wukong.text_network import TokenBatches
@@ -87,6 +88,45 @@ def test_auto_on_few_examples_picks_fewshot_and_says_why(fewshot_model: TextClas
     assert fewshot_model.backbone_name_ == "all-MiniLM-L6-v2"
     mpnet_here = entry("all-mpnet-base-v2").installed()
     assert ("--preset best" in fewshot_model.strategy_reason_) == mpnet_here
+    # before tuning, auto measured that transfer helps: the embedding against TF-IDF n-grams
+    tried = fewshot_model.metrics_["candidates_tried"]
+    assert set(tried) == {"sentence embedding", "tfidf-ngrams"}
+    assert tried["sentence embedding"]["cv_loss"] < tried["tfidf-ngrams"]["cv_loss"]
+    assert fewshot_model.metrics_["candidate_kept"] == "sentence embedding"
+    assert "the pretrained encoder helps" in fewshot_model.strategy_reason_
+
+
+def _ciphered(texts: list[str], seed: int = 0) -> list[str]:
+    """The texts in a seeded letter-substitution cipher: the same words and n-grams, in a 'language' the
+    encoder never read."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    table = str.maketrans(letters, "".join(np.random.default_rng(seed).permutation(list(letters))))
+    return [t.lower().translate(table) for t in texts]
+
+
+def test_auto_says_when_transfer_does_not_help_and_keeps_tfidf(banking, tmp_path: Path) -> None:
+    train, test = (_ciphered(banking[k][0]) for k in ("train", "test"))
+    model = TextClassifier(**FAST).fit(train, banking["train"][1])
+    assert model.strategy_ == "features" and model.backbone_name_ == "tfidf-ngrams"
+    assert model.strategy_reason_.startswith("transfer does not help on this data")
+    ngrams, embedding = (model.metrics_["candidates_tried"][k] for k in ("tfidf-ngrams", "sentence embedding"))
+    assert ngrams["cv_loss"] + ngrams["cv_loss_se"] < embedding["cv_loss"]
+    accuracy = model.score(test, banking["test"][1])
+    assert accuracy >= BANKING_BAR
+    # the embedding would have done worse on these texts (measured, not assumed)
+    encoder = TextClassifier(strategy="features", **FAST).fit(train, banking["train"][1])
+    assert accuracy > encoder.score(test, banking["test"][1])
+    # saved as every model is: JSON and safetensors, the vocabularies in config.json, the weighting with the head
+    folder = model.save(tmp_path / "tfidf")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["backbone"]["name"] == "tfidf-ngrams" and len(config["ngrams"]["chars"]) > 100
+    assert not list(folder.rglob("*.pkl")) and not list(folder.rglob("*.pt"))
+    assert "Features compared" in (folder / "report.html").read_text()  # the two scores, drawn
+    again = load(folder)
+    np.testing.assert_allclose(again.predict_proba(test), model.predict_proba(test), atol=1e-6)
+    # there is no network to export: said plainly
+    with pytest.raises(ParameterError, match="tfidf-ngrams"):
+        export(again, tmp_path / "export.onnx")
 
 
 @pytest.mark.parametrize("strategy", ["features", "head", "finetune"])

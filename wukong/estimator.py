@@ -299,11 +299,15 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
             unfreeze = self.unfreeze if self.unfreeze is not None else (auto.unfreeze or min(2, stages) or "all")
         return Choice(self.strategy, unfreeze, f"strategy '{self.strategy}' asked for")
 
-    def _linear(self, feats: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None) -> LinearFit:
+    def _linear(
+        self, feats: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None, **options: Any
+    ) -> LinearFit:
         """The cross-validated linear classifier of ``features``, as this estimator's parameters and
-        tuning say (``groups``: augmented copies of one example, kept in one fold)."""
+        tuning say (``groups``: augmented copies of one example, kept in one fold; ``options``: what
+        the features need instead, e.g. TF-IDF's, ``backbones.ngrams.FIT_OPTIONS``)."""
         how = {"model": self.linear_model, "seed": self.seed, "c_grid": self.tuning_["c_grid"]}
         how["class_weight"] = self.class_weights_
+        how.update(options)
         desc = f"Cross-validating the linear classifier on {len(feats)} x {feats.shape[1]} features"
         with status(desc, enabled=self.progress):
             return fit_linear_classifier(feats, labels, len(self.classes_), groups=groups, **how)

@@ -39,12 +39,16 @@ def draw(config: dict[str, Any], metrics: dict[str, Any]) -> dict[str, tuple[byt
     evaluation, which = _evaluation(metrics)
     history = metrics.get("history") or {}
     best = history.get("best_epoch")
-    blend = (metrics.get("taps_tried") or {}).get(f"blend@{metrics.get('input_size')}px")
-    chosen = f"{'blend' if blend else metrics.get('tap')}@{metrics.get('input_size')}px"
+    tried = metrics.get("taps_tried") or metrics.get("candidates_tried") or {}  # images; text
+    blend = tried.get(f"blend@{metrics.get('input_size')}px")
+    tap = "blend" if blend else metrics.get("tap")
+    chosen = metrics.get("candidate_kept") or f"{tap}@{metrics.get('input_size')}px"
     why = (
         f"a blend of {blend['members']} (their calibrated logits averaged), whose loss is below that of the "
         "simplest candidate within one standard error of the lowest by more than its standard error."
         if blend
+        else "the pretrained encoder, unless the n-grams' loss is lower than its own by more than their standard error."
+        if "candidate_kept" in metrics
         else "the candidate with the fewest features whose loss is within one standard error of the lowest."
     )
     wanted: dict[str, tuple[Any, str]] = {
@@ -54,7 +58,7 @@ def draw(config: dict[str, Any], metrics: dict[str, Any]) -> dict[str, tuple[byt
             + (f" The weights kept are those of epoch {best}." if best is not None else ""),
         ),
         "features_compared": (
-            figures.candidates(metrics.get("taps_tried") or {}, chosen),
+            figures.candidates(tried, chosen),
             f"Kept: {chosen} (in colour): {why}",
         ),
     }

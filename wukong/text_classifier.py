@@ -20,7 +20,9 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from wukong.backbones.catalog import entry
+from wukong.backbones.ngrams import NGRAM_BACKBONE, NgramEncoder
 from wukong.choices import TEXT_STRATEGIES
+from wukong.data.split import stratified_split
 from wukong.data.text import TextSource
 from wukong.errors import DataError
 from wukong.estimator import Labelled, TransferClassifier
@@ -32,6 +34,13 @@ from wukong.strategies.features import LinearFit, refit_with_validation
 from wukong.strategies.fewshot import ContrastivePlan, contrastive_tune
 from wukong.strategies.finetune import HeadPhase, cached_head_epochs, finetune_epochs, head_then_unfreeze
 from wukong.text_network import TextNet, encoder_blocks
+
+EMBEDDING = "sentence embedding"  # the candidate that transfers, as auto names it beside the TF-IDF n-grams
+# Texts from which auto weighs the n-grams: below, a cross-validated loss is too noisy to overrule the
+# pretrained encoder (benchmarks/README.md, auto's regret); beyond the second, the n-grams' dense
+# features (16,384 per text) cost too much memory.
+NGRAMS_FROM, NGRAMS_UP_TO = 50, 10_000
+COMPARED_UP_TO = 4_000  # texts the comparison cross-validates on (a stratified sample of more)
 
 
 @dataclass(eq=False, repr=False)
@@ -119,11 +128,14 @@ class TextClassifier(TransferClassifier):
     ) -> tuple[Choice, dict[str, Any]]:
         names = text.label_texts(self.classes_, self.label_names, train.origin)  # checked before the encoder loads
         self._start_encoder(text.load_encoder(self.backbone, self.max_length, self.bf16))
-        if choice.strategy == "fewshot" and self.backbone is None and entry(BETTER_FEWSHOT_ENCODER).installed():
-            choice = Choice(choice.strategy, choice.unfreeze, choice.reason + MPNET_HINT)
         texts = list(train.examples.texts) + (names or [])
         name_labels = np.eye(len(self.classes_), dtype=np.int64) if self.multi_label_ else np.arange(len(self.classes_))
         labels = np.concatenate([train.labels, name_labels]) if names else train.labels
+        tried: dict[str, Any] | None = None
+        if self._weighs_transfer(choice, len(texts)):
+            choice, tried = self._transfer_or_not(choice, texts, labels, val, carved)
+        if choice.strategy == "fewshot" and self.backbone is None and entry(BETTER_FEWSHOT_ENCODER).installed():
+            choice = Choice(choice.strategy, choice.unfreeze, choice.reason + MPNET_HINT)
         self.net_, self.head_spec_ = text.assemble(self.encoder_, self.head, len(self.classes_))
         step = {"features": self._fit_linear, "fewshot": self._fit_fewshot}
         fit_step = step.get(choice.strategy, self._fit_network)
@@ -142,10 +154,70 @@ class TextClassifier(TransferClassifier):
         extra["val"] = extra.pop("val_before_refit")
         extra["refit_on_train_and_val"] = bool(carved and extra.get("refit"))
         extra["engine"] = self.encoder_.engine_note  # what embeds texts for prediction, and why
+        if tried is not None:  # the report draws them
+            extra["candidates_tried"] = tried
+            extra["candidate_kept"] = NGRAM_BACKBONE if self.backbone_name_ == NGRAM_BACKBONE else EMBEDDING
         return choice, extra
 
     def _auto_choice(self, per_class_min: int, per_class_median: float, stages: int) -> Choice:
         return choose_text_strategy(per_class_min, per_class_median, self.tuning_["fewshot_below"])
+
+    def _weighs_transfer(self, choice: Choice, texts: int) -> bool:
+        """Whether ``auto`` measures if the pretrained encoder helps at all: before tuning it (few-shot
+        or fine-tuning), from ``NGRAMS_FROM`` to ``NGRAMS_UP_TO`` training texts, with one
+        label per text, a linear head, the plain loss and no unlabelled texts (the comparison is the
+        plain cross-validated log loss of two linear classifiers)."""
+        return (
+            self.strategy == "auto"
+            and choice.strategy in ("fewshot", "finetune")
+            and NGRAMS_FROM <= texts <= NGRAMS_UP_TO
+            and not self.multi_label_
+            and is_linear(self.head)
+            and self.class_weights_ is None
+            and self._pool is None
+            and self.linear_model == "logistic"
+        )
+
+    def _transfer_or_not(
+        self, choice: Choice, texts: list[str], labels: np.ndarray, val: Labelled, carved: bool
+    ) -> tuple[Choice, dict[str, Any] | None]:
+        """The no-transfer baseline inside ``auto``'s comparison: a linear classifier on the sentence
+        embedding against one on TF-IDF word and character n-grams (``backbones.ngrams``), both
+        cross-validated on the same texts (with the validation texts where they join the final fit,
+        as for images). The n-grams are kept only where their log loss is lower than the
+        embedding's by more than its standard error: transfer does not help on this data; then
+        ``features`` is fitted on them. Else the size rule's choice stands, with the measurement."""
+        refit = refit_with_validation(carved, labels, self.tuning_["refit_below"])
+        compared = texts + (list(val.examples.texts) if refit else [])
+        ids = np.concatenate([labels, val.labels]) if refit else labels
+        if len(compared) > COMPARED_UP_TO:  # a stratified sample is enough to tell the two apart
+            keep = stratified_split(ids, 1 - COMPARED_UP_TO / len(compared), seed=self.seed)[0]
+            compared, ids = [compared[i] for i in keep], ids[keep]
+        try:
+            ngrams = NgramEncoder.fit(compared)
+        except ValueError:  # no word of two letters or more in any text: nothing to compare
+            return choice, None
+        embedding = self._linear(self._embed(Texts(compared, cache=True)), ids)
+        counted = self._linear(ngrams.encode(compared), ids, **ngrams.fit_options)
+        tried = {
+            EMBEDDING: {**embedding.info, "features": self.encoder_.dim},
+            NGRAM_BACKBONE: {**counted.info, "features": ngrams.dim},
+        }
+        losses = [(f.info["cv_loss"], f.info["cv_loss_se"]) for f in (embedding, counted)]
+        if any(loss is None for loss, _ in losses):
+            return choice, tried
+        (pretrained, se_pretrained), (plain, se_plain) = losses
+        scores = f"sentence embedding {pretrained} ± {se_pretrained}, TF-IDF n-grams {plain} ± {se_plain}"
+        if plain + se_plain < pretrained:
+            self._start_encoder(ngrams)
+            reason = (
+                f"transfer does not help on this data: measured by cross-validated log loss ({scores}), a linear "
+                "model on the texts' word and character n-grams (TF-IDF, no pretrained encoder) is more accurate "
+                "than one on the encoder's embedding by more than its standard error: kept"
+            )
+            return Choice("features", 0, reason), tried
+        said = f"; measured by cross-validated log loss ({scores}): the pretrained encoder helps, kept"
+        return Choice(choice.strategy, choice.unfreeze, choice.reason + said), tried
 
     def _start_encoder(self, encoder: Any) -> None:
         self.encoder_ = encoder
@@ -229,7 +301,7 @@ class TextClassifier(TransferClassifier):
 
     def _linear_and_pool(self, feats: np.ndarray, labels: np.ndarray, pool: np.ndarray | None) -> LinearFit:
         """The linear classifier, self-trained on the unlabelled texts' embeddings where given."""
-        fit = self._linear(feats, labels)
+        fit = self._linear(feats, labels, **getattr(self.encoder_, "fit_options", {}))
         return fit if pool is None else self._self_trained(fit, feats, labels, None, pool=pool)
 
     def _head_then_unfreeze(
@@ -312,6 +384,7 @@ class TextClassifier(TransferClassifier):
                 "licence": getattr(entry(self.backbone_name_), "licence", None),
             },
             "encoder_tuned": self.encoder_tuned_,
+            **(self.encoder_.config() if isinstance(self.encoder_, NgramEncoder) else {}),
         }
 
     def _state_to_save(self) -> dict[str, torch.Tensor]:
@@ -334,7 +407,10 @@ class TextClassifier(TransferClassifier):
             params["backbone"] = None
         model = cls(head=head or config["head"]["kind"], **params)
         name, max_length, tuned = text.saved_encoder(config)
-        model._start_encoder(text.load_encoder(name, max_length, model.bf16))
+        if name == NGRAM_BACKBONE:  # no transfer: the vocabularies here, their weights with the head
+            model._start_encoder(NgramEncoder(config.get("ngrams") or {}))
+        else:
+            model._start_encoder(text.load_encoder(name, max_length, model.bf16))
         model._set_tuned(tuned)
         model.backbone_name_ = name
         head_module = head if head is not None else head_from_spec(config["head"])

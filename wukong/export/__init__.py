@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from wukong.artifact_io import apply_umask
+from wukong.backbones.ngrams import NGRAM_BACKBONE
 from wukong.errors import DataError, ParameterError
 
 FORMATS = ("onnx", "onnx-int8", "torchscript", "torch-export")
@@ -67,6 +68,11 @@ def export(
         raise ParameterError(f"format={format!r}: choose one of {', '.join(FORMATS)}")
     if any_size and (format in TORCH or model.modality != "image"):
         raise ParameterError("any_size applies to ONNX exports of image models")
+    if getattr(model, "backbone_name_", None) == NGRAM_BACKBONE:
+        raise ParameterError(
+            f"{NGRAM_BACKBONE}: this model is a TF-IDF linear model (auto found that transfer does not help), "
+            "with no network to export; serve its folder with 'wukong serve', or predict with it"
+        )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if data is None:  # the test set recorded at training, where it still is

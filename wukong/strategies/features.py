@@ -64,8 +64,10 @@ def fit_linear_classifier(
     c_grid: Sequence[float] = C_GRID,
     class_weight: np.ndarray | None = None,
     every_example_scored: bool = False,
+    standardised: bool = True,
 ) -> LinearFit:
-    """Standardise, then a linear classifier with its C chosen by stratified k-fold CV (from
+    """Standardise (unless not ``standardised``: features whose scale already means something, such as
+    TF-IDF), then a linear classifier with its C chosen by stratified k-fold CV (from
     ``HOLD_OUT_FROM`` examples, on one held-out fifth, unless ``every_example_scored``: folds then,
     and out-of-fold logits for every example).
 
@@ -85,7 +87,8 @@ def fit_linear_classifier(
     multi = np.ndim(labels) == 2
     if multi and model != "logistic":
         raise ParameterError(f"linear_model={model!r} takes one label per example; multi-label data needs 'logistic'")
-    x, mean, std = standardise(features)
+    width = np.shape(features)[1]
+    x, mean, std = standardise(features) if standardised else (features, np.zeros(width), np.ones(width))
     counts = label_counts(labels, num_classes)
     split = cv_folds(labels, groups, seed, hold_out_from=None if every_example_scored else HOLD_OUT_FROM)
     scored = np.sort(np.concatenate([test for _, test in split])) if split else None
