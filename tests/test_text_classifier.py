@@ -7,6 +7,7 @@ import csv
 import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from wukong.data.text import read_text_table
 from wukong.errors import DataError, ParameterError
 from wukong.export import export
 from wukong.heads import final_linear
+from wukong.serve import BackgroundServer, create_app
 from wukong.strategies.auto import FEWSHOT_BELOW, choose_text_strategy
 from wukong.text_network import TokenBatches
 
@@ -124,6 +126,14 @@ def test_auto_says_when_transfer_does_not_help_and_keeps_tfidf(banking, tmp_path
     assert "Features compared" in (folder / "report.html").read_text()  # the two scores, drawn
     again = load(folder)
     np.testing.assert_allclose(again.predict_proba(test), model.predict_proba(test), atol=1e-6)
+    # served as every model is: the loaded folder, over HTTP on 127.0.0.1
+    with BackgroundServer(create_app(again)) as server:
+        body = json.dumps({"texts": test[:5]}).encode()
+        request = urllib.request.Request(
+            f"{server.url}/predict", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            assert [r["label"] for r in json.loads(response.read())] == model.predict(test[:5])
     # there is no network to export: said plainly
     with pytest.raises(ParameterError, match="tfidf-ngrams"):
         export(again, tmp_path / "export.onnx")
