@@ -50,7 +50,8 @@ class TextClassifier(TransferClassifier):
     Parameters:
         backbone: a sentence-transformers model: ``None`` (``all-MiniLM-L6-v2``, bundled, offline),
             a hub id (from the local cache first) or a local model folder.
-        strategy: ``"auto"`` (from the examples per class, see ``choose_text_strategy``),
+        strategy: ``"auto"`` (first whether transfer helps at all: the embedding against TF-IDF
+            n-grams, ``_transfer_or_not``; then from the examples per class, ``choose_text_strategy``),
             ``"features"`` (cached embeddings + logistic regression with C chosen by cross-validation),
             ``"head"`` (train the new top on the frozen encoder's cached embeddings), ``"finetune"``
             (the head first, then encoder layers with it, at ``lr * backbone_lr_ratio``) or
@@ -185,8 +186,9 @@ class TextClassifier(TransferClassifier):
         embedding against one on TF-IDF word and character n-grams (``backbones.ngrams``), both
         cross-validated on the same texts (with the validation texts where they join the final fit,
         as for images). The n-grams are kept only where their log loss is lower than the
-        embedding's by more than its standard error: transfer does not help on this data; then
-        ``features`` is fitted on them. Else the size rule's choice stands, with the measurement."""
+        embedding's by more than their own standard error: transfer does not help on this data;
+        then ``features`` is fitted on them. Else the size rule's choice stands, with the
+        measurement in its reason."""
         refit = refit_with_validation(carved, labels, self.tuning_["refit_below"])
         compared = texts + (list(val.examples.texts) if refit else [])
         ids = np.concatenate([labels, val.labels]) if refit else labels

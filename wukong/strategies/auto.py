@@ -62,6 +62,8 @@ def choose(
 
 
 # --- text: the rule for sentence encoders ------------------------------------------------------
+# Whether transfer helps at all is measured first (``TextClassifier._transfer_or_not``: the sentence
+# embedding against TF-IDF n-grams, cross-validated); this is the rule for when it does.
 
 # Below this many examples in the median class, contrastive few-shot tuning beats fine-tuning with
 # a classification loss (few examples, but quadratically many pairs); from here on, fine-tuning the
