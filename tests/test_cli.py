@@ -108,8 +108,13 @@ def test_new_process_predictions_match(trained) -> None:
     here = wk.load(out).predict_proba(CAT_DOG / "test")
     test_dir = str(CAT_DOG / "test")
     code = f"import wukong, json; print(json.dumps(wukong.load({str(out)!r}).predict_proba({test_dir!r}).tolist()))"
-    there = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-    np.testing.assert_allclose(here, np.asarray(there), atol=1e-5)
+    there = np.asarray(
+        json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    )
+    # Each process picks its engine by timing it (onnxruntime fp32 or PyTorch bf16, wukong.engine): on a
+    # loaded machine two processes may pick differently, and the engines agree to a cosine of 0.999, so
+    # probabilities to a few thousandths (measured: 2.3e-3 at most on these photos), not to float precision.
+    np.testing.assert_allclose(here, there, atol=1e-2)
 
 
 @pytest.mark.parametrize(
