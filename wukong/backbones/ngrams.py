@@ -22,8 +22,8 @@ from wukong.errors import ParameterError
 NGRAM_BACKBONE = "tfidf-ngrams"
 # The most frequent n-grams of each kind kept: the features are dense (a linear layer reads them).
 MAX_NGRAMS = {"words": 4096, "chars": 12288}
-# How its linear classifier is fitted: on the features as they are (standardised, a rare n-gram would weigh
-# as much as a common one) and with little regularisation (C from 1 to 10,000: on 77 BANKING77 intents
+# How its linear classifier is fitted: on the features as they are (standardising would make a rare n-gram
+# weigh as much as a common one) and with little regularisation (C from 1 to 10,000: on 77 BANKING77 intents
 # at 5 texts each, the cross-validated loss falls until C reaches the thousands, accuracy is flat).
 FIT_OPTIONS: dict[str, Any] = {"standardised": False, "c_grid": (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4)}
 _SETTINGS = {
