@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 
 from wukong import ImageClassifier, TextClassifier, load
 from wukong.backbones.sentence import load_sentence_transformer
@@ -126,6 +127,10 @@ def test_auto_says_when_transfer_does_not_help_and_keeps_tfidf(banking, tmp_path
     assert "Features compared" in (folder / "report.html").read_text()  # the two scores, drawn
     again = load(folder)
     np.testing.assert_allclose(again.predict_proba(test), model.predict_proba(test), atol=1e-6)
+    # the unknown score's bank of training n-grams is saved sparse: a small folder, the same scores
+    assert "open_set.bank.data" in safe_open(folder / "model.safetensors", "np").keys()
+    assert (folder / "model.safetensors").stat().st_size < 4e6
+    np.testing.assert_allclose(again.unknown_score(test), model.unknown_score(test), atol=1e-6)
     # served as every model is: the loaded folder, over HTTP on 127.0.0.1
     with BackgroundServer(create_app(again)) as server:
         body = json.dumps({"texts": test[:5]}).encode()

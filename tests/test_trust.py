@@ -193,3 +193,29 @@ def test_cli_predict_rejects_unknown_texts_only_when_asked(features_model, inten
     assert rows[0]["unknown_score"] < rows[1]["unknown_score"]
     assert rows[0]["label"] == "unknown" and rows[0]["unknown"] is True and rows[1]["unknown"] is False
     assert plain[0]["label"] in features_model.classes_ and "unknown" not in plain[0]
+
+
+def test_a_sparse_bank_scores_as_the_dense_one_and_survives_the_folder(intents) -> None:
+    """TF-IDF n-grams of real texts: few values are not zero, so the ``knn`` bank is kept sparse."""
+    from scipy import sparse
+
+    from wukong.backbones.ngrams import NgramEncoder
+    from wukong.openset import fit_score, knn_similarity, load_score
+
+    texts = intents["balanced_train"][0]
+    ngrams = NgramEncoder.fit(texts)
+    train, val, test = ngrams.encode(texts[::2]), ngrams.encode(texts[1::2]), ngrams.encode(intents["test"][0])
+    rng = np.random.default_rng(0)
+    logits = {n: rng.normal(size=(len(f), 3)) for n, f in (("train", train), ("val", val), ("test", test))}
+    score = fit_score("maxlogit+knn", train, logits["train"], val, logits["val"], temperature=1.0)
+    assert sparse.issparse(score.bank) and score.bank.shape == (len(train), ngrams.dim)
+    dense = (train / np.linalg.norm(train, axis=1, keepdims=True)).astype(np.float16)
+    expected = knn_similarity(test, dense.astype(np.float32))
+    np.testing.assert_allclose(knn_similarity(test, score.bank), expected, atol=1e-6)
+    tensors = score.tensors()
+    assert sum(v.nbytes for k, v in tensors.items() if k.startswith("bank")) < dense.nbytes / 5
+    again = load_score(score.config(), tensors, 1.0)
+    np.testing.assert_array_equal(again(test, logits["test"]), score(test, logits["test"]))
+    tensors["bank.indices"] = tensors["bank.indices"] + ngrams.dim  # columns past the end: damaged
+    with pytest.raises(ValueError, match="sparse feature bank is damaged"):
+        load_score(score.config(), tensors, 1.0)

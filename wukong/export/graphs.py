@@ -41,7 +41,7 @@ class UnknownScore(nn.Module):
         super().__init__()
         self.parts = tuple(score.name.split("+"))
         self.temperature, self.k = float(score.temperature), int(score.k)
-        bank = score.bank if score.bank is not None else np.zeros((1, 1), np.float16)
+        bank = score.dense_bank() if score.bank is not None else np.zeros((1, 1), np.float16)
         # float16 as in the model folder (half the bytes in the file), computed in float32
         self.register_buffer("bank", torch.from_numpy(bank.astype(np.float16)))
         for part in self.parts if len(self.parts) > 1 else ():
