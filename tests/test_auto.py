@@ -17,7 +17,13 @@ from wukong import ImageClassifier
 from wukong.backbones.vision import load_image_backbone
 from wukong.network import FeatureExtractor
 from wukong.strategies.features import C_GRID, cv_folds, standardise
-from wukong.strategies.softmax import cross_validated_softmax, fit_softmax, fit_softmax_blocks, row_space
+from wukong.strategies.softmax import (
+    RowSpace,
+    cross_validated_softmax,
+    fit_softmax,
+    fit_softmax_blocks,
+    gram_matrix,
+)
 
 from .conftest import CAT_DOG, FAST_BACKBONE
 
@@ -124,10 +130,22 @@ def test_softmax_in_the_row_space_and_in_blocks_is_the_same_model() -> None:
     x = torch.cat([x, x.roll(1, dims=1)], dim=1)  # 128 features, 60 rows: fewer rows than features
     y = torch.from_numpy(digits.target[:60])
     full = fit_softmax(x, y, 10, 0.1)
-    basis = row_space(x)
-    assert basis is not None and basis.shape == (128, 60)
-    reduced = fit_softmax(x @ basis, y, 10, 0.1)
-    torch.testing.assert_close(reduced[0] @ basis.T, full[0], atol=2e-3, rtol=0)
+    gram, rows = gram_matrix(x), np.arange(60)
+    space = RowSpace.of(gram, rows)
+    assert space is not None and RowSpace.of(gram_matrix(x[:, :50]), rows[:50]) is None  # as many rows as features
+    inside = space.coordinates(gram, rows)
+    rank = int(torch.linalg.matrix_rank(x.double()))  # 52: these rows are not independent
+    assert inside.shape == (60, rank)
+    torch.testing.assert_close(inside @ inside.T, x @ x.T, atol=1e-3, rtol=1e-5)  # orthonormal: inner products kept
+    reduced = fit_softmax(inside, y, 10, 0.1)
+    torch.testing.assert_close(space.to_features(reduced[0], x), full[0], atol=2e-3, rtol=0)
+    # a held-out row's coordinates: its projection on the training rows' span, as a fold's test rows need
+    more = torch.cat([x, x[:7].flip(1)])
+    fold = RowSpace.of(gram_matrix(more), rows)
+    outside = fold.coordinates(gram_matrix(more), np.arange(60, 67))
+    torch.testing.assert_close(outside @ inside.T, more[60:] @ x.T, atol=1e-3, rtol=1e-5)
+    # a duplicated row adds no direction
+    assert RowSpace.of(gram_matrix(torch.cat([x, x[:5]])), np.arange(65)).mix.shape[1] == rank
     torch.testing.assert_close(reduced[1], full[1], atol=2e-3, rtol=0)
     halves = [(x[:30], y[:30], None), (x[30:], y[30:], None)]
     together = fit_softmax_blocks(halves, 10, 0.1, [None, None])

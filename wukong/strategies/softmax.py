@@ -128,10 +128,13 @@ def cross_validated_softmax(
     w = torch.from_numpy(np.asarray(sample_weight, dtype=np.float32)) if sample_weight is not None else None
     grid = sorted(c_grid)
     held_out = np.zeros((len(grid), len(y), num_classes), dtype=np.float32)
-    # every fold's problem in the coordinates of its training rows (``row_space``), fitted together
-    bases = [row_space(x[train]) for train, _ in folds]
-    blocks = [(_project(x[train], b), y[train], _take(w, train)) for (train, _), b in zip(folds, bases, strict=True)]
-    tests = [(_project(x[test], b), test) for (_, test), b in zip(folds, bases, strict=True)]
+    # every fold's problem in the coordinates of its training rows (``RowSpace``), fitted together
+    gram = gram_matrix(x)
+    blocks, tests = [], []
+    for train, test in folds:
+        space = RowSpace.of(gram, train)
+        blocks.append((_coordinates(x, gram, space, train), y[train], _take(w, train)))
+        tests.append((_coordinates(x, gram, space, test), test))
     starts: list[Weights | None] = [None] * len(folds)
     table = np.zeros((len(folds), len(grid)))  # held-out loss per fold and C
     fitted = 0
@@ -161,9 +164,10 @@ def cross_validated_softmax(
         logits_at_best = held_out[best]
     else:
         best_c, cv_loss, cv_loss_se, losses, logits_at_best = default_c, None, None, {}, None
-    basis = row_space(x)
-    weight, bias = fit_softmax(_project(x, basis), y, num_classes, best_c, sample_weight=w)
-    weight = weight @ basis.T if basis is not None else weight
+    everything = np.arange(len(x))
+    space = RowSpace.of(gram, everything)
+    weight, bias = fit_softmax(_coordinates(x, gram, space, everything), y, num_classes, best_c, sample_weight=w)
+    weight = space.to_features(weight, x) if space is not None else weight
     return SoftmaxSearch(weight.numpy(), bias.numpy(), best_c, cv_loss, cv_loss_se, losses, logits_at_best)
 
 
@@ -179,24 +183,53 @@ def past_the_lowest(losses: np.ndarray, patience: int) -> bool:
     return bool(np.all(losses[-patience:] > losses[:-patience].min()))
 
 
-def row_space(x: torch.Tensor) -> torch.Tensor | None:
-    """An orthonormal basis (features x rank) of the span of ``x``'s rows, where there are fewer rows
-    than features; ``None`` otherwise.
-
-    The L2-regularised solution lies in that span (a weight component orthogonal to every row leaves
-    the loss unchanged and only adds to the penalty), so solving in its coordinates gives exactly the
-    same model, with ``rows`` instead of ``features`` unknowns per class: with a few dozen examples
-    of thousands of features (raw pixels, concatenated stages), many times fewer.
-    """
+def gram_matrix(x: torch.Tensor) -> torch.Tensor | None:
+    """``x @ x.T`` in float64 where there are fewer rows than features (``RowSpace``); ``None`` otherwise."""
     rows, features = x.shape
     if rows >= features:
         return None
-    basis, _ = torch.linalg.qr(x.T.double())  # (features, rows)
-    return basis.float()
+    wide = x.double()
+    return wide @ wide.T
 
 
-def _project(x: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
-    return x if basis is None else x @ basis
+@dataclass
+class RowSpace:
+    """Orthonormal coordinates of the span of some rows of ``x``, from their Gram matrix alone.
+
+    The L2-regularised solution lies in that span (a weight component orthogonal to every row leaves
+    the loss unchanged and only adds to the penalty), so solving in its coordinates gives exactly the
+    same model, with ``rank <= rows`` instead of ``features`` unknowns per class: with a few dozen
+    to a few thousand examples of thousands of features (raw pixels, concatenated stages, TF-IDF
+    n-grams), many times fewer. With the Gram matrix ``G = U diag(s) U.T`` of the rows, the basis is
+    ``x[rows].T @ U diag(s)^-1/2`` (directions of ``s`` below the numerical rank dropped: duplicate
+    rows add none), and the coordinates of any row ``i`` are ``G[i, rows] @ U diag(s)^-1/2``: one
+    Gram matrix serves every fold of a cross-validation, each fold then one eigendecomposition of its
+    block (``rows^3``) where a QR factorisation of its features took ``features x rows^2``.
+    """
+
+    rows: np.ndarray  # the rows that span it
+    mix: torch.Tensor  # (len(rows), rank), float64: ``U diag(s)^-1/2``
+
+    @classmethod
+    def of(cls, gram: torch.Tensor | None, rows: np.ndarray) -> RowSpace | None:
+        """The span of ``rows`` (``None`` without a Gram matrix: as many rows as features or more)."""
+        if gram is None:
+            return None
+        values, vectors = torch.linalg.eigh(gram[rows][:, rows])
+        kept = values > values[-1].clamp(min=0) * len(rows) * torch.finfo(torch.float64).eps
+        return cls(np.asarray(rows), vectors[:, kept] / values[kept].sqrt())
+
+    def coordinates(self, gram: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+        """Rows ``index`` of ``x`` in this basis (float32)."""
+        return (gram[index][:, self.rows] @ self.mix).float()
+
+    def to_features(self, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Weights in this basis, (classes, rank), as weights of ``x``'s features, (classes, features)."""
+        return ((weight.double() @ self.mix.T) @ x[self.rows].double()).float()
+
+
+def _coordinates(x: torch.Tensor, gram: torch.Tensor | None, space: RowSpace | None, index: np.ndarray) -> torch.Tensor:
+    return x[index] if space is None else space.coordinates(gram, index)
 
 
 def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
