@@ -133,7 +133,7 @@ def test_softmax_in_the_row_space_and_in_blocks_is_the_same_model() -> None:
     gram, rows = gram_matrix(x), np.arange(60)
     space = RowSpace.of(gram, rows)
     assert space is not None and RowSpace.of(gram_matrix(x[:, :50]), rows[:50]) is None  # as many rows as features
-    inside = space.coordinates(gram, rows)
+    inside = space.coordinates(rows)
     rank = int(torch.linalg.matrix_rank(x.double()))  # 52: these rows are not independent
     assert inside.shape == (60, rank)
     torch.testing.assert_close(inside @ inside.T, x @ x.T, atol=1e-3, rtol=1e-5)  # orthonormal: inner products kept
@@ -142,7 +142,7 @@ def test_softmax_in_the_row_space_and_in_blocks_is_the_same_model() -> None:
     # a held-out row's coordinates: its projection on the training rows' span, as a fold's test rows need
     more = torch.cat([x, x[:7].flip(1)])
     fold = RowSpace.of(gram_matrix(more), rows)
-    outside = fold.coordinates(gram_matrix(more), np.arange(60, 67))
+    outside = fold.coordinates(np.arange(60, 67))
     torch.testing.assert_close(outside @ inside.T, more[60:] @ x.T, atol=1e-3, rtol=1e-5)
     # a duplicated row adds no direction
     assert RowSpace.of(gram_matrix(torch.cat([x, x[:5]])), np.arange(65)).mix.shape[1] == rank

@@ -133,8 +133,8 @@ def cross_validated_softmax(
     blocks, tests = [], []
     for train, test in folds:
         space = RowSpace.of(gram, train)
-        blocks.append((_coordinates(x, gram, space, train), y[train], _take(w, train)))
-        tests.append((_coordinates(x, gram, space, test), test))
+        blocks.append((_coordinates(x, space, train), y[train], _take(w, train)))
+        tests.append((_coordinates(x, space, test), test))
     starts: list[Weights | None] = [None] * len(folds)
     table = np.zeros((len(folds), len(grid)))  # held-out loss per fold and C
     fitted = 0
@@ -166,7 +166,7 @@ def cross_validated_softmax(
         best_c, cv_loss, cv_loss_se, losses, logits_at_best = default_c, None, None, {}, None
     everything = np.arange(len(x))
     space = RowSpace.of(gram, everything)
-    weight, bias = fit_softmax(_coordinates(x, gram, space, everything), y, num_classes, best_c, sample_weight=w)
+    weight, bias = fit_softmax(_coordinates(x, space, everything), y, num_classes, best_c, sample_weight=w)
     weight = space.to_features(weight, x) if space is not None else weight
     return SoftmaxSearch(weight.numpy(), bias.numpy(), best_c, cv_loss, cv_loss_se, losses, logits_at_best)
 
@@ -207,6 +207,7 @@ class RowSpace:
     block (``rows^3``) where a QR factorisation of its features took ``features x rows^2``.
     """
 
+    gram: torch.Tensor  # ``x @ x.T`` of every row (``gram_matrix``), float64
     rows: np.ndarray  # the rows that span it
     mix: torch.Tensor  # (len(rows), rank), float64: ``U diag(s)^-1/2``
 
@@ -217,19 +218,19 @@ class RowSpace:
             return None
         values, vectors = torch.linalg.eigh(gram[rows][:, rows])
         kept = values > values[-1].clamp(min=0) * len(rows) * torch.finfo(torch.float64).eps
-        return cls(np.asarray(rows), vectors[:, kept] / values[kept].sqrt())
+        return cls(gram, np.asarray(rows), vectors[:, kept] / values[kept].sqrt())
 
-    def coordinates(self, gram: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+    def coordinates(self, index: np.ndarray) -> torch.Tensor:
         """Rows ``index`` of ``x`` in this basis (float32)."""
-        return (gram[index][:, self.rows] @ self.mix).float()
+        return (self.gram[index][:, self.rows] @ self.mix).float()
 
     def to_features(self, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Weights in this basis, (classes, rank), as weights of ``x``'s features, (classes, features)."""
         return ((weight.double() @ self.mix.T) @ x[self.rows].double()).float()
 
 
-def _coordinates(x: torch.Tensor, gram: torch.Tensor | None, space: RowSpace | None, index: np.ndarray) -> torch.Tensor:
-    return x[index] if space is None else space.coordinates(gram, index)
+def _coordinates(x: torch.Tensor, space: RowSpace | None, index: np.ndarray) -> torch.Tensor:
+    return x[index] if space is None else space.coordinates(index)
 
 
 def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
