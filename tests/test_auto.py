@@ -18,11 +18,13 @@ from wukong.backbones.vision import load_image_backbone
 from wukong.network import FeatureExtractor
 from wukong.strategies.features import C_GRID, cv_folds, standardise
 from wukong.strategies.softmax import (
+    Packed,
     RowSpace,
     cross_validated_softmax,
     fit_softmax,
     fit_softmax_blocks,
     gram_matrix,
+    per_example_loss,
 )
 
 from .conftest import CAT_DOG, FAST_BACKBONE
@@ -153,6 +155,40 @@ def test_softmax_in_the_row_space_and_in_blocks_is_the_same_model() -> None:
         alone = fit_softmax(xs, ys, 10, 0.1)
         torch.testing.assert_close(weight, alone[0], atol=2e-3, rtol=0)
         torch.testing.assert_close(bias, alone[1], atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_the_written_out_gradient_is_autograd_s(multi_label: bool) -> None:
+    """Packed blocks of unequal size (padded rows and features), sample weights, a warm start: the
+    objective and gradient ``Packed.closure`` writes are those autograd finds for the same loss."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.from_numpy(standardise(digits.data[:90].astype(np.float32))[0])
+    y = torch.from_numpy(digits.target[:90])
+    if multi_label:
+        y = torch.nn.functional.one_hot(y, 10).float()
+        y[::4, 3] = 1.0
+    weights = torch.linspace(0.5, 2.0, 90)
+    blocks = [(x[:50], y[:50], weights[:50]), (x[50:, :40], y[50:], None)]
+    start = (torch.randn(10, 40), torch.randn(10))
+    packed = Packed.of(blocks, 10, 0.3, [None, start])
+    packed.theta.data.normal_()  # away from the starts, padded columns included
+    packed.theta.data[1, :, 40:64] = 0.0  # as the optimiser keeps them: their gradient is 0 there
+    loss = packed.closure()
+    written = packed.theta.grad.clone()
+    by_autograd = packed.theta.detach().clone().requires_grad_(True)
+    total = torch.zeros(())
+    for i, (xs, ys, w) in enumerate(blocks):
+        n, d = xs.shape
+        weight, bias = by_autograd[i, :, :d], by_autograd[i, :, 64]
+        losses = per_example_loss(xs @ weight.T + bias, ys)
+        mean = (losses * w).sum() / w.sum() if w is not None else losses.mean()
+        total = total + mean + weight.pow(2).sum() / (2 * 0.3 * n)
+    total.backward()
+    torch.testing.assert_close(loss, total.detach(), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(written, by_autograd.grad, atol=1e-5, rtol=1e-4)
+    assert not written[1, :, 40:64].any()  # a block's padded features never move
 
 
 def test_the_c_path_stops_past_its_lowest_loss_with_the_same_choice() -> None:
