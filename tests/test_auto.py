@@ -158,7 +158,7 @@ def test_softmax_in_the_row_space_and_in_blocks_is_the_same_model() -> None:
 
 
 @pytest.mark.parametrize("multi_label", [False, True])
-def test_the_written_out_gradient_is_autograd_s(multi_label: bool) -> None:
+def test_the_written_out_gradient_equals_autograds(multi_label: bool) -> None:
     """Packed blocks of unequal size (padded rows and features), sample weights, a warm start: the
     objective and gradient ``Packed.closure`` writes are those autograd finds for the same loss."""
     from sklearn.datasets import load_digits
