@@ -104,26 +104,23 @@ class Packed:
 
     @classmethod
     def of(cls, blocks: Sequence[Block], num_classes: int, c: float, starts: Sequence[Weights | None]) -> Packed:
-        rows = max(len(x) for x, _, _ in blocks)
-        width = max(x.shape[1] for x, _, _ in blocks)
-        k = len(blocks)
+        widths = [x.shape[1] for x, _, _ in blocks]
+        rows, width, k = max(len(x) for x, _, _ in blocks), max(widths), len(blocks)
+        multi_label = blocks[0][1].dim() == 2  # every block has the same kind of labels
         x_all = torch.zeros(k, rows, width + 1)
         targets = torch.zeros(k, rows, num_classes)
         row_weight = torch.zeros(k, rows, 1)
         penalty = torch.zeros(k, 1, width + 1)
         theta = torch.zeros(k, num_classes, width + 1)
-        multi_label = False
         for i, ((x, y, sample_weight), start) in enumerate(zip(blocks, starts, strict=True)):
             n, d = x.shape
             x_all[i, :n, :d], x_all[i, :n, width] = x, 1.0
-            multi_label = y.dim() == 2
             targets[i, :n] = y if multi_label else nn.functional.one_hot(y, num_classes).float()
             weights = sample_weight / sample_weight.sum() if sample_weight is not None else torch.full((n,), 1.0 / n)
             row_weight[i, :n, 0] = weights
             penalty[i, 0, :d] = 0.5 / (c * n)
             if start is not None:
                 theta[i, :, :d], theta[i, :, width] = start
-        widths = [x.shape[1] for x, _, _ in blocks]
         return cls(x_all, targets, row_weight, penalty, theta.requires_grad_(True), widths, multi_label)
 
     @torch.no_grad()
