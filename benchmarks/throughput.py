@@ -3,12 +3,13 @@
 1. Files to features, end to end (JPEG files on disk in, feature vectors out), for the default
    backbone (EfficientNet-Lite0, 224px) and the fast one (64px Tiny ImageNet ResNet), on the cat/dog
    photos (large JPEGs), CIFAR-10 test files (32px) and Tiny ImageNet val files (64px):
-   Wukong (parallel draft-mode decoding + the engine of ``wukong.engine``) against the naive loop
+   Wukong (parallel decoding, draft mode or libjpeg-turbo, + the engine of ``wukong.engine``) against the naive loop
    (``ImageFolder`` + torchvision ``Resize``/``CenterCrop``/``ToTensor``/``Normalize``, PyTorch fp32,
    batch 32) on the same weights. Wukong's first use (its one-time ONNX export) is timed apart; then
-   the two take turns, for at least 10 s of rounds (at most 5), and the medians are reported.
-   Beside it, one core's milliseconds per cat/dog photo for each step of decoding: the JPEG decode,
-   Pillow's bicubic resize-then-crop, and Wukong's (``resize_square``), with their largest difference.
+   the two take turns, for at least 20 s of rounds (at most 9), and the medians are reported.
+   Beside it, one core's milliseconds per cat/dog photo for each step of decoding: the JPEG decode
+   by Pillow and by libjpeg-turbo (torchvision), Pillow's bicubic resize-then-crop, Wukong's
+   (``resize_square``, with the largest difference from Pillow's), and Wukong's whole decode.
 2. The network alone (random uint8 batches of 64): PyTorch fp32, channels_last, bf16 autocast and
    both, and onnxruntime, with the agreement of each with PyTorch fp32 (minimum cosine) and the
    share it reaches of the machine's matrix rate in its precision (model FLOPs x img/s over the
@@ -99,10 +100,13 @@ def naive_files_to_features(name: str, folder: Path, limit: int) -> tuple[float,
 
 
 def decoding_steps(folder: Path) -> dict:
-    """Milliseconds per photo, one core, best of 3 passes: JPEG decode (draft mode), Pillow's bicubic
-    resize-then-crop to 224, Wukong's ``resize_square``; and the largest pixel difference of the two."""
-    from wukong.data.decode import load_image, pillow_resize_square, resize_square
+    """Milliseconds per photo, one core, best of 3 passes: Pillow's JPEG decode (draft mode) and
+    libjpeg-turbo's through torchvision (Wukong's route where draft mode cannot shrink a JPEG),
+    Pillow's bicubic resize-then-crop to 224, Wukong's ``resize_square``, and Wukong's whole
+    ``decode_square`` (file bytes in, the 224 square out); the largest pixel difference of the resizes."""
+    from wukong.data.decode import _full_size_jpeg, decode_square, load_image
     from wukong.data.images import list_images
+    from wukong.data.resize import pillow_resize_square, resize_square
 
     photos = [path.read_bytes() for path in list_images([folder])]
     images = [load_image(data, min_size=224) for data in photos]
@@ -122,8 +126,11 @@ def decoding_steps(folder: Path) -> dict:
         row = {
             "photos": len(photos),
             "jpeg_decode_ms": ms([lambda d=d: load_image(d, min_size=224) for d in photos]),
+            "libjpeg_turbo_decode_ms": ms([lambda d=d: _full_size_jpeg(d, 224) for d in photos]),
+            "libjpeg_turbo_used_for": sum(_full_size_jpeg(d, 224) is not None for d in photos),
             "pillow_resize_crop_ms": ms([lambda i=i: pillow_resize_square(i, 224) for i in images]),
             "wukong_resize_square_ms": ms([lambda i=i: resize_square(i, 224) for i in images]),
+            "wukong_decode_square_ms": ms([lambda d=d: decode_square(d, 224) for d in photos]),
         }
     finally:
         torch.set_num_threads(threads)
@@ -147,7 +154,7 @@ def files_to_features(sets: dict[str, Path], limit: int) -> dict:
                 "wukong": lambda n=name, p=paths: wukong_files_to_features(n, p),
                 "naive": lambda n=name, f=folder, c=counted: c.append(naive_files_to_features(n, f, limit)[1]),
             }
-            seconds, rounds = median_seconds(runs, min_seconds=10.0)
+            seconds, rounds = median_seconds(runs, min_seconds=20.0, max_rounds=9)
             count = counted[0]
             row = {
                 "images": count,

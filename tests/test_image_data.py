@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wukong.data.decode import decode_images, load_image, pillow_resize_square, resize_square
+from wukong.data.decode import decode_images, load_image
 from wukong.data.images import read_image_source
+from wukong.data.resize import pillow_resize_square, resize_square
 from wukong.errors import DataError
 
 from .conftest import CAT_DOG
@@ -150,3 +151,28 @@ def test_resize_gives_pillows_pixels(interpolation: str, source_size: tuple[int,
     assert got.shape == (size, size, 3) and got.dtype == np.uint8 and got.flags.writeable
     difference = np.abs(got.astype(np.int16) - expected)
     assert difference.max() <= 2 and difference.mean() < 0.05
+
+
+def test_jpegs_from_libjpeg_turbo_give_pillows_pixels() -> None:
+    """A JPEG that draft mode cannot shrink goes from libjpeg-turbo (torchvision) straight to the
+    resize: the very pixels Pillow's decode gives. A large photo (which draft mode shrinks) and an
+    EXIF-rotated one take Pillow's route; a grey one the fast one; all come out the same."""
+    from wukong.data.decode import _full_size_jpeg, decode_one
+
+    def pillows(data: bytes) -> np.ndarray:
+        return resize_square(load_image(data, min_size=256), 256)
+
+    for path in sorted(CAT.glob("*.jpg"))[:8]:
+        assert _full_size_jpeg(path.read_bytes(), 256) is not None  # the fast route is taken
+        assert np.array_equal(decode_one(path, 256), pillows(path.read_bytes()))
+    grey = _encode(_real_photo().convert("L"), "JPEG")
+    assert _full_size_jpeg(grey, 256) is not None
+    assert np.array_equal(decode_one(grey, 256), pillows(grey))
+    large = _encode(_real_photo().resize((1200, 900)), "JPEG")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = _encode(_real_photo().resize((400, 300)), "JPEG", exif=exif.tobytes())
+    for data in (large, rotated):
+        assert _full_size_jpeg(data, 256) is None
+        assert np.array_equal(decode_one(data, 256), pillows(data))
+    assert _full_size_jpeg(large, 128) is None and _full_size_jpeg(large, 600) is not None
