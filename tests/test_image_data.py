@@ -155,8 +155,8 @@ def test_resize_gives_pillows_pixels(interpolation: str, source_size: tuple[int,
 
 def test_jpegs_from_libjpeg_turbo_give_pillows_pixels() -> None:
     """A JPEG that draft mode cannot shrink goes from libjpeg-turbo (torchvision) straight to the
-    resize: the very pixels Pillow's decode gives. A large photo (which draft mode shrinks) and an
-    EXIF-rotated one take Pillow's route; a grey one the fast one; all come out the same."""
+    resize: the very pixels Pillow's decode gives. A large photo (which draft mode shrinks), an
+    EXIF-rotated one and a CMYK one take Pillow's route; a grey one the fast one; all come out the same."""
     from wukong.data.decode import _full_size_jpeg, decode_one
 
     def pillows(data: bytes) -> np.ndarray:
@@ -172,7 +172,8 @@ def test_jpegs_from_libjpeg_turbo_give_pillows_pixels() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6
     rotated = _encode(_real_photo().resize((400, 300)), "JPEG", exif=exif.tobytes())
-    for data in (large, rotated):
+    cmyk = _encode(_real_photo().convert("CMYK"), "JPEG")
+    for data in (large, rotated, cmyk):
         assert _full_size_jpeg(data, 256) is None
         assert np.array_equal(decode_one(data, 256), pillows(data))
     assert _full_size_jpeg(large, 128) is None and _full_size_jpeg(large, 600) is not None

@@ -1,6 +1,6 @@
 """Wukong's image preprocessing as an ONNX graph, so that an export can take a decoded image of any size.
 
-The graph does what ``wukong.data.decode.resize_square`` and the centre crop of prediction do:
+The graph does what ``wukong.data.resize.resize_square`` and the centre crop of prediction do:
 resize the shorter side to the backbone's resize side (Pillow's rule for the other side), with
 Pillow's antialiased bicubic filter (a = -0.5, weights renormalised at the borders: ONNX ``Resize``
 with ``antialias=1`` and ``exclude_outside=1``), in Pillow's two passes (the width, then the height,
