@@ -118,6 +118,16 @@ def test_csv_source_reads_relative_paths(tmp_path: Path) -> None:
     assert [s.reason for s in source.skipped] == ["empty path or label"]
 
 
+def test_csv_with_one_class_left_says_which_rows_had_no_label(tmp_path: Path) -> None:
+    photo = next(iter(sorted(CAT.glob("*.jpg"))))
+    data = tmp_path / "labels.csv"
+    data.write_text(f"path,label\n{photo},cat\n{photo},\n")
+    with pytest.raises(
+        DataError, match=r"found 1 class\(es\) \['cat'\]; need at least two, from the 'label' column \(1 row"
+    ):
+        read_image_source(data)
+
+
 def test_validation_classes_must_be_training_classes(tmp_path: Path) -> None:
     for name in ("cat", "horse"):
         (tmp_path / name).mkdir()

@@ -83,7 +83,11 @@ def read_image_source(path: str | Path, classes: Sequence[str] | None = None) ->
             f"{path}: not an image folder or CSV; give a folder with one sub-folder per class, "
             "or a CSV with 'path,label' columns"
         )
-    hint = "one sub-folder of images per class"  # a folder's name is one label, whatever it holds
+    if path.is_dir():
+        hint = "one sub-folder of images per class"  # a folder's name is one label, whatever it holds
+    else:
+        empty = sum(s.reason == EMPTY_CELL for s in skipped)
+        hint = "from the 'label' column" + (f" ({empty} row(s) with an empty path or label left out)" if empty else "")
     labels, classes = encode_labels([label for _, label in pairs], classes, str(path), hint, several=not path.is_dir())
     return ImageSource(paths=[p for p, _ in pairs], labels=labels, classes=classes, skipped=skipped, origin=str(path))
 
@@ -231,6 +235,9 @@ def _walk_files(folder: Path, skipped: list[Skipped]) -> list[Path]:
     return files
 
 
+EMPTY_CELL = "empty path or label"
+
+
 def _read_csv(path: Path) -> tuple[list[tuple[Path, str]], list[Skipped]]:
     from wukong.data.encoding import read_table_text
 
@@ -250,7 +257,7 @@ def _read_csv(path: Path) -> tuple[list[tuple[Path, str]], list[Skipped]]:
     for line, row in enumerate(rows, start=2):
         row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
         if not row["path"] or not row["label"]:
-            skipped.append(Skipped(f"{path}:{line}", "empty path or label"))
+            skipped.append(Skipped(f"{path}:{line}", EMPTY_CELL))
             continue
         file = Path(row["path"])
         if not file.is_absolute():
