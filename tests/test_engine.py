@@ -147,3 +147,28 @@ def test_both_engines_give_the_same_model() -> None:
     plain.fit(CAT_DOG / "train")
     assert fast.metrics_["engine"].startswith("onnxruntime") and plain.metrics_["engine"].startswith("torch")
     np.testing.assert_allclose(fast.predict_proba(CAT_DOG / "test"), plain.predict_proba(CAT_DOG / "test"), atol=2e-3)
+
+
+def test_the_weights_fingerprint_is_remembered_until_a_weight_changes(monkeypatch) -> None:
+    """The engine is found by the weights' fingerprint on every prediction: it is hashed once per
+    state of the weights, and any change (an optimiser's in-place step, loaded weights, a replaced
+    tensor) gives a new one."""
+    from wukong.network import weights_fingerprint
+
+    network = load_image_backbone(FAST_BACKBONE).network
+    first = weights_fingerprint(network)
+    hashing = network.state_dict
+    monkeypatch.setattr(network, "state_dict", lambda *a, **k: pytest.fail("hashed again, weights unchanged"))
+    assert weights_fingerprint(network) == first
+    monkeypatch.setattr(network, "state_dict", hashing)
+    weight = next(network.parameters())
+    with torch.no_grad():
+        weight.mul_(1.5)  # as an optimiser's step changes a weight: in place
+    stepped = weights_fingerprint(network)
+    assert stepped != first
+    with torch.no_grad():
+        weight.div_(1.5)
+    network.load_state_dict(load_image_backbone(FAST_BACKBONE).network.state_dict())
+    assert weights_fingerprint(network) == first  # the same values again: the same key
+    weight.data = weight.data * 2  # a tensor replaced
+    assert weights_fingerprint(network) not in (first, stepped)

@@ -6,6 +6,8 @@ saved model, the ONNX export and the server all take plain pixels.
 
 from __future__ import annotations
 
+import itertools
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -168,15 +170,37 @@ def probe_features(extractor: FeatureExtractor, size: int) -> int:
 
 
 def weights_fingerprint(network: nn.Module) -> str:
-    """A short key that changes when the weights do (names, a sample of each tensor, its sum)."""
+    """A short key that changes when the weights do (names, a sample of each tensor, its sum).
+
+    Remembered for each module until one of its tensors is replaced or changed in place, which
+    PyTorch's version counters tell for much less than hashing: a server asks for it on every
+    request (the engine is found by it)."""
     import hashlib
 
+    stamp = _weights_stamp(network)
+    known = _FINGERPRINTS.get(network)
+    if known is not None and known[0] == stamp:
+        return known[1]
     digest = hashlib.blake2b(digest_size=12)
     for name, tensor in network.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).to(torch.float32).numpy().tobytes()[:4096])
         digest.update(str(float(tensor.float().sum())).encode())
+    _FINGERPRINTS[network] = (stamp, digest.hexdigest())
     return digest.hexdigest()
+
+
+# weights_fingerprint's answers, while each module lives, with the stamp they were computed at.
+_FINGERPRINTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[tuple[int, int, int], ...], str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _weights_stamp(network: nn.Module) -> tuple[tuple[int, int, int], ...]:
+    """Each tensor's identity, memory and version counter (which every in-place change, an
+    optimiser's step or ``load_state_dict`` included, increments)."""
+    tensors = itertools.chain(network.parameters(), network.buffers())
+    return tuple((id(t), t.data_ptr(), t._version) for t in tensors)
 
 
 def keep_frozen_in_eval(module: nn.Module) -> None:
