@@ -172,3 +172,6 @@ def test_the_weights_fingerprint_is_remembered_until_a_weight_changes(monkeypatc
     assert weights_fingerprint(network) == first  # the same values again: the same key
     weight.data = weight.data * 2  # a tensor replaced
     assert weights_fingerprint(network) not in (first, stepped)
+    with torch.inference_mode():  # tensors made here keep no version counter: hashed each time, no error
+        frozen = nn.Linear(4, 2)
+    assert weights_fingerprint(frozen) == weights_fingerprint(frozen)

@@ -179,7 +179,7 @@ def weights_fingerprint(network: nn.Module) -> str:
 
     stamp = _weights_stamp(network)
     known = _FINGERPRINTS.get(network)
-    if known is not None and known[0] == stamp:
+    if stamp is not None and known is not None and known[0] == stamp:
         return known[1]
     digest = hashlib.blake2b(digest_size=12)
     for name, tensor in network.state_dict().items():
@@ -191,16 +191,20 @@ def weights_fingerprint(network: nn.Module) -> str:
 
 
 # weights_fingerprint's answers, while each module lives, with the stamp they were computed at.
-_FINGERPRINTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[tuple[int, int, int], ...], str]] = (
+_FINGERPRINTS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[tuple[int, int, int], ...] | None, str]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _weights_stamp(network: nn.Module) -> tuple[tuple[int, int, int], ...]:
+def _weights_stamp(network: nn.Module) -> tuple[tuple[int, int, int], ...] | None:
     """Each tensor's identity, memory and version counter (which every in-place change, an
-    optimiser's step or ``load_state_dict`` included, increments)."""
+    optimiser's step or ``load_state_dict`` included, increments); ``None`` where a tensor keeps no
+    counter (one made under ``torch.inference_mode``): such weights are hashed every time."""
     tensors = itertools.chain(network.parameters(), network.buffers())
-    return tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+    try:
+        return tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+    except RuntimeError:
+        return None
 
 
 def keep_frozen_in_eval(module: nn.Module) -> None:
