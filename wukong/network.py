@@ -186,8 +186,9 @@ def weights_fingerprint(network: nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).to(torch.float32).numpy().tobytes()[:4096])
         digest.update(str(float(tensor.float().sum())).encode())
-    _FINGERPRINTS[network] = (stamp, digest.hexdigest())
-    return digest.hexdigest()
+    fingerprint = digest.hexdigest()
+    _FINGERPRINTS[network] = (stamp, fingerprint)
+    return fingerprint
 
 
 # weights_fingerprint's answers, while each module lives, with the stamp they were computed at.

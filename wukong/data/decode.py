@@ -128,12 +128,17 @@ def open_image(item: Any, *, min_size: int | None = None) -> tuple[Image.Image, 
     """One input as an upright RGB image, with the bytes that identify its content: a file path,
     encoded bytes, a PIL image or an array. ``min_size``: as in ``load_image``. ``BadImage`` says why
     an input cannot be used."""
-    if isinstance(item, bytes):
-        return load_image(item, min_size=min_size), item
-    if is_in_memory(item):
+    data = _encoded(item)
+    if data is None:
         return in_memory_rgb(item)
-    data = read_image_bytes(Path(item))
     return load_image(data, min_size=min_size), data
+
+
+def _encoded(item: Any) -> bytes | None:
+    """The encoded bytes of a file path or of bytes given; ``None`` for a PIL image or an array."""
+    if isinstance(item, bytes):
+        return item
+    return None if is_in_memory(item) else read_image_bytes(Path(item))
 
 
 @dataclass
@@ -192,14 +197,13 @@ def decode_one(item: Any, size: int, interpolation: str = "bicubic") -> np.ndarr
 
 def decode_square(item: Any, size: int, interpolation: str = "bicubic") -> tuple[np.ndarray, bytes]:
     """``decode_one``'s pixels, and the bytes that identify the input's content (as ``open_image``)."""
-    if is_in_memory(item) and not isinstance(item, bytes):
-        image, data = in_memory_rgb(item)
-        return resize_square(image, size, interpolation), data
-    data = item if isinstance(item, bytes) else read_image_bytes(Path(item))
-    rgb = _full_size_jpeg(data, size) if interpolation in TORCH_INTERPOLATION else None
-    if rgb is not None:
-        return resize_rgb(rgb, size, interpolation), data
-    return resize_square(load_image(data, min_size=size), size, interpolation), data
+    data = _encoded(item)
+    if data is not None and interpolation in TORCH_INTERPOLATION:
+        rgb = _full_size_jpeg(data, size)
+        if rgb is not None:
+            return resize_rgb(rgb, size, interpolation), data
+    image, data = in_memory_rgb(item) if data is None else (load_image(data, min_size=size), data)
+    return resize_square(image, size, interpolation), data
 
 
 def _full_size_jpeg(data: bytes, min_size: int) -> torch.Tensor | None:

@@ -76,18 +76,16 @@ def read_image_source(path: str | Path, classes: Sequence[str] | None = None) ->
         path = extract_cached(path)
     if path.is_dir():
         pairs, skipped = _scan_class_folders(path)
+        hint = "one sub-folder of images per class"  # a folder's name is one label, whatever it holds
     elif path.suffix.lower() == ".csv":
         pairs, skipped = _read_csv(path)
+        empty = sum(s.reason == EMPTY_CELL for s in skipped)
+        hint = "from the 'label' column" + (f" ({empty} row(s) with an empty path or label left out)" if empty else "")
     else:
         raise DataError(
             f"{path}: not an image folder or CSV; give a folder with one sub-folder per class, "
             "or a CSV with 'path,label' columns"
         )
-    if path.is_dir():
-        hint = "one sub-folder of images per class"  # a folder's name is one label, whatever it holds
-    else:
-        empty = sum(s.reason == EMPTY_CELL for s in skipped)
-        hint = "from the 'label' column" + (f" ({empty} row(s) with an empty path or label left out)" if empty else "")
     labels, classes = encode_labels([label for _, label in pairs], classes, str(path), hint, several=not path.is_dir())
     return ImageSource(paths=[p for p, _ in pairs], labels=labels, classes=classes, skipped=skipped, origin=str(path))
 
