@@ -216,7 +216,14 @@ class FrozenPasses:
         self, net: TransferNet, backbone: ImageBackbone, store: ImageStore, *, flip: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(features, labels, groups) of each image, and of its mirror image with ``flip`` (the same
-        group), from the on-disk cache when there."""
+        group), from the on-disk cache when there. Stages of a network that has several are read
+        from the pass over all of them (``every_stage``), the one ``features`` searches with: one
+        cache serves the search, the kept tap's scores of known inputs, a later fit that keeps the
+        search's choices (``chosen_params``) and the audit."""
+        tap = net.features.tap
+        every = every_stage(backbone)
+        if every is not None and tap != every and all(part in every for part in tap_parts(tap)):
+            return TapReader(self, backbone, [tap])(tap, store, flip=flip)
         description = {
             "backbone": backbone.source,
             "weights": weights_fingerprint(backbone.network),
@@ -338,6 +345,13 @@ def check_tap(tap: Any, stages: int) -> None:
         )
 
 
+def every_stage(backbone: ImageBackbone) -> list[Tap] | None:
+    """The parts of the network that ``tap="auto"`` reads in one pass (the top, then each stage from
+    the last), in that order; ``None`` for a network with no stages to read."""
+    deep = [t for t in candidate_taps(backbone, "auto") if not isinstance(t, list) and pixel_side(t) is None]
+    return deep if len(deep) > 1 else None
+
+
 class TapReader:
     """Features of a store at any of ``taps`` into one backbone, from one (cached) forward pass that
     reads them all; raw-pixel taps are read on their own (a pooling, not a pass), and a list may
@@ -349,6 +363,9 @@ class TapReader:
         for part in (part for t in taps for part in tap_parts(t)):
             if pixel_side(part) is None and part not in deep:
                 deep.append(part)
+        every = every_stage(backbone)
+        if deep and every is not None and all(part in every for part in deep):  # the pass whose features are cached
+            deep = every
         self.together = network(backbone, deep if len(deep) > 1 else (deep or [None])[0], nn.Identity())
         widths = [probe_features(FeatureExtractor(backbone.network, t), backbone.input_size) for t in deep]
         ends = np.cumsum([0, *widths])
