@@ -191,3 +191,24 @@ def test_a_killed_feature_extraction_resumes_without_recomputing(cifar_small: Pa
     assert again.returncode == 0, again.stderr
     computed, total, pixels = again.stdout.split()
     assert int(total) == 200 and int(computed) == 200 - stored and pixels == "StreamedPixels"
+
+
+def test_one_pass_over_every_stage_serves_the_search_the_kept_tap_a_refit_and_the_audit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``features`` searches on one pass over every stage of the network; the kept tap's scores of
+    known inputs, a fit that keeps the search's choices (``chosen_params``) and the audit's top
+    features are read from that pass's cache instead of being computed again."""
+    from wukong import ImageClassifier
+
+    monkeypatch.setenv("WUKONG_CACHE", str(tmp_path / "cache"))
+    namespaces = lambda: [json.loads(p.read_text()) for p in (tmp_path / "cache").glob("features/*/namespace.json")]  # noqa: E731
+    rows = lambda: sum(len(np.load(p)["keys"]) for p in (tmp_path / "cache").glob("features/*/shard-*.npz"))  # noqa: E731
+    first = ImageClassifier(FAST_BACKBONE, strategy="features", progress=False).fit(CAT_DOG / "train")
+    taps = {json.dumps(n["tap"]) for n in namespaces()}
+    assert taps == {"[null, 4, 3, 2, 1, 0]", '"pixels16"', '"pixels32"'}, taps  # the kept tap has none of its own
+    stored = rows()
+    again = ImageClassifier(**first.chosen_params()).fit(CAT_DOG / "train")
+    first._embedded(CAT_DOG / "train", None, None, "training")
+    assert rows() == stored and again.tap_ == first.tap_
+    np.testing.assert_allclose(again.predict_proba(CAT_DOG / "test"), first.predict_proba(CAT_DOG / "test"), atol=2e-3)

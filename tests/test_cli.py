@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import CAT_DOG, FAST_BACKBONE
+from .conftest import CAT_DOG, DATA, FAST_BACKBONE
 
 CMD = [sys.executable, "-m", "wukong.cli"]
 
@@ -115,6 +115,29 @@ def test_new_process_predictions_match(trained) -> None:
     # loaded machine two processes may pick differently, and the engines agree to a cosine of 0.999, so
     # probabilities to a few thousandths (measured: 2.3e-3 at most on these photos), not to float precision.
     np.testing.assert_allclose(here, there, atol=1e-2)
+
+
+def test_like_trains_again_with_the_models_choices_without_searching(trained, tmp_path: Path) -> None:
+    import wukong as wk
+
+    out, _, train = trained
+    again = tmp_path / "again"
+    wukong("train", train, "--like", out, "--out", again, "--quiet")
+    first, second = (json.loads((folder / "metrics.json").read_text()) for folder in (out, again))
+    assert first["strategy"] == second["strategy"] == "features" and len(first["taps_tried"]) > 1
+    # the features read, their size and C are the first model's, and nothing else was tried
+    assert list(second["taps_tried"]) == [f"{first['tap']}@{first['input_size']}px"]
+    assert second["classifier"]["C"] == first["classifier"]["C"]
+    assert second["strategy_reason"].startswith(f"the choices of {out} (--like)")
+    # the same data and the same choices: the same model (engines may differ between processes: see above)
+    np.testing.assert_allclose(
+        wk.load(again).predict_proba(CAT_DOG / "test"), wk.load(out).predict_proba(CAT_DOG / "test"), atol=1e-2
+    )
+    for extra, message in ((["--strategy", "head"], "leave out --strategy"), ([], "a model of images")):
+        data = train if extra else DATA / "sst2" / "dev.tsv"
+        bad = wukong("train", data, "--like", out, "--out", tmp_path / "x", *extra, check=False)
+        assert bad.returncode != 0 and message in bad.stderr and "Traceback" not in bad.stderr
+        assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize(

@@ -119,6 +119,14 @@ def test_auto_says_when_transfer_does_not_help_and_keeps_tfidf(banking, tmp_path
     # the embedding would have done worse on these texts (measured, not assumed)
     encoder = TextClassifier(strategy="features", **FAST).fit(train, banking["train"][1])
     assert accuracy > encoder.score(test, banking["test"][1])
+    # trained again with a model's choices (wukong train --like): the encoder's C is kept and nothing is
+    # compared; the n-gram model's choice has no parameter, so its comparison runs again
+    chosen = encoder.chosen_params()
+    assert chosen["strategy"] == "features" and chosen["tuning"] == {"c_grid": [encoder.metrics_["classifier"]["C"]]}
+    again = TextClassifier(**chosen).fit(train, banking["train"][1])
+    # (the same fit but for where L-BFGS starts: the search warm-starts it along the path of C values)
+    np.testing.assert_allclose(again.predict_proba(test), encoder.predict_proba(test), atol=2e-3)
+    assert model.chosen_params()["strategy"] == "auto" and model.chosen_params()["tuning"] is None
     # saved as every model is: JSON and safetensors, the vocabularies in config.json, the weighting with the head
     folder = model.save(tmp_path / "tfidf")
     config = json.loads((folder / "config.json").read_text())

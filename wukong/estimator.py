@@ -434,6 +434,8 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         # Strategies without epochs have no logs: name the (absent) folder all the same (save puts
         # the report's TensorBoard figures there, and points metrics.json at it)
         extra.setdefault("history", {"epochs": [], "logs": str(work / "logs")})
+        if choice.strategy == "finetune":  # the blocks tuned (``chosen_params``)
+            extra.setdefault("unfreeze", choice.unfreeze)
         self.metrics_ = {
             "val_accuracy": val_metrics["accuracy"] if val_metrics else None,
             "strategy": choice.strategy,
@@ -456,6 +458,33 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
     @abstractmethod
     def _source(self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None = None) -> Any:
         """Read labelled data (files are listed, not decoded): an object with ``classes``."""
+
+    def chosen_params(self) -> dict[str, Any]:
+        """This model's parameters with the choices its fit made written in: the backbone, the
+        strategy, the blocks it tuned, the classifier's C and the modality's own (``_chosen``; for
+        images under ``features``, the features read, the input size and mirror images). A new
+        estimator made with them fits again without searching: a quick re-train after more labels
+        (``wukong train --like MODEL``; README, "Training again").
+
+        Example:
+            >>> model = wukong.load("runs/cat_dog")                                   # doctest: +SKIP
+            >>> again = type(model)(**model.chosen_params()).fit("more_photos/")       # doctest: +SKIP
+        """
+        self._check_fitted()
+        params = {**self.get_params(deep=False), "strategy": self.strategy_}
+        if params["backbone"] is None:  # a loaded model: the name or path it was trained from, where one was
+            params["backbone"] = getattr(self, "backbone_given_", None)
+        unfreeze = self.metrics_.get("unfreeze")
+        if self.strategy_ == "finetune" and unfreeze:
+            params["unfreeze"] = unfreeze
+        c = (self.metrics_.get("classifier") or {}).get("C")
+        if c is not None:  # one value to cross-validate: the out-of-fold logits still calibrate it
+            params["tuning"] = {**(params["tuning"] or {}), "c_grid": [c]}
+        return {**params, **self._chosen()}
+
+    def _chosen(self) -> dict[str, Any]:
+        """The modality's part of ``chosen_params``: parameters that fix what its fit searched."""
+        return {}
 
     def check_data(self, data: Any, *others: Any) -> list[str]:
         """The classes of ``data``, after checking that every other labelled set (validation, test;

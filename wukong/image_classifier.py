@@ -380,6 +380,8 @@ class ImageClassifier(TransferClassifier):
         else:
             model.backbone_ = rebuild_backbone(info["source"], info["data_config"])
         model.backbone_name_ = info["name"]
+        if isinstance(config["params"].get("backbone"), str):  # what chosen_params names
+            model.backbone_given_ = config["params"]["backbone"]
         model.tap_ = config["tap"]
         image.check_tap(model.tap_, len(model.backbone_.stage_names()))
         model.bf16_ = image.bf16_for(model.backbone_, model.bf16)
@@ -438,6 +440,18 @@ class ImageClassifier(TransferClassifier):
         store, names = image.read_unlabelled(inputs, self.backbone_, progress=self.progress)
         unusable = sorted(set(range(len(names))) - set(store.positions))  # skipped in input order
         return names, store, {i: s.reason for i, s in zip(unusable, store.skipped, strict=True)}
+
+    def _chosen(self) -> dict[str, Any]:
+        """``features``: the features read (``tap``), the input size, and whether mirror images
+        were used, where they were measured."""
+        if self.strategy_ != "features":
+            return {}
+        tap = "final" if self.tap_ is None else copy.copy(self.tap_)
+        chosen: dict[str, Any] = {"tap": tap, "input_size": self.backbone_.input_size}
+        mirrors = self.metrics_.get("mirror_images")
+        if mirrors:
+            chosen["augment"] = bool(mirrors["used"])
+        return chosen
 
     def _source(self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None = None) -> ImageSource:
         return labelled_images(data, labels, classes)

@@ -160,6 +160,14 @@ class TextClassifier(TransferClassifier):
             extra["candidate_kept"] = NGRAM_BACKBONE if self.backbone_name_ == NGRAM_BACKBONE else EMBEDDING
         return choice, extra
 
+    def _chosen(self) -> dict[str, Any]:
+        """A model on TF-IDF n-grams (``auto`` found that transfer does not help): no parameter names
+        that encoder, so the strategy, backbone and C stay as they were given, and the comparison
+        runs again."""
+        if self.backbone_name_ != NGRAM_BACKBONE:
+            return {}
+        return {"strategy": self.strategy, "backbone": self.backbone, "tuning": self.tuning}
+
     def _auto_choice(self, per_class_min: int, per_class_median: float, stages: int) -> Choice:
         return choose_text_strategy(per_class_min, per_class_median, self.tuning_["fewshot_below"])
 

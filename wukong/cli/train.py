@@ -136,6 +136,14 @@ def train(
             "where cross-validation says it helps (the strategy's reason says).",
         ),
     ] = None,
+    like: Annotated[
+        Path | None,
+        typer.Option(
+            help="A trained model folder whose choices to keep: its backbone, strategy, blocks tuned, features "
+            "read, input size, mirror images and C. Trains again without searching (after labelling more data, "
+            "for example): seconds where the search took a minute."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
 ) -> None:
@@ -183,8 +191,29 @@ def train(
         tuning=_tuning(tuning) if tuning else None,
         progress=progress,
     )
+    choices = {  # the options --like takes from its model instead, given here with other values than their defaults
+        "--preset": preset,
+        "--backbone": backbone if preset is None else None,
+        "--arch": arch,
+        "--strategy": strategy != "auto",
+        "--head": head != "linear",
+        "--linear-model": linear_model != "logistic",
+        "--class-weight": class_weight != "auto",
+        "--epochs": epochs,
+        "--unfreeze": unfreeze,
+        "--tuning": tuning,
+        "--label-names": label_names,
+    }
     with status("Starting: PyTorch, then every input's classes", enabled=progress):
-        if modality == "image":
+        if like is not None:
+            runtime = {k: common[k] for k in ("progress", "bf16", *hardware_options)}
+            if modality == "image":
+                runtime["engine"] = engine
+            else:
+                runtime.update(text_col=text_col, label_col=label_col)
+            given = [name for name, value in choices.items() if value]
+            clf = _like(like, modality, given, runtime)
+        elif modality == "image":
             from wukong.image_classifier import ImageClassifier
 
             clf = ImageClassifier(backbone, arch=arch, engine=engine, **common)
@@ -207,6 +236,10 @@ def train(
         _record_clean(clf, report)
     else:
         clf.fit(data, val=val, unlabeled=pool, work_dir=work, resume=resume)
+    if like is not None:  # said where the reason is read: the summary, metrics.json, the report
+        clf.strategy_reason_ = clf.metrics_["strategy_reason"] = (
+            f"the choices of {like} (--like); {clf.strategy_reason_}"
+        )
     from wukong.training.plan import is_main_process
 
     if not is_main_process():  # another process of a multi-device run: it trained; the first one writes
@@ -242,6 +275,23 @@ def train(
     emit(_summary(m), as_json, "\n".join(lines))
     if test_problem:
         raise WukongError(f"the model is written to {out}, but the test data could not be evaluated: {test_problem}")
+
+
+def _like(folder: Path, modality: str, given: list[str], runtime: dict[str, object]) -> TransferClassifier:
+    """``--like FOLDER``: a new estimator with the choices of the model in FOLDER
+    (``TransferClassifier.chosen_params``) and this run's own settings (``runtime``: progress,
+    hardware, precision, and how the data is read)."""
+    from wukong import load
+
+    if given:
+        raise WukongError(f"--like {folder} keeps that model's choices; leave out {', '.join(given)}")
+    try:
+        model = load(folder)
+    except WukongError as exc:
+        raise WukongError(f"--like {exc}") from None
+    if model.modality != modality:
+        raise WukongError(f"--like {folder}: a model of {model.modality}s, and the data to train on is {modality}")
+    return type(model)(**{**model.chosen_params(), **runtime})
 
 
 def _record_clean(clf: TransferClassifier, report: AuditReport) -> None:
