@@ -15,7 +15,8 @@
    share it reaches of the machine's matrix rate in its precision (model FLOPs x img/s over the
    TFLOP/s of a 2048-square matrix product, measured first: ``matrix_peak``).
 3. Re-training on cached features: ``ImageClassifier(strategy="features").fit`` twice on CIFAR-10
-   with 100 labels per class, the second time with the features in the cache.
+   with 100 labels per class, the second time with the features in the cache; then once more with
+   the first fit's choices kept (``chosen_params``, what ``wukong train --like`` runs: no search).
 4. Serving: p50/p90 milliseconds of one cat/dog photo POSTed to a real ``wukong serve`` on
    127.0.0.1 (the default backbone), with the engine and with ``--engine torch``.
 5. Text: sentences/s of Wukong's encoder against ``SentenceTransformer.encode`` (fp32), BANKING77
@@ -23,6 +24,7 @@
    speed-up that the transformer's linear layers set at the bf16 matrix rate.
 
     .venv/bin/python benchmarks/throughput.py            # writes benchmarks/results/throughput.json
+    .venv/bin/python benchmarks/throughput.py --parts retrain   # one part again, merged into it
 """
 
 from __future__ import annotations
@@ -355,15 +357,26 @@ def model_flops(module: torch.nn.Module, size: int) -> float:
 def retrain_on_cached_features(train: Path) -> dict:
     from wukong import ImageClassifier
 
-    times = []
+    times, models = [], []
     for _ in range(2):
         started = time.perf_counter()
-        ImageClassifier(strategy="features", progress=False).fit(train)
+        models.append(ImageClassifier(strategy="features", progress=False).fit(train))
         times.append(time.perf_counter() - started)
+    # what ``wukong train --like FIRST`` runs: the first fit's choices kept, nothing searched
+    chosen = models[0].chosen_params()
+    started = time.perf_counter()
+    like = ImageClassifier(**chosen).fit(train)
+    like_seconds = time.perf_counter() - started
     return {
         "first_fit_seconds": round(times[0], 1),
         "second_fit_seconds": round(times[1], 1),
         "speedup": round(times[0] / times[1], 1),
+        "like_first_fit_seconds": round(like_seconds, 2),
+        "like_speedup": round(times[0] / like_seconds, 1),
+        "like_choices": {k: chosen[k] for k in ("tap", "input_size", "augment", "tuning") if k in chosen},
+        "like_same_predictions_on_train": float(
+            np.mean(np.asarray(like.predict(train)) == np.asarray(models[0].predict(train)))
+        ),
     }
 
 
@@ -448,48 +461,65 @@ def tiny_imagenet_val(target: Path, limit: int) -> Path:
     return target
 
 
+PARTS = ("network", "decoding", "files", "retrain", "serve", "text")
+
+
 def main() -> None:
     from conftest import cifar_subset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "throughput.json")
     parser.add_argument("--limit", type=int, default=1000, help="files per set")
+    parser.add_argument(
+        "--parts", nargs="+", choices=PARTS, default=list(PARTS), help="run these parts only, merged into --out"
+    )
     args = parser.parse_args()
     cache = Path(tempfile.mkdtemp(prefix="wukong-bench-cache-"))
     os.environ["WUKONG_CACHE"] = str(cache)
-    report: dict = {
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-        },
-        "started": time.strftime("%F %T"),
+    merged = set(args.parts) != set(PARTS) and args.out.exists()
+    report: dict = json.loads(args.out.read_text()) if merged else {}
+    report["machine"] = {
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
     }
+    started = time.strftime("%F %T")
+    if merged:  # the parts run again, and when
+        report.setdefault("reruns", []).append({"parts": args.parts, "started": started})
+    else:
+        report["started"] = started
     with tempfile.TemporaryDirectory() as tmp:
         cifar = cifar_subset(Path(tmp) / "cifar", train_per_class=100, test_per_class=100)
-        sets = {
-            "cat_dog_photos": DATA / "cat_dog",
-            "cifar10_test": cifar / "test",
-            "tiny_imagenet_val": tiny_imagenet_val(Path(tmp) / "tiny", args.limit),
-        }
-        report["matrix_peak"] = matrix_peak()
-        print("matrix peak", report["matrix_peak"], flush=True)
-        report["network_alone"] = network_alone()
-        report["decoding_steps_cat_dog"] = decoding_steps(DATA / "cat_dog")
-        print("decoding steps", report["decoding_steps_cat_dog"], flush=True)
-        report["files_to_features"] = files_to_features(sets, args.limit)
-        report["retrain_on_cached_features_cifar10_100_per_class"] = retrain_on_cached_features(cifar / "train")
-        print("retrain", report["retrain_on_cached_features_cifar10_100_per_class"], flush=True)
-        from wukong import ImageClassifier
+        peak = matrix_peak()  # a rerun's beside its parts: the others' shares are of the first run's
+        (report["reruns"][-1] if merged else report)["matrix_peak"] = peak
+        print("matrix peak", peak, flush=True)
+        if "network" in args.parts:
+            report["network_alone"] = network_alone()
+        if "decoding" in args.parts:
+            report["decoding_steps_cat_dog"] = decoding_steps(DATA / "cat_dog")
+            print("decoding steps", report["decoding_steps_cat_dog"], flush=True)
+        if "files" in args.parts:
+            sets = {
+                "cat_dog_photos": DATA / "cat_dog",
+                "cifar10_test": cifar / "test",
+                "tiny_imagenet_val": tiny_imagenet_val(Path(tmp) / "tiny", args.limit),
+            }
+            report["files_to_features"] = files_to_features(sets, args.limit)
+        if "retrain" in args.parts:
+            report["retrain_on_cached_features_cifar10_100_per_class"] = retrain_on_cached_features(cifar / "train")
+            print("retrain", report["retrain_on_cached_features_cifar10_100_per_class"], flush=True)
+        if "serve" in args.parts:
+            from wukong import ImageClassifier
 
-        model = Path(tmp) / "cat_dog_model"
-        ImageClassifier(progress=False).fit(DATA / "cat_dog" / "train").save(model)
-        photo = DATA / "cat_dog" / "test" / "cat" / "cat.983.jpg"
-        report["serve_one_image_cat_dog_default"] = serve_latency(model, photo)
-    report["text_encoding_banking77"] = text_speed()
-    print("text", report["text_encoding_banking77"], flush=True)
-    report["finished"] = time.strftime("%F %T")
+            model = Path(tmp) / "cat_dog_model"
+            ImageClassifier(progress=False).fit(DATA / "cat_dog" / "train").save(model)
+            photo = DATA / "cat_dog" / "test" / "cat" / "cat.983.jpg"
+            report["serve_one_image_cat_dog_default"] = serve_latency(model, photo)
+    if "text" in args.parts:
+        report["text_encoding_banking77"] = text_speed()
+        print("text", report["text_encoding_banking77"], flush=True)
+    (report["reruns"][-1] if merged else report)["finished"] = time.strftime("%F %T")
     shutil.rmtree(cache, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

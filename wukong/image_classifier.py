@@ -58,6 +58,9 @@ class ImageClassifier(TransferClassifier):
         input_size: ``"auto"`` (``features`` on a small-input backbone cross-validates its native
             size against 1.25x that), ``"native"``, or a side in pixels.
         unfreeze: blocks to fine-tune: a count of later stages, or ``"all"`` (default: chosen).
+        augment: ``features``: each image's mirror image joins the training data where
+            cross-validation finds it helps (never for raw pixels); ``head`` / ``finetune``: random
+            crops and flips while training. ``False``: the images as given.
         epochs: total epochs for ``head`` (default 15) / ``finetune`` (default 8); of these,
             ``head_epochs`` (default 1, or a third of a given ``epochs``) train the new head alone
             before blocks are unfrozen. With the default, an epoch on small data passes over the
