@@ -472,4 +472,4 @@ def _why(tap: Tap) -> str:
         )
     if tap is None:
         return ""
-    return "earlier-layer features transfer better to data unlike the pretraining data"
+    return "earlier layers hold more general features, which can transfer better to data unlike the pretraining data"
