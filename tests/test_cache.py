@@ -212,3 +212,5 @@ def test_one_pass_over_every_stage_serves_the_search_the_kept_tap_a_refit_and_th
     first._embedded(CAT_DOG / "train", None, None, "training")
     assert rows() == stored and again.tap_ == first.tap_
     np.testing.assert_allclose(again.predict_proba(CAT_DOG / "test"), first.predict_proba(CAT_DOG / "test"), atol=2e-3)
+    first.metrics_["classifier"]["C"] = [0.1, 1.0]  # as a blend records its members' values: each tried again
+    assert first.chosen_params()["tuning"] == {"c_grid": [0.1, 1.0]}

@@ -464,7 +464,9 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         strategy, the blocks it tuned, the classifier's C and the modality's own (``_chosen``; for
         images under ``features``, the features read, the input size and mirror images). A new
         estimator made with them fits again without searching: a quick re-train after more labels
-        (``wukong train --like MODEL``; README, "Training again").
+        (``wukong train --like MODEL``; README, "Training again"). A blend of classifiers
+        (``strategies.features.blend_members``) becomes one, on all its members' features, with
+        their values of C to choose from.
 
         Example:
             >>> model = wukong.load("runs/cat_dog")                                   # doctest: +SKIP
@@ -478,8 +480,8 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         if self.strategy_ == "finetune" and unfreeze:
             params["unfreeze"] = unfreeze
         c = (self.metrics_.get("classifier") or {}).get("C")
-        if c is not None:  # one value to cross-validate: the out-of-fold logits still calibrate it
-            params["tuning"] = {**(params["tuning"] or {}), "c_grid": [c]}
+        if c is not None:  # cross-validated still (the out-of-fold logits calibrate it); a blend's: its members'
+            params["tuning"] = {**(params["tuning"] or {}), "c_grid": list(c) if isinstance(c, list) else [c]}
         return {**params, **self._chosen()}
 
     def _chosen(self) -> dict[str, Any]:
