@@ -160,13 +160,21 @@ def _contains(parent: nn.Module, child: nn.Module) -> bool:
 
 
 def probe_features(extractor: FeatureExtractor, size: int) -> int:
-    """The width of ``extractor``'s features, from one forward pass of a blank image."""
-    with torch.no_grad():
-        was_training = extractor.training
-        extractor.eval()
-        out = extractor(torch.zeros(1, 3, size, size))
-        extractor.train(was_training)
-    return int(out.shape[1])
+    """The width of ``extractor``'s features, from one forward pass of a blank image; remembered for
+    its network (while the network lives) by tap and size, since its weights do not change it."""
+    widths = _WIDTHS.setdefault(extractor.network, {})
+    key = (repr(extractor.tap), size)
+    if key not in widths:
+        with torch.no_grad():
+            was_training = extractor.training
+            extractor.eval()
+            out = extractor(torch.zeros(1, 3, size, size))
+            extractor.train(was_training)
+        widths[key] = int(out.shape[1])
+    return widths[key]
+
+
+_WIDTHS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, int], int]] = weakref.WeakKeyDictionary()
 
 
 def weights_fingerprint(network: nn.Module) -> str:
