@@ -85,14 +85,7 @@ def load_image(data: bytes, *, min_size: int | None = None) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data))
-            if image.width * image.height > MAX_PIXELS:
-                raise BadImage(
-                    f"refused: {image.width}x{image.height} pixels is over the "
-                    f"{MAX_PIXELS:,}-pixel limit (possible decompression bomb)"
-                )
-            if min_size and image.format == "JPEG":
-                image.draft("RGB", (min_size, min_size))
+            image = _header(data, min_size)[0]
             image.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise BadImage(f"refused as a possible decompression bomb ({exc})") from exc
@@ -105,6 +98,22 @@ def load_image(data: bytes, *, min_size: int | None = None) -> Image.Image:
     except Exception:  # a broken EXIF block must not cost the image itself
         pass
     return _to_rgb(image)
+
+
+def _header(data: bytes, min_size: int | None) -> tuple[Image.Image, tuple[int, int], str]:
+    """The image opened, its header read and no pixel decoded, with its stored size and mode; refused
+    (``BadImage``) over the pixel limit; a JPEG set to decode at the smallest scale that keeps both
+    sides >= ``min_size`` (``Image.draft``). Call it where decompression-bomb warnings are errors."""
+    image = Image.open(io.BytesIO(data))
+    stored, mode = image.size, image.mode
+    if stored[0] * stored[1] > MAX_PIXELS:
+        raise BadImage(
+            f"refused: {stored[0]}x{stored[1]} pixels is over the "
+            f"{MAX_PIXELS:,}-pixel limit (possible decompression bomb)"
+        )
+    if min_size and image.format == "JPEG":
+        image.draft("RGB", (min_size, min_size))
+    return image, stored, mode
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -128,10 +137,12 @@ def open_image(item: Any, *, min_size: int | None = None) -> tuple[Image.Image, 
     """One input as an upright RGB image, with the bytes that identify its content: a file path,
     encoded bytes, a PIL image or an array. ``min_size``: as in ``load_image``. ``BadImage`` says why
     an input cannot be used."""
-    data = _encoded(item)
-    if data is None:
-        return in_memory_rgb(item)
-    return load_image(data, min_size=min_size), data
+    return _opened(item, _encoded(item), min_size)
+
+
+def _opened(item: Any, data: bytes | None, min_size: int | None) -> tuple[Image.Image, bytes]:
+    """``open_image``, with the input's encoded bytes (``_encoded``) already read."""
+    return in_memory_rgb(item) if data is None else (load_image(data, min_size=min_size), data)
 
 
 def _encoded(item: Any) -> bytes | None:
@@ -202,7 +213,7 @@ def decode_square(item: Any, size: int, interpolation: str = "bicubic") -> tuple
         rgb = _full_size_jpeg(data, size)
         if rgb is not None:
             return resize_rgb(rgb, size, interpolation), data
-    image, data = in_memory_rgb(item) if data is None else (load_image(data, min_size=size), data)
+    image, data = _opened(item, data, size)
     return resize_square(image, size, interpolation), data
 
 
@@ -216,20 +227,16 @@ def _full_size_jpeg(data: bytes, min_size: int) -> torch.Tensor | None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            header = Image.open(io.BytesIO(data))  # the header only
-            stored = header.size
+            header, stored, mode = _header(data, min_size)
             if (
                 header.format != "JPEG"
-                or header.mode not in ("RGB", "L")
-                or stored[0] * stored[1] > MAX_PIXELS
+                or mode not in ("RGB", "L")
                 or header.getexif().get(ExifTags.Base.Orientation, 1) != 1
+                or header.size != stored  # decoding at a smaller scale is cheaper still: Pillow's draft mode
             ):
                 return None
-            header.draft("RGB", (min_size, min_size))
         except Exception:  # noqa: BLE001 - whatever is wrong, load_image finds it and names it
             return None
-    if header.size != stored:  # decoding at a smaller scale is cheaper still: Pillow's draft mode
-        return None
     try:
         planes = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
     except RuntimeError:
