@@ -221,8 +221,8 @@ class FrozenPasses:
         cache serves the search, the kept tap's scores of known inputs, a later fit that keeps the
         search's choices (``chosen_params``) and the audit."""
         tap = net.features.tap
-        every = every_stage(backbone)
-        if every is not None and tap != every and all(part in every for part in tap_parts(tap)):
+        every = every_stage(backbone, tap_parts(tap))
+        if every is not None and tap != every:
             return TapReader(self, backbone, [tap])(tap, store, flip=flip)
         description = {
             "backbone": backbone.source,
@@ -345,11 +345,12 @@ def check_tap(tap: Any, stages: int) -> None:
         )
 
 
-def every_stage(backbone: ImageBackbone) -> list[Tap] | None:
+def every_stage(backbone: ImageBackbone, parts: Sequence[Tap]) -> list[Tap] | None:
     """The parts of the network that ``tap="auto"`` reads in one pass (the top, then each stage from
-    the last), in that order; ``None`` for a network with no stages to read."""
+    the last), in that order, where ``parts`` (some of a tap's) are among them; ``None`` for a
+    network with no stages to read, for no parts, and for parts that are not all stages."""
     deep = [t for t in candidate_taps(backbone, "auto") if not isinstance(t, list) and pixel_side(t) is None]
-    return deep if len(deep) > 1 else None
+    return deep if len(deep) > 1 and parts and all(part in deep for part in parts) else None
 
 
 class TapReader:
@@ -363,9 +364,7 @@ class TapReader:
         for part in (part for t in taps for part in tap_parts(t)):
             if pixel_side(part) is None and part not in deep:
                 deep.append(part)
-        every = every_stage(backbone)
-        if deep and every is not None and all(part in every for part in deep):  # the pass whose features are cached
-            deep = every
+        deep = every_stage(backbone, deep) or deep  # the pass whose features are cached, where it reads them
         self.together = network(backbone, deep if len(deep) > 1 else (deep or [None])[0], nn.Identity())
         widths = [probe_features(FeatureExtractor(backbone.network, t), backbone.input_size) for t in deep]
         ends = np.cumsum([0, *widths])
