@@ -147,6 +147,7 @@ def test_like_trains_again_with_the_models_choices_without_searching(trained, tm
         (["predict", "no/such/model", "a.jpg"], "not a Wukong model folder"),
         (["train", CAT_DOG / "train" / "cat", "--out", "x"], "no class sub-folders"),
         (["train", CAT_DOG / "train", "--test", "no/test", "--out", "x"], "--test no/test: no such file or folder"),
+        (["train", CAT_DOG / "train", DATA / "sst2" / "dev.tsv", "--out", "x"], "holds image data; join sources of"),
         (["train", CAT_DOG / "train", "--strategy", "bogus", "--out", "x"], "strategy='bogus': choose one of"),
         (["train", CAT_DOG / "train", "--linear-model", "tree", "--out", "x"], "linear_model='tree': choose one of"),
     ],

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
-__all__ = ["ImageClassifier", "TextClassifier", "audit", "load", "suggest", "__version__"]
+__all__ = ["ImageClassifier", "Sources", "TextClassifier", "audit", "load", "suggest", "__version__"]
 
 if TYPE_CHECKING:
+    from wukong.data.sources import Sources
     from wukong.image_classifier import ImageClassifier
     from wukong.quality import audit
     from wukong.quality.suggest import suggest
@@ -46,4 +47,8 @@ def __getattr__(name: str) -> Any:
         from wukong.quality.suggest import suggest
 
         return suggest
+    if name == "Sources":  # several labelled files or folders trained on as one set
+        from wukong.data.sources import Sources
+
+        return Sources
     raise AttributeError(f"module 'wukong' has no attribute {name!r}")

@@ -13,7 +13,10 @@ from wukong.errors import WukongError
 
 @app.command()
 def audit(
-    data: Annotated[Path, typer.Argument(help="Labelled data, as for 'wukong train' (image folder, CSV, text table).")],
+    data: Annotated[
+        list[Path],
+        typer.Argument(help="Labelled data, as for 'wukong train' (image folder, CSV, text table; several: one set)."),
+    ],
     val: Annotated[
         Path | None, typer.Option(help="Validation data (checked for leakage and label errors too).")
     ] = None,
@@ -35,18 +38,20 @@ def audit(
     validation or test items.
     """
     from wukong.data.inputs import modality_of
+    from wukong.data.sources import Sources
     from wukong.quality import audit as run_audit
     from wukong.quality.sets import estimator_for
 
-    for option, path in (("DATA", data), ("--val", val), ("--test", test)):
+    for option, path in (*(("DATA", p) for p in data), ("--val", val), ("--test", test)):
         if path is not None and not path.exists():
             raise WukongError(f"{option} {path}: no such file or folder")
     if out.exists() and not out.is_dir():
         raise WukongError(f"--out {out}: a file, not a folder")
     progress = progress_wanted(quiet, as_json)
     columns = {"text_col": text_col, "label_col": label_col}
-    estimator = estimator_for(modality_of(data), backbone, progress=progress, **columns)
-    report = run_audit(data, val=val, test=test, estimator=estimator, seed=seed, progress=progress)
+    source = data[0] if len(data) == 1 else Sources(*data)
+    estimator = estimator_for(modality_of(source), backbone, progress=progress, **columns)
+    report = run_audit(source, val=val, test=test, estimator=estimator, seed=seed, progress=progress)
     page = report.save(out)
     summary = report.summary()
     lines = [f"{name.replace('_', ' ')}: {count}" for name, count in summary.items()]

@@ -33,10 +33,11 @@ if TYPE_CHECKING:
 @app.command()
 def train(
     data: Annotated[
-        Path,
+        list[Path],
         typer.Argument(
             help="Image folder (one sub-folder per class), image CSV (path,label), or text table (CSV/TSV/JSONL). "
-            "Several labels in a label cell ('cat;dog', or a JSON list) train a multi-label model."
+            "Several labels in a label cell ('cat;dog', or a JSON list) train a multi-label model. Several "
+            "sources of one kind train as one set (e.g. DATA to_label.csv, once the suggestions are labelled)."
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
@@ -154,8 +155,10 @@ def train(
     """
     from wukong.artifact_io import MODEL_FORMAT, check_output_folder, remove_work_folder, work_folder
     from wukong.data.inputs import modality_of
+    from wukong.data.sources import Sources
 
-    modality = modality_of(data)
+    source: Path | Sources = data[0] if len(data) == 1 else Sources(*data)
+    modality = modality_of(source)
     if preset is not None:
         from wukong.backbones.catalog import preset_backbone
 
@@ -172,7 +175,7 @@ def train(
     for option, path in (("--val", val), ("--test", test), *(("--unlabeled", p) for p in unlabeled or [])):
         if path is not None and not path.exists():  # found now, not after training
             raise WukongError(f"{option} {path}: no such file or folder")
-    inputs = [p for p in (data, val, test) if p is not None]
+    inputs = [p for p in (*data, val, test) if p is not None]
     check_output_folder(out, fmt=MODEL_FORMAT, inputs=inputs, overwrite=may_replace(out, MODEL_FORMAT, overwrite))
     progress = progress_wanted(quiet, as_json)
     unfreeze_value: int | str | None = None
@@ -224,18 +227,18 @@ def train(
                 raise WukongError("--engine onnxruntime applies to image data; text models run in PyTorch")
             descriptions = _label_descriptions(label_names) if label_names is not None else None
             clf = TextClassifier(backbone, text_col=text_col, label_col=label_col, label_names=descriptions, **common)
-        clf.check_data(data, val, test)  # every input's classes, before any training
+        clf.check_data(source, val, test)  # every input's classes, before any training
     pool = _unlabelled(unlabeled, modality, text_col) if unlabeled else None
     work = work_folder(out, create=True)
     report = None
     if clean:
         from wukong import audit
 
-        report = audit(data, val=val, test=test, estimator=clf, seed=seed, progress=progress)
+        report = audit(source, val=val, test=test, estimator=clf, seed=seed, progress=progress)
         clf.fit(*report.cleaned(), val=val, unlabeled=pool, work_dir=work, resume=resume)
         _record_clean(clf, report)
     else:
-        clf.fit(data, val=val, unlabeled=pool, work_dir=work, resume=resume)
+        clf.fit(source, val=val, unlabeled=pool, work_dir=work, resume=resume)
     if like is not None:  # said where the reason is read: the summary, metrics.json, the report
         clf.strategy_reason_ = clf.metrics_["strategy_reason"] = (
             f"the choices of {like} (--like); {clf.strategy_reason_}"

@@ -22,6 +22,7 @@ from wukong.data.archive import extract_cached, is_archive
 from wukong.data.inputs import as_items, as_labelled, is_table
 from wukong.data.label_sets import indicator, read_label_cells
 from wukong.data.labelled import Skipped
+from wukong.data.sources import Sources
 from wukong.errors import DataError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
@@ -69,25 +70,58 @@ def read_image_source(path: str | Path, classes: Sequence[str] | None = None) ->
     ``classes`` fixes the class order (for validation and test sets, which must use the training
     classes); a class found here but not in ``classes`` is an error.
     """
-    path = Path(path)
+    pairs, skipped, hint, several = _listing(Path(path))
+    labels, classes = encode_labels([label for _, label in pairs], classes, str(path), hint, several=several)
+    return ImageSource(paths=[p for p, _ in pairs], labels=labels, classes=classes, skipped=skipped, origin=str(path))
+
+
+def read_image_sources(paths: Sequence[str | Path], classes: Sequence[str] | None = None) -> ImageSource:
+    """Several labelled image sources as one (``wukong.data.sources``): an image listed twice is used
+    once, and under two labels is a ``DataError`` naming both sources."""
+    pairs: list[tuple[Path, str]] = []
+    skipped: list[Skipped] = []
+    first: dict[Path, tuple[Path, str]] = {}  # each file's first source and label
+    several = False
+    for path in map(Path, paths):
+        found, notes, _, many = _listing(path)
+        if not found:
+            raise DataError(f"{path}: no labelled image ({len(notes)} row(s) with an empty path or label); label some")
+        several |= many
+        skipped += notes
+        for file, label in found:
+            key = file.resolve()
+            if key not in first:
+                first[key] = (path, label)
+                pairs.append((file, label))
+                continue
+            where, given = first[key]
+            if given != label:
+                raise DataError(f"{file}: labelled '{given}' in {where} and '{label}' in {path}; keep one label")
+            skipped.append(Skipped(str(file), f"listed again in {path}: used once", kept=True))
+    origin = " + ".join(str(p) for p in paths)
+    labels, classes = encode_labels([label for _, label in pairs], classes, origin, "in all of them", several=several)
+    return ImageSource([p for p, _ in pairs], labels, classes, skipped, origin)
+
+
+def _listing(path: Path) -> tuple[list[tuple[Path, str]], list[Skipped], str, bool]:
+    """The labelled files of one source, what was skipped, how its labels are given (for messages),
+    and whether a label cell may hold several labels (a CSV's may; a folder name is one label)."""
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if is_archive(path):
         path = extract_cached(path)
     if path.is_dir():
         pairs, skipped = _scan_class_folders(path)
-        hint = "one sub-folder of images per class"  # a folder's name is one label, whatever it holds
-    elif path.suffix.lower() == ".csv":
+        return pairs, skipped, "one sub-folder of images per class", False
+    if path.suffix.lower() == ".csv":
         pairs, skipped = _read_csv(path)
         empty = sum(s.reason == EMPTY_CELL for s in skipped)
         hint = "from the 'label' column" + (f" ({empty} row(s) with an empty path or label left out)" if empty else "")
-    else:
-        raise DataError(
-            f"{path}: not an image folder or CSV; give a folder with one sub-folder per class, "
-            "or a CSV with 'path,label' columns"
-        )
-    labels, classes = encode_labels([label for _, label in pairs], classes, str(path), hint, several=not path.is_dir())
-    return ImageSource(paths=[p for p, _ in pairs], labels=labels, classes=classes, skipped=skipped, origin=str(path))
+        return pairs, skipped, hint, True
+    raise DataError(
+        f"{path}: not an image folder or CSV; give a folder with one sub-folder per class, "
+        "or a CSV with 'path,label' columns"
+    )
 
 
 def encode_labels(
@@ -267,9 +301,12 @@ def _read_csv(path: Path) -> tuple[list[tuple[Path, str]], list[Skipped]]:
 def labelled_images(data: Any, labels: Sequence[str] | None, classes: Sequence[str] | None = None) -> ImageSource:
     """Labelled images: a folder/CSV/archive path, or inputs (paths, PIL images, uint8 arrays, in a list,
     an array or a table with an image and a label column) with their labels."""
-    if isinstance(data, (str, Path)):
+    if isinstance(data, (str, Path, Sources)):
         if labels is not None:
             raise ValueError("labels are read from the folder or CSV; pass labels only with a list of paths")
+        if isinstance(data, Sources):
+            data.modality()  # sources of two kinds: one error naming both
+            return read_image_sources(data.paths, classes=classes)
         return read_image_source(data, classes=classes)
     items, label_list = as_labelled(image_items(data) if not is_table(data) else data, labels, "image")
     for i, item in enumerate(items):  # a wrong kind of input is a mistake in the calling code: stop at once

@@ -102,11 +102,14 @@ def _find(columns: list[str], wanted: Sequence[str], what: str, modality: str) -
 
 
 def modality_of(data: Any, labels: Sequence[Any] | None = None) -> str:
-    """``"image"`` or ``"text"``: an image folder or CSV of image paths, a text table, or inputs
-    (strings that are not files are texts)."""
+    """``"image"`` or ``"text"``: an image folder or CSV of image paths, a text table, several of one
+    kind (``Sources``), or inputs (strings that are not files are texts)."""
     from wukong.data.images import is_image_source
+    from wukong.data.sources import Sources
     from wukong.data.text import is_text_source
 
+    if isinstance(data, Sources):
+        return data.modality()
     if isinstance(data, str | Path) and labels is None:
         path = Path(data)
         if not path.exists():

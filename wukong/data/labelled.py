@@ -58,5 +58,7 @@ def check_every_class_present(labels: np.ndarray, classes: Sequence[str], origin
 
 
 def origin_of(data: Any) -> str:
-    """How messages name a data argument: its path, or "the given data"."""
+    """How messages name a data argument: its path (paths, for ``Sources``), or "the given data"."""
+    if hasattr(data, "origin"):  # wukong.data.sources.Sources
+        return str(data.origin)
     return str(data) if isinstance(data, str | Path) else "the given data"

@@ -114,7 +114,52 @@ def read_text_table(
         >>> train = read_text_table("sst2/train.tsv")                    # doctest: +SKIP
         >>> test = read_text_table("sst2/test.tsv", classes=train.classes)  # doctest: +SKIP
     """
-    path = Path(path)
+    table = _table(Path(path), text_col, label_col)
+    labels, multi = read_label_cells(table.cells)
+    classes = _resolve_classes(str(path), labels, classes, multi)
+    return TextSource(
+        table.texts, labels, classes, table.skipped, str(path), table.encoding, table.text_col, table.label_col, multi
+    )
+
+
+def read_text_tables(
+    paths: Sequence[str | Path],
+    text_col: str | None = None,
+    label_col: str | None = None,
+    *,
+    classes: Sequence[str] | None = None,
+) -> TextSource:
+    """Several labelled tables as one (``wukong.data.sources``), each read as ``read_text_table``
+    reads it; the classes are those of all of them (one may hold only some)."""
+    tables = [_table(Path(p), text_col, label_col) for p in paths]
+    labels, multi = read_label_cells([cell for t in tables for cell in t.cells])
+    origin = " + ".join(str(p) for p in paths)
+    return TextSource(
+        texts=[text for t in tables for text in t.texts],
+        labels=labels,
+        classes=_resolve_classes(origin, labels, classes, multi),
+        skipped=[s for t in tables for s in t.skipped],
+        origin=origin,
+        encoding=tables[0].encoding,
+        text_col=tables[0].text_col,
+        label_col=tables[0].label_col,
+        multi_label=multi,
+    )
+
+
+@dataclass
+class _Table:
+    """One table's usable rows: texts and raw label cells; what was skipped; how it was read."""
+
+    texts: list[str]
+    cells: list[Any]
+    skipped: list[Skipped]
+    encoding: str
+    text_col: str
+    label_col: str
+
+
+def _table(path: Path, text_col: str | None, label_col: str | None) -> _Table:
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "no such file"
         raise DataError(f"{path}: {what}; {FORMAT_HINT}")
@@ -129,23 +174,12 @@ def read_text_table(
     tcol, lcol = pick_columns(path, columns, rows, text_col, label_col)
     texts, cells, bad_rows = _extract(path, rows, tcol, lcol)
     skipped.extend(bad_rows)
-    labels, multi = read_label_cells(cells)
     if not texts:
         reasons = sorted({s.reason for s in skipped})
         raise DataError(
             f"{path}: no usable rows in columns '{tcol}' / '{lcol}' (skipped: {reasons or 'none'}); {FORMAT_HINT}"
         )
-    return TextSource(
-        texts=texts,
-        labels=labels,
-        classes=_resolve_classes(str(path), labels, classes, multi),
-        skipped=skipped,
-        origin=str(path),
-        encoding=decoded.encoding,
-        text_col=tcol,
-        label_col=lcol,
-        multi_label=multi,
-    )
+    return _Table(texts, cells, skipped, decoded.encoding, tcol, lcol)
 
 
 def _encoding_notes(path: Path, decoded: DecodedText) -> list[Skipped]:

@@ -19,7 +19,8 @@ from torch import nn
 from wukong.backbones.sentence import DEFAULT_TEXT_BACKBONE
 from wukong.backbones.text import TextEncoder
 from wukong.data.inputs import as_items, as_labelled, is_table
-from wukong.data.text import TextSource, label_name_texts, read_text_table, texts_source
+from wukong.data.sources import Sources
+from wukong.data.text import TextSource, label_name_texts, read_text_table, read_text_tables, texts_source
 from wukong.errors import DataError, ParameterError
 from wukong.features_cache import FeatureCache
 from wukong.heads import build_head
@@ -45,9 +46,12 @@ def read_source(
 ) -> TextSource:
     """Labelled texts: a CSV/TSV/JSONL file (text and label columns), a DataFrame or Dataset, or
     texts + labels."""
-    if isinstance(data, (str, Path)):
+    if isinstance(data, (str, Path, Sources)):
         if labels is not None:
             raise ValueError("labels are read from the file; pass labels only with a list of texts")
+        if isinstance(data, Sources):
+            data.modality()  # sources of two kinds: one error naming both
+            return read_text_tables(data.paths, text_col, label_col, classes=classes)
         return read_text_table(data, text_col, label_col, classes=classes)
     if is_table(data) or labels is not None:  # a DataFrame / Dataset, or texts with labels
         data, labels = as_labelled(data, labels, "text", input_col=text_col, label_col=label_col)
