@@ -140,6 +140,18 @@ def image_csv(rows: list[str], encoding: str = "utf-8", extra: bytes = b"") -> C
     return build
 
 
+def several_sources(rows: list[str]) -> Callable[[Path], list]:
+    """The training folder and a CSV of more labelled images (``rows``; ``{train}`` is the folder),
+    trained on as one set."""
+
+    def build(work: Path) -> list:
+        train = train_folder(work)
+        (work / "more.csv").write_text("\n".join(rows).format(train=train) + "\n")
+        return ["train", train, work / "more.csv", "--out", work / "model", "--quiet", *FAST]
+
+    return build
+
+
 def test_with_a_bird(work: Path) -> Path:
     """The cat/dog test set with one more class, 'bird', that no model here knows."""
     shutil.copytree(CAT_DOG / "test", work / "test")
@@ -387,6 +399,46 @@ def cases() -> list[Case]:
             "one class only",
             "error: need at least two",
             image_csv(["path,label", *[r for r in cat_dog_rows() if r.endswith(",cat")]]),
+        )
+    )
+    # several sources trained as one set (the labelling loop: DATA and the labelled suggestions)
+    cat, dog = (sorted((CAT_DOG / "test" / c).glob("*.jpg")) for c in ("cat", "dog"))
+    first_cat = f"{{train}}/cat/{sorted((CAT_DOG / 'train' / 'cat').glob('*.jpg'))[0].name}"
+    for name, rows, expect in [
+        (
+            "labelled suggestions, one row left blank",
+            [f"{cat[0]},cat", f"{dog[0]},dog", f"{cat[1]},"],
+            "skipped: empty",
+        ),
+        ("an image of DATA listed again, same label", [f"{cat[0]},cat", f"{first_cat},cat"], "note: listed again in"),
+        ("an image of DATA listed under another label", [f"{cat[0]},cat", f"{first_cat},dog"], "error: keep one label"),
+        ("every row still blank", [f"{cat[0]},", f"{dog[0]},"], "error: no labelled image"),
+    ]:
+        add(
+            Case(
+                "sources", name, expect, several_sources(["path,label", *rows]), lambda w: [w / "train", w / "more.csv"]
+            )
+        )
+    add(
+        Case(
+            "sources",
+            "an image folder and a text table",
+            "error: join sources of one kind",
+            lambda w: ["train", train_folder(w), DATA / "sst2" / "dev.tsv", "--out", w / "model", *FAST],
+            train_keep,
+        )
+    )
+    add(
+        Case(
+            "sources",
+            "two text tables, one of a single class",
+            "ok",
+            lambda w: (
+                w.joinpath("a.csv").write_text(csv_text()),
+                w.joinpath("b.csv").write_text(csv_text([("is a refund possible", "refund")])),
+                ["train", w / "a.csv", w / "b.csv", "--out", w / "model", "--quiet", "--strategy", "features"],
+            )[-1],
+            lambda w: [w / "a.csv", w / "b.csv"],
         )
     )
     # text tables
