@@ -125,8 +125,9 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         """Train on labelled data; returns ``self``.
 
         ``data``: a folder or table file whose labels it holds (image class folders, a CSV of
-        ``path,label``, a CSV/TSV/JSONL of texts), or a list or array of inputs (image paths, texts)
-        with ``labels``. ``val``: a validation set in the same forms (a path or an ``(inputs, labels)``
+        ``path,label``, a CSV/TSV/JSONL of texts), several of one kind as one set
+        (``wukong.Sources(folder, "to_label.csv")``), or a list or array of inputs (image paths,
+        texts) with ``labels``. ``val``: a validation set in the same forms (a path or an ``(inputs, labels)``
         pair); without it a seeded stratified ``val_fraction`` is held out. ``unlabeled``: inputs
         without labels (image files or folders, texts): the linear classifier of ``features``
         pseudo-labels them and trains again, kept only where cross-validation says it helps

@@ -84,8 +84,9 @@ def read_image_sources(paths: Sequence[str | Path], classes: Sequence[str] | Non
     several = False
     for path in map(Path, paths):
         found, notes, _, many = _listing(path)
-        if not found:
-            raise DataError(f"{path}: no labelled image ({len(notes)} row(s) with an empty path or label); label some")
+        if not found:  # a file of suggestions not labelled yet (a folder without images stops in _listing)
+            blank = sum(s.reason == EMPTY_CELL for s in notes)
+            raise DataError(f"{path}: no labelled image ({blank} row(s) with an empty path or label); label some")
         several |= many
         skipped += notes
         for file, label in found:

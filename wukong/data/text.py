@@ -118,7 +118,15 @@ def read_text_table(
     labels, multi = read_label_cells(table.cells)
     classes = _resolve_classes(str(path), labels, classes, multi)
     return TextSource(
-        table.texts, labels, classes, table.skipped, str(path), table.encoding, table.text_col, table.label_col, multi
+        texts=table.texts,
+        labels=labels,
+        classes=classes,
+        skipped=table.skipped,
+        origin=str(path),
+        encoding=table.encoding,
+        text_col=table.text_col,
+        label_col=table.label_col,
+        multi_label=multi,
     )
 
 
