@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import CAT_DOG, DATA, FAST_BACKBONE
+from wukong.errors import DataError
 from wukong.quality.suggest import pick, suggest, uncertainty
 
 
@@ -40,6 +41,33 @@ def cat_dog_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("model") / "cat_dog"
     ImageClassifier(FAST_BACKBONE, strategy="features", progress=False).fit(CAT_DOG / "train").save(folder)
     return folder
+
+
+def test_the_next_round_leaves_out_what_was_asked_before(cat_dog_model: Path, tmp_path: Path) -> None:
+    from wukong import load
+    from wukong.quality.suggest import write_csv
+
+    model = load(cat_dog_model)
+    first = suggest(model, CAT_DOG / "test", n=5)
+    earlier = write_csv(first, tmp_path / "to_label.csv", "image")  # left blank: asked all the same
+    second = suggest(model, CAT_DOG / "test", n=5, exclude=[earlier])
+    assert len(second) == 5 and not {r["input"] for r in first} & {r["input"] for r in second}
+    pool = len(list((CAT_DOG / "test").rglob("*.jpg")))
+    assert len(suggest(model, CAT_DOG / "test", n=pool, exclude=[earlier])) == pool - 5
+    with pytest.raises(DataError, match=rf"every usable unlabelled input \({pool}\) is listed already"):
+        suggest(model, CAT_DOG / "test", n=5, exclude=[earlier, CAT_DOG / "test"])
+    with pytest.raises(DataError, match="no/such.csv: no such file or folder"):
+        suggest(model, CAT_DOG / "test", n=5, exclude=["no/such.csv"])
+
+
+def test_texts_listed_before_are_every_row_of_the_text_column(tmp_path: Path) -> None:
+    from wukong.quality.suggest import listed, write_csv
+
+    rows = [{"rank": 1, "input": " a card? ", "predicted": "x", "score": 0.5, "uncertainty": 1.0}]
+    rows.append({**rows[0], "rank": 2, "input": "a refund"})
+    earlier = write_csv(rows, tmp_path / "to_label.csv", "text")
+    (tmp_path / "more.txt").write_text("one more\n\n")
+    assert listed([earlier, tmp_path / "more.txt"], "text") == {"a card?", "a refund", "one more"}
 
 
 @pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it

@@ -76,6 +76,13 @@ def suggest(
     text_col: Annotated[
         str | None, typer.Option(help="Text column of a table (default: 'text' or 'sentence').")
     ] = None,
+    exclude: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Leave out the items this file or folder lists, labelled or not (repeatable): an earlier "
+            "round's CSV, the training data."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the clustering.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists (it may hold labels already).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per suggested item.")] = False,
@@ -85,7 +92,8 @@ def suggest(
     ready to be labelled.
 
     The CSV's first columns are the input and an empty label (path,label for images; text,label for
-    texts), so once filled it is training data as it is; rows left unlabelled are skipped.
+    texts), so once filled it is training data as it is; rows left unlabelled are skipped. In the
+    next round, --exclude that CSV: nothing is asked twice.
     """
     import json
 
@@ -101,7 +109,7 @@ def suggest(
         inputs: list = [str(p) for p in unlabelled]
     else:
         inputs = [t for file in unlabelled for t in texts_of_file(file, text_col)]
-    rows = rank(clf, inputs, n, seed=seed)
+    rows = rank(clf, inputs, n, exclude=exclude or (), seed=seed)
     write_csv(rows, out, clf.modality)
     if as_json:
         typer.echo("\n".join(json.dumps(row) for row in rows))

@@ -218,6 +218,15 @@ def list_images(inputs: Iterable[Any]) -> list[Any]:
     return files
 
 
+def listed_images(path: Path) -> list[Path]:
+    """Every image file that ``path`` names, labelled or not: a folder's (recursively), an image
+    CSV's ``path`` column on every row (relative paths from the CSV's folder), or the file itself."""
+    if path.suffix.lower() != ".csv" or not path.is_file():
+        return list_images([path])
+    pairs, skipped = _read_csv(path, blank_labels=True)
+    return [file for file, _ in pairs]
+
+
 def _scan_class_folders(root: Path) -> tuple[list[tuple[Path, str]], list[Skipped]]:
     """Image files per class folder. Stops, naming the folder, on a class folder with no image file
     and on one that links back to the data folder (it would make a class of every image)."""
@@ -271,7 +280,9 @@ def _walk_files(folder: Path, skipped: list[Skipped]) -> list[Path]:
 EMPTY_CELL = "empty path or label"
 
 
-def _read_csv(path: Path) -> tuple[list[tuple[Path, str]], list[Skipped]]:
+def _read_csv(path: Path, *, blank_labels: bool = False) -> tuple[list[tuple[Path, str]], list[Skipped]]:
+    """``(file, label)`` rows of an image CSV, and the rows skipped: those with an empty path, and
+    (unless ``blank_labels``) an empty label."""
     from wukong.data.encoding import read_table_text
 
     decoded = read_table_text(path)
@@ -289,7 +300,7 @@ def _read_csv(path: Path) -> tuple[list[tuple[Path, str]], list[Skipped]]:
     ]
     for line, row in enumerate(rows, start=2):
         row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-        if not row["path"] or not row["label"]:
+        if not row["path"] or not (row["label"] or blank_labels):
             skipped.append(Skipped(f"{path}:{line}", EMPTY_CELL))
             continue
         file = Path(row["path"])

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,18 +58,33 @@ def pick(features: np.ndarray, scores: np.ndarray, n: int, *, diverse: bool = Tr
     return picked[np.argsort(-scores[picked], kind="stable")]
 
 
-def suggest(model: Any, inputs: Any, n: int = 50, *, diverse: bool = True, seed: int = 0) -> list[dict[str, Any]]:
+def suggest(
+    model: Any,
+    inputs: Any,
+    n: int = 50,
+    *,
+    exclude: Sequence[str | Path] = (),
+    diverse: bool = True,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """The ``n`` unlabelled inputs (image files or folders, or texts) to label next, most
     uncertain first: ``{"rank", "input", "predicted", "score", "uncertainty"}`` each. Inputs that
-    cannot be read are left out."""
+    cannot be read are left out, and so are those that a file or folder in ``exclude`` lists,
+    labelled or not: the suggestions of an earlier round (the labelling loop's ``to_label.csv``),
+    the training data."""
     if not (isinstance(n, int) and n >= 1):
         raise ParameterError(f"n={n!r}: give how many items to suggest, 1 or more")
     model._check_fitted()
+    seen = listed(exclude, model.modality)
     names, features, problems = model._pool_features(inputs)
     usable = [name for i, name in enumerate(names) if i not in problems]
     if not usable:
         why = "; ".join(f"{names[i]}: {problem}" for i, problem in list(problems.items())[:3])
         raise DataError(f"no usable unlabelled input ({why})")
+    new = [i for i, name in enumerate(usable) if not seen or _key(name, model.modality) not in seen]
+    if not new:
+        raise DataError(f"every usable unlabelled input ({len(usable)}) is listed already (exclude: {_named(exclude)})")
+    usable, features = [usable[i] for i in new], features[new]
     proba = model._proba_from_logits(model._logits_from_features(features))
     thresholds = np.asarray(model.thresholds_, np.float32) if model.multi_label_ else None
     scores = uncertainty(proba, thresholds)
@@ -85,6 +101,30 @@ def suggest(model: Any, inputs: Any, n: int = 50, *, diverse: bool = True, seed:
             }
         )
     return rows
+
+
+def listed(sources: Sequence[str | Path], modality: str) -> set[str]:
+    """The items that ``sources`` list, as ``suggest`` compares them: for images, every image file
+    of a folder or every row's path of a CSV, resolved; for texts, every text of a table's text
+    column or of a file's lines."""
+    from wukong.data.images import listed_images
+    from wukong.modalities.text import texts_of_file
+
+    seen: set[str] = set()
+    for source in map(Path, sources):
+        if not source.exists():
+            raise DataError(f"{source}: no such file or folder (exclude)")
+        items = listed_images(source) if modality == "image" else texts_of_file(source)
+        seen.update(_key(item, modality) for item in items)
+    return seen
+
+
+def _key(item: Any, modality: str) -> str:
+    return str(Path(item).resolve()) if modality == "image" else str(item).strip()
+
+
+def _named(sources: Sequence[str | Path]) -> str:
+    return ", ".join(str(s) for s in sources)
 
 
 def write_csv(rows: list[dict[str, Any]], path: str | Path, modality: str) -> Path:
