@@ -75,6 +75,19 @@ def test_tables_of_texts_train_as_one_set(tmp_path: Path) -> None:
     np.testing.assert_allclose(model.predict_proba(list(more.text)), by_hand.predict_proba(list(more.text)), atol=1e-5)
 
 
+def test_columns_named_for_one_table_leave_the_suggestions_columns_to_be_found(tmp_path: Path) -> None:
+    rows = [("1", "my card has not come", "card_arrival"), ("2", "refund please", "refund")] * 3
+    main = tmp_path / "main.csv"
+    pd.DataFrame(rows, columns=["id", "utterance", "intent_name"]).to_csv(main, index=False)
+    more = _table(tmp_path / "to_label.csv", [("where is my card", "card_arrival")], first="text")
+    joined = read_text_tables([main, more], "utterance", "intent_name")
+    assert joined.texts[-1] == "where is my card" and joined.labels[-1] == "card_arrival" and len(joined) == 7
+    with pytest.raises(DataError, match=r"main.csv: label_col='intent' is not a column; the columns are \['id'"):
+        read_text_tables([main, more], "utterance", "intent")  # a name misspelt: not silently found
+    with pytest.raises(DataError, match="label_col='intent' is a column of none of them"):
+        read_text_tables([more, more], None, "intent")  # every table's columns found: still not silent
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

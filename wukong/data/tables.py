@@ -127,8 +127,21 @@ def _looks_like_data(cell: str) -> bool:
 
 
 def pick_columns(
-    path: Path, columns: list[str], rows: list[Row], text_col: str | None, label_col: str | None
+    path: Path,
+    columns: list[str],
+    rows: list[Row],
+    text_col: str | None,
+    label_col: str | None,
+    *,
+    named_if_present: bool = False,
 ) -> tuple[str, str]:
+    """The text and label columns: those named, else found by name or content. With
+    ``named_if_present`` (one of several tables: the labelled suggestions' ``text,label`` beside a
+    table whose columns had to be named), a named column this table lacks is found as if not named."""
+    named = {"text": text_col, "label": label_col}
+    if named_if_present:
+        text_col = text_col if _named_column(path, columns, text_col, "", must=False) else None
+        label_col = label_col if _named_column(path, columns, label_col, "", must=False) else None
     tcol = _named_column(path, columns, text_col, "text_col") or _find_column(columns, TEXT_COLUMN_NAMES)
     lcol = _named_column(path, columns, label_col, "label_col") or _find_column(columns, LABEL_COLUMN_NAMES)
     if tcol is None and lcol is None and len(columns) == 2:
@@ -141,6 +154,8 @@ def pick_columns(
         lcol = others[0]
     if tcol is None or lcol is None:
         missing = "text" if tcol is None else "label"
+        if named[missing] is not None:  # named, absent here, and not found otherwise either
+            raise DataError(f"{path}: {missing}_col='{named[missing]}' is not a column; the columns are {columns}")
         raise DataError(
             f"{path}: cannot tell which column holds the {missing} among {columns}; "
             f"rename it to '{missing}' or pass {missing}_col=..."
@@ -150,8 +165,9 @@ def pick_columns(
     return tcol, lcol
 
 
-def _named_column(path: Path, columns: list[str], name: str | None, argument: str) -> str | None:
-    """The column the user named: exact match first, then a unique case-insensitive one."""
+def _named_column(path: Path, columns: list[str], name: str | None, argument: str, *, must: bool = True) -> str | None:
+    """The column the user named: exact match first, then a unique case-insensitive one; ``None``
+    for no name, and (unless ``must``: a ``DataError``) for a name that is not a column."""
     if name is None:
         return None
     if name in columns:
@@ -159,6 +175,8 @@ def _named_column(path: Path, columns: list[str], name: str | None, argument: st
     matches = [c for c in columns if c.lower() == name.lower()]
     if len(matches) == 1:
         return matches[0]
+    if not must:
+        return None
     raise DataError(f"{path}: {argument}='{name}' is not a column; the columns are {columns}")
 
 

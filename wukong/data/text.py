@@ -138,10 +138,17 @@ def read_text_tables(
     classes: Sequence[str] | None = None,
 ) -> TextSource:
     """Several labelled tables as one (``wukong.data.sources``), each read as ``read_text_table``
-    reads it; the classes are those of all of them (one may hold only some)."""
-    tables = [_table(Path(p), text_col, label_col) for p in paths]
+    reads it, but that a column named here is looked for only in the tables that have it; the
+    classes are those of all of them (one may hold only some)."""
+    tables = [_table(Path(p), text_col, label_col, named_if_present=True) for p in paths]
     labels, multi = read_label_cells([cell for t in tables for cell in t.cells])
     origin = " + ".join(str(p) for p in paths)
+    for argument, name, used in (
+        ("text_col", text_col, [t.text_col for t in tables]),
+        ("label_col", label_col, [t.label_col for t in tables]),
+    ):
+        if name is not None and name.lower() not in {c.lower() for c in used}:
+            raise DataError(f"{origin}: {argument}='{name}' is a column of none of them")
     return TextSource(
         texts=[text for t in tables for text in t.texts],
         labels=labels,
@@ -167,7 +174,7 @@ class _Table:
     label_col: str
 
 
-def _table(path: Path, text_col: str | None, label_col: str | None) -> _Table:
+def _table(path: Path, text_col: str | None, label_col: str | None, *, named_if_present: bool = False) -> _Table:
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "no such file"
         raise DataError(f"{path}: {what}; {FORMAT_HINT}")
@@ -179,7 +186,7 @@ def _table(path: Path, text_col: str | None, label_col: str | None) -> _Table:
         if skipped:
             problem = f"no readable rows ({skipped[0].path}: {skipped[0].reason})"
         raise DataError(f"{path}: {problem}; {FORMAT_HINT}")
-    tcol, lcol = pick_columns(path, columns, rows, text_col, label_col)
+    tcol, lcol = pick_columns(path, columns, rows, text_col, label_col, named_if_present=named_if_present)
     texts, cells, bad_rows = _extract(path, rows, tcol, lcol)
     skipped.extend(bad_rows)
     if not texts:
