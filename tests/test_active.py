@@ -58,6 +58,18 @@ def test_the_next_round_leaves_out_what_was_asked_before(cat_dog_model: Path, tm
         suggest(model, CAT_DOG / "test", n=5, exclude=[earlier, CAT_DOG / "test"])
     with pytest.raises(DataError, match="no/such.csv: no such file or folder"):
         suggest(model, CAT_DOG / "test", n=5, exclude=["no/such.csv"])
+    # trained on the earlier round's file (two of five rows labelled): all five stay out unasked, as the
+    # training folder's photos do when the pool holds them
+    rows = list(csv.reader(earlier.open()))
+    for row in rows[1:3]:
+        row[1] = Path(row[0]).parent.name
+    csv.writer(earlier.open("w", newline="")).writerows(rows)
+    from wukong import ImageClassifier, Sources
+
+    again = ImageClassifier(FAST_BACKBONE, strategy="features", progress=False).fit(Sources(CAT_DOG / "train", earlier))
+    assert again.metrics_["train_data"] == [str((CAT_DOG / "train").resolve()), str(earlier.resolve())]
+    inputs = [r["input"] for r in suggest(again, [CAT_DOG / "test", CAT_DOG / "train"], n=pool + 40)]
+    assert len(inputs) == pool - 5 and all(Path(i).is_relative_to(CAT_DOG / "test") for i in inputs)
 
 
 def test_texts_listed_before_are_every_row_of_the_text_column(tmp_path: Path) -> None:

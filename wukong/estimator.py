@@ -28,7 +28,7 @@ from torch import nn
 from wukong.calibration import fit_temperature, resolve_class_weight, sigmoid, tune_thresholds
 from wukong.choices import STRATEGIES, check_choices
 from wukong.data.label_sets import as_model_labels, label_counts, stratify_key
-from wukong.data.labelled import Labelled, check_every_class_present, per_class_counts
+from wukong.data.labelled import Labelled, check_every_class_present, data_paths, per_class_counts
 from wukong.data.split import stratified_split
 from wukong.errors import DataError, ParameterError
 from wukong.heads import final_linear, is_linear
@@ -193,6 +193,9 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         sets = extra.pop("sets", (train.examples, val_set.examples))
         self.open_set_ = self._fit_open_set(*sets, val_logits=extra.pop("val_logits", None))
         extra["open_set"] = self.open_set_.config()
+        for key, given in (("train_data", data), ("val_data", val)):
+            if paths := data_paths(given):  # where the data came from: 'wukong suggest' leaves these items out
+                extra[key] = paths
         self._record_fit(
             started,
             choice,

@@ -92,8 +92,9 @@ def suggest(
     ready to be labelled.
 
     The CSV's first columns are the input and an empty label (path,label for images; text,label for
-    texts), so once filled it is training data as it is; rows left unlabelled are skipped. In the
-    next round, --exclude that CSV: nothing is asked twice.
+    texts), so once filled it is training data as it is; rows left unlabelled are skipped. Items
+    that the model's training files and folders list are never suggested (a CSV trained on with
+    'wukong train DATA to_label.csv', rows left blank included), nor are those --exclude lists.
     """
     import json
 
@@ -115,4 +116,5 @@ def suggest(
         typer.echo("\n".join(json.dumps(row) for row in rows))
     else:
         typer.echo("\n".join(f"{r['rank']}\t{r['input']}\t{r['predicted']} {r['score']:.3f}" for r in rows))
-        typer.echo(f"{len(rows)} items to label written to {out}")
+        fewer = " (all the pool holds that the model was not trained on and --exclude does not list)"
+        typer.echo(f"{len(rows)} items to label written to {out}{fewer if len(rows) < n else ''}")

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from wukong.data.label_sets import label_counts
+from wukong.data.sources import Sources
 from wukong.errors import DataError
 
 
@@ -57,8 +58,15 @@ def check_every_class_present(labels: np.ndarray, classes: Sequence[str], origin
         )
 
 
+def data_paths(data: Any) -> list[str]:
+    """The files or folders a data argument names, absolute: a path's, ``Sources``' (several); none
+    for inputs in memory."""
+    paths = data.paths if isinstance(data, Sources) else [data] if isinstance(data, str | Path) else []
+    return [str(Path(p).resolve()) for p in paths]
+
+
 def origin_of(data: Any) -> str:
     """How messages name a data argument: its path (paths, for ``Sources``), or "the given data"."""
-    if hasattr(data, "origin"):  # wukong.data.sources.Sources
-        return str(data.origin)
+    if isinstance(data, Sources):
+        return data.origin
     return str(data) if isinstance(data, str | Path) else "the given data"

@@ -68,14 +68,21 @@ def suggest(
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """The ``n`` unlabelled inputs (image files or folders, or texts) to label next, most
-    uncertain first: ``{"rank", "input", "predicted", "score", "uncertainty"}`` each. Inputs that
-    cannot be read are left out, and so are those that a file or folder in ``exclude`` lists,
-    labelled or not: the suggestions of an earlier round (the labelling loop's ``to_label.csv``),
-    the training data."""
+    uncertain first: ``{"rank", "input", "predicted", "score", "uncertainty"}`` each. Left out:
+    inputs that cannot be read; those the model's training and validation files and folders list
+    (``metrics_["train_data"]``, ``["val_data"]``), labelled or not, such as an earlier round's
+    suggestions trained on with ``Sources``, where they can still be read; and those that a file
+    or folder in ``exclude`` lists."""
     if not (isinstance(n, int) and n >= 1):
         raise ParameterError(f"n={n!r}: give how many items to suggest, 1 or more")
     model._check_fitted()
-    seen = listed(exclude, model.modality)
+    column = getattr(model, "text_col", None)
+    seen = listed(exclude, model.modality, column)
+    for source in [*model.metrics_.get("train_data", []), *model.metrics_.get("val_data", [])]:
+        try:  # moved, deleted or changed since: what can still be read is left out
+            seen |= listed([source], model.modality, column)
+        except DataError:
+            continue
     names, features, problems = model._pool_features(inputs)
     usable = [name for i, name in enumerate(names) if i not in problems]
     if not usable:
@@ -103,20 +110,30 @@ def suggest(
     return rows
 
 
-def listed(sources: Sequence[str | Path], modality: str) -> set[str]:
+def listed(sources: Sequence[str | Path], modality: str, text_col: str | None = None) -> set[str]:
     """The items that ``sources`` list, as ``suggest`` compares them: for images, every image file
     of a folder or every row's path of a CSV, resolved; for texts, every text of a table's text
-    column or of a file's lines."""
+    column (``text_col`` where the table has it) or of a file's lines."""
     from wukong.data.images import listed_images
-    from wukong.modalities.text import texts_of_file
 
     seen: set[str] = set()
     for source in map(Path, sources):
         if not source.exists():
             raise DataError(f"{source}: no such file or folder (exclude)")
-        items = listed_images(source) if modality == "image" else texts_of_file(source)
+        items = listed_images(source) if modality == "image" else _texts(source, text_col)
         seen.update(_key(item, modality) for item in items)
     return seen
+
+
+def _texts(source: Path, text_col: str | None) -> list[str]:
+    from wukong.modalities.text import texts_of_file
+
+    try:
+        return texts_of_file(source, text_col)
+    except DataError:
+        if text_col is None:
+            raise
+        return texts_of_file(source)  # the suggestions' own 'text' column beside a table named otherwise
 
 
 def _key(item: Any, modality: str) -> str:
