@@ -489,11 +489,19 @@ def cases() -> list[Case]:
         ),
         ("JSON array cut short", '[{"text": "a", "label": "x"}, {"text"', "t.json", "error: not valid JSON", []),
         (
-            "JSONL label is a list",
+            "JSONL label is a list: several labels, a multi-label model",
             "\n".join(json.dumps({"text": t, "label": lab}) for t, lab in TEXT_ROWS)
-            + '\n{"text": "hi", "label": ["a", "b"]}\n',
+            + '\n{"text": "hi", "label": ["card_arrival", "refund"]}\n',
             "t.jsonl",
-            "skipped: label is not a single value",
+            "ok",
+            [],
+        ),
+        (
+            "JSONL label is an object",
+            "\n".join(json.dumps({"text": t, "label": lab}) for t, lab in TEXT_ROWS)
+            + '\n{"text": "hi", "label": {"a": 1}}\n',
+            "t.jsonl",
+            "skipped: label is not a name or a list of names",
             [],
         ),
         (
@@ -935,7 +943,9 @@ def train_models(work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bad_inputs.json")
-    parser.add_argument("--only", help="run only the cases whose name contains this")
+    parser.add_argument(
+        "--only", help="run only the cases whose name contains this, merged into OUT (the others keep theirs)"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="wukong-bad-"))
     os.environ.setdefault("WUKONG_CACHE", str(root / "cache"))
@@ -959,19 +969,35 @@ def main() -> None:
         for server in servers.values():
             server.__exit__()
         shutil.rmtree(root, ignore_errors=True)
-    summary = {
+    summary = {**_summary(rows), "seconds": round(time.time() - started, 1)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result = {"summary": summary, "cases": rows}
+    if args.only and args.out.exists():  # the cases run again replace theirs; the others keep theirs
+        earlier = json.loads(args.out.read_text())
+        again = {(r["group"], r["case"]) for r in rows}
+        current = {(c.group, c.name) for c in cases()}  # a case renamed or removed since is dropped
+        kept = [r for r in earlier["cases"] if (r["group"], r["case"]) in current - again]
+        order = {key: i for i, key in enumerate((c.group, c.name) for c in cases())}
+        merged = sorted(kept + rows, key=lambda r: order[(r["group"], r["case"])])
+        result = {
+            "summary": {**_summary(merged), "seconds": earlier["summary"]["seconds"]},
+            "cases": merged,
+            "reruns": [*earlier.get("reruns", []), {"only": args.only, **summary}],
+        }
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(summary))
+    if summary["passed"] != summary["cases"]:
+        sys.exit(1)
+
+
+def _summary(rows: list[dict]) -> dict:
+    return {
         "cases": len(rows),
         "passed": sum(r["pass"] for r in rows),
         "tracebacks": sum(not r["no_traceback"] for r in rows),
         "user_files_lost": sum(not r["user_files_intact"] for r in rows),
         "by_group": {g: sum(1 for r in rows if r["group"] == g) for g in dict.fromkeys(r["group"] for r in rows)},
-        "seconds": round(time.time() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"summary": summary, "cases": rows}, indent=2) + "\n")
-    print(json.dumps(summary))
-    if summary["passed"] != summary["cases"]:
-        sys.exit(1)
 
 
 if __name__ == "__main__":
