@@ -54,7 +54,7 @@ def test_the_next_round_leaves_out_what_was_asked_before(cat_dog_model: Path, tm
     assert len(second) == 5 and not {r["input"] for r in first} & {r["input"] for r in second}
     pool = len(list((CAT_DOG / "test").rglob("*.jpg")))
     assert len(suggest(model, CAT_DOG / "test", n=pool, exclude=[earlier])) == pool - 5
-    with pytest.raises(DataError, match=rf"every usable unlabelled input \({pool}\) is listed already"):
+    with pytest.raises(DataError, match=rf"every usable unlabelled input \({pool}\) is in the model's training"):
         suggest(model, CAT_DOG / "test", n=5, exclude=[earlier, CAT_DOG / "test"])
     with pytest.raises(DataError, match="no/such.csv: no such file or folder"):
         suggest(model, CAT_DOG / "test", n=5, exclude=["no/such.csv"])

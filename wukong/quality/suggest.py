@@ -90,7 +90,10 @@ def suggest(
         raise DataError(f"no usable unlabelled input ({why})")
     new = [i for i, name in enumerate(usable) if not seen or _key(name, model.modality) not in seen]
     if not new:
-        raise DataError(f"every usable unlabelled input ({len(usable)}) is listed already (exclude: {_named(exclude)})")
+        raise DataError(
+            f"every usable unlabelled input ({len(usable)}) is in the model's training or validation data, or "
+            "listed by exclude: nothing new to suggest"
+        )
     usable, features = [usable[i] for i in new], features[new]
     proba = model._proba_from_logits(model._logits_from_features(features))
     thresholds = np.asarray(model.thresholds_, np.float32) if model.multi_label_ else None
@@ -138,10 +141,6 @@ def _texts(source: Path, text_col: str | None) -> list[str]:
 
 def _key(item: Any, modality: str) -> str:
     return str(Path(item).resolve()) if modality == "image" else str(item).strip()
-
-
-def _named(sources: Sequence[str | Path]) -> str:
-    return ", ".join(str(s) for s in sources)
 
 
 def write_csv(rows: list[dict[str, Any]], path: str | Path, modality: str) -> Path:
