@@ -227,8 +227,25 @@ def test_text_project_from_pasted_lines(browser, shots: Path, tmp_path: Path) ->
         browser.save_screenshot(str(shots / "6-audit.png"))
         audit = httpx.get(find(browser, "#audit-page").get_attribute("src"), timeout=30)
         assert audit.status_code == 200 and "label errors" in audit.text.lower()
+        # texts without a class: the model picks what to label, and one click gives it its class
+        unlabelled = sst2_lines("0", 50)[40:] + sst2_lines("1", 50)[40:]
+        find(browser, "#pool-text").send_keys("\n".join(unlabelled))
+        find(browser, "#pool-add-text").click()
+        wait_for(browser, lambda d: find(d, "#pool-count").text.startswith("20 example(s)"))
+        find(browser, "#suggest").click()
+        cards = wait_for(browser, lambda d: d.find_elements("css selector", ".suggestion"), 60)
+        assert len(cards) == 8 and all(c.text.split("\n")[0] in unlabelled for c in cards)
+        picked = cards[0].text.split("\n")[0]
+        browser.execute_script("document.getElementById('label-next').scrollIntoView()")
+        browser.save_screenshot(str(shots / "7-label-next.png"))
+        truth = "negative" if picked in unlabelled[:10] else "positive"
+        cards[0].find_element("css selector", f'.label-as[data-class="{truth}"]').click()
+        wait_for(browser, lambda d, t=truth: count_of(d, t) == "41 examples")
+        assert find(browser, "#pool-count").text.startswith("19 example(s)")
     rows = list(csv.DictReader((work / "reviews" / "data" / "train.csv").open(encoding="utf-8")))
-    assert len(rows) == 80 and {r["label"] for r in rows} == {"negative", "positive"}
+    assert len(rows) == 81 and {r["label"] for r in rows} == {"negative", "positive"}
+    assert rows[-1] == {"text": picked, "label": truth}
+    assert picked not in (work / "reviews" / "pool.txt").read_text(encoding="utf-8").splitlines()
 
 
 def files_outside(root: Path, work: Path) -> set[Path]:
@@ -293,6 +310,48 @@ def test_the_server_refuses_what_the_page_would_not_send(tmp_path: Path) -> None
         assert client.put("/api/projects/p/upload?filename=x.jpg&cls=../../cat", content=_jpeg()).status_code == 400
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
     assert [p.name for p in (work / "p" / "data" / "cat").iterdir()] == ["a.jpg"]
+
+
+def test_the_model_picks_what_to_label_next_and_a_label_moves_it_into_its_class(tmp_path: Path) -> None:
+    from tests.conftest import FAST_BACKBONE
+    from wukong import ImageClassifier
+
+    work = tmp_path / "work"
+    with BackgroundServer(create_ui_app(work)) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+        client.post("/api/projects", json={"name": "p", "modality": "image"})
+        for cls in ("cat", "dog"):
+            client.post("/api/projects/p/classes", json={"name": cls})
+            for photo in sorted((CAT_DOG / "train" / cls).iterdir())[:6]:
+                client.put(f"/api/projects/p/upload?filename={photo.name}&cls={cls}", content=photo.read_bytes())
+        assert client.get("/api/projects/p/suggest").json()["error"] == "p: train a model first"
+        model = ImageClassifier(FAST_BACKBONE, strategy="features", progress=False).fit(work / "p" / "data")
+        model.save(work / "p" / "model")  # what the page's Train writes
+        assert "no examples waiting for a label" in client.get("/api/projects/p/suggest").json()["error"]
+        photos = sorted((CAT_DOG / "test" / "cat").iterdir())[:3] + sorted((CAT_DOG / "test" / "dog").iterdir())[:3]
+        for photo in photos:
+            added = client.put(f"/api/projects/p/pool?filename={photo.name}", content=photo.read_bytes()).json()
+        assert added["pool"] == 6 and client.get("/api/projects/p").json()["pool"] == 6
+        answer = client.get("/api/projects/p/suggest?n=4").json()
+        rows = answer["suggestions"]
+        assert answer["pool"] == 6 and len(rows) == 4 and {r["item"] for r in rows} <= {p.name for p in photos}
+        assert [r["uncertainty"] for r in rows] == sorted((r["uncertainty"] for r in rows), reverse=True)
+        first = rows[0]["item"]
+        assert (
+            client.get(f"/api/projects/p/pool/{first}").content == (CAT_DOG / "test" / first[:3] / first).read_bytes()
+        )
+        view = client.post("/api/projects/p/label", json={"item": first, "cls": first[:3]}).json()
+        assert view["pool"] == 5 and view["classes"][first[:3]] == 7
+        assert (work / "p" / "data" / first[:3] / first).read_bytes() == (
+            CAT_DOG / "test" / first[:3] / first
+        ).read_bytes()
+        again = client.post("/api/projects/p/label", json={"item": first, "cls": "cat"})
+        assert again.status_code == 400 and "not among the examples waiting" in again.json()["error"]
+        for bad in ("../project.json", "../data/cat/" + photos[0].name):
+            assert client.post("/api/projects/p/label", json={"item": bad, "cls": "cat"}).status_code == 400
+            assert client.get(f"/api/projects/p/pool/{bad}").status_code in (400, 404)
+        refused = client.put("/api/projects/p/pool?filename=notes.txt", content=b"hello")
+        assert refused.status_code == 400 and "not an image file name" in refused.json()["error"]
+    assert sorted(p.name for p in (work / "p" / "pool").iterdir()) == sorted({p.name for p in photos} - {first})
 
 
 def _jpeg() -> bytes:

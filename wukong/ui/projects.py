@@ -2,7 +2,8 @@
 
 A project ``WORKDIR/NAME/`` holds ``project.json`` (its modality), ``data/`` (images: one sub-folder
 per class; text: ``data/train.csv`` with ``text,label`` columns), the model folder ``model/`` once
-trained, and ``job/`` (the training in progress). Everything the page adds is checked here first: a
+trained, ``job/`` (the training in progress), and the examples waiting for a class that the model
+picks from (``pool/`` images, ``pool.txt`` texts; ``wukong suggest``). Everything the page adds is checked here first: a
 file that is not a usable image, too large, or a zip entry that points outside its folder is refused
 with a one-line reason, and nothing is ever written outside the work dir.
 """
@@ -205,6 +206,62 @@ class Project:
             except WukongError as exc:
                 skipped.append({"path": str(file), "reason": str(exc).removeprefix(f"{Path(file).name}: ")})
         return {"added": added, "skipped": skipped}
+
+    # --- examples without labels, for the model to choose from ---------------------------------
+
+    @property
+    def pool(self) -> Path:
+        """Where the examples without labels wait: ``pool/`` (images), ``pool.txt`` (texts, a line each)."""
+        return self.root / ("pool" if self.modality == "image" else "pool.txt")
+
+    def pool_items(self) -> list[str]:
+        """The examples without labels: image file names (in ``pool``), or texts."""
+        if self.modality == "image":
+            return sorted(p.name for p in self.pool.glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        return self.pool.read_text(encoding="utf-8").splitlines() if self.pool.exists() else []
+
+    def add_unlabelled_image(self, filename: str, upload: Path) -> str:
+        """Move an uploaded image into the pool (checked as ``add_image`` checks); its stored name."""
+        try:
+            _check_image(upload, filename)
+        except WukongError:
+            upload.unlink(missing_ok=True)
+            raise
+        self.pool.mkdir(exist_ok=True)
+        target = _free_name(self.pool, _safe_file_name(filename))
+        shutil.move(upload, target)
+        return target.name
+
+    def add_unlabelled_texts(self, lines: list[str]) -> int:
+        """One example per non-empty line not in the pool yet; how many were added."""
+        if self.modality != "text":
+            raise WukongError(f"{self.name} is an image project: add image files")
+        pool = self.pool_items()
+        new = [t for t in dict.fromkeys(line.strip() for line in lines) if t and t not in pool]
+        if not new and not any(line.strip() for line in lines):
+            raise WukongError("no text given (one example per line)")
+        self._write_pool([*pool, *new])
+        return len(new)
+
+    def label(self, item: str, cls: str) -> None:
+        """Give a pool example its class: the image moves into the class folder, the text becomes a
+        row of the table."""
+        if item not in self.pool_items():  # a name the pool holds, never a path
+            raise WukongError(f"{item[:80]!r}: not among the examples waiting for a label")
+        if self.modality == "image":
+            folder = self._class_folder(cls)
+            shutil.move(self.pool / item, _free_name(folder, item))
+            return
+        cls = check_name(cls, "class")
+        if cls not in self.classes():
+            raise WukongError(f"class {cls!r}: no such class in {self.name}; add it first")
+        self._write_rows([*self._rows(), (item, cls)])
+        self._write_pool([t for t in self.pool_items() if t != item])
+
+    def _write_pool(self, texts: list[str]) -> None:
+        tmp = self.pool.with_suffix(".tmp")
+        tmp.write_text("".join(f"{t}\n" for t in texts), encoding="utf-8")
+        tmp.replace(self.pool)
 
     def incoming(self) -> Path:
         """A fresh file name for an upload in progress (inside the project)."""

@@ -164,6 +164,55 @@ def create_ui_app(workdir: str | Path, *, token: str | None = None) -> FastAPI:
             raise WukongError(f"the {project.modality} given: {row['error']}")
         return row
 
+    @app.put("/api/projects/{name}/pool")
+    async def add_unlabelled(name: str, request: Request, filename: str) -> dict[str, Any]:
+        project = work.get(name)
+        if project.modality != "image":
+            raise WukongError(f"{project.name} is a text project: paste lines")
+        target = project.incoming()
+        try:
+            await _receive(request, target, filename, MAX_FILE_BYTES)
+            stored = await run_in_threadpool(project.add_unlabelled_image, filename, target)
+            return {"added": 1, "stored": stored, "pool": len(project.pool_items())}
+        finally:
+            target.unlink(missing_ok=True)
+
+    @app.post("/api/projects/{name}/pool/texts")
+    async def add_unlabelled_texts(name: str, request: Request) -> dict[str, Any]:
+        project = work.get(name)
+        added = project.add_unlabelled_texts(str((await _json(request)).get("text", "")).splitlines())
+        return {"added": added, "pool": len(project.pool_items())}
+
+    @app.get("/api/projects/{name}/pool/{item}")
+    async def pool_image(name: str, item: str) -> FileResponse:
+        project = work.get(name)
+        if project.modality != "image" or item not in project.pool_items():
+            raise WukongError(f"{item[:80]!r}: not among the examples waiting for a label")
+        return FileResponse(project.pool / item)
+
+    @app.get("/api/projects/{name}/suggest")
+    async def suggest(name: str, n: int = 8) -> dict[str, Any]:
+        """The pool's examples that would teach the model most (``wukong.suggest``), for the page to label."""
+        from wukong.quality.suggest import suggest as rank
+
+        project = work.get(name)
+        model = await run_in_threadpool(loaded, project)
+        items = project.pool_items()
+        if not items:
+            raise WukongError("no examples waiting for a label: add some without a class first")
+        inputs = [str(project.pool / i) for i in items] if project.modality == "image" else items
+        rows = await run_in_threadpool(rank, model, inputs, max(1, min(n, 50)))
+        for row in rows:  # the pool's own names, which /label takes
+            row["item"] = Path(row.pop("input")).name if project.modality == "image" else row.pop("input")
+        return {"pool": len(items), "suggestions": rows}
+
+    @app.post("/api/projects/{name}/label")
+    async def label(name: str, request: Request) -> dict[str, Any]:
+        body = await _json(request)
+        project = work.get(name)
+        await run_in_threadpool(project.label, str(body.get("item", "")), str(body.get("cls", "")))
+        return describe(project)
+
     @app.get("/api/projects/{name}/report")
     async def report(name: str) -> FileResponse:
         return _file(work.get(name).model / "report.html", "train a model first")
@@ -198,6 +247,7 @@ def create_ui_app(workdir: str | Path, *, token: str | None = None) -> FastAPI:
             skipped = project.model / "skipped.json"
             view["model"]["skipped"] = json.loads(skipped.read_text(encoding="utf-8")) if skipped.exists() else []
             view["serve_command"] = f"wukong serve {project.model} --port 8000"
+        view["pool"] = len(project.pool_items())
         view["audit"] = (project.root / "audit" / "audit.html").exists()
         view["onnx"] = (project.root / "exports" / "model.onnx").exists()
         return view

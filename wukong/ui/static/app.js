@@ -200,8 +200,10 @@ function showJob(job) {
 function showResult(project) {
   const model = project.model;
   const trained = Boolean(model);
-  for (const id of ["result", "try", "downloads"]) $(id).hidden = !trained;
+  for (const id of ["result", "try", "label-next", "downloads"]) $(id).hidden = !trained;
   if (!trained) return;
+  $("pool-count").textContent = `${project.pool} example(s) waiting for a class.`;
+  $("suggest").disabled = !project.pool;
   $("accuracy").textContent = `${(100 * model.val_accuracy).toFixed(1)}%`;
   $("strategy-reason").textContent = `How: ${model.strategy}, because ${model.strategy_reason}`;
   $("backbone").textContent = `Pretrained network: ${model.backbone}; trained in ${model.train_seconds.toFixed(0)} s`;
@@ -260,6 +262,68 @@ async function predict(body, contentType, preview) {
     out.textContent = "";
     fail(err);
   }
+}
+
+async function addUnlabelled(files) {
+  let added = 0;
+  for (const file of files) {
+    if (file.size > MAX_FILE) {
+      say(`${file.name}: over the ${MAX_FILE / 1024 / 1024} MB limit of one file; not added`, "error");
+      continue;
+    }
+    try {
+      await api("PUT", projectPath(`/pool?filename=${encodeURIComponent(file.name)}`), file, "application/octet-stream");
+      added += 1;
+    } catch (err) { fail(err); }
+  }
+  if (added) say(`${added} example(s) without a class added`);
+  await refresh();
+}
+
+async function suggestNext() {
+  const box = $("suggestions");
+  box.textContent = "Choosing...";
+  try {
+    const r = await api("GET", projectPath("/suggest?n=8"));
+    box.replaceChildren();
+    for (const row of r.suggestions) box.append(suggestionCard(row));
+  } catch (err) {
+    box.textContent = "";
+    fail(err);
+  }
+}
+
+function suggestionCard(row) {
+  const card = document.createElement("div");
+  card.className = "suggestion";
+  card.dataset.item = row.item;
+  if (current.modality === "image") {
+    const img = document.createElement("img");
+    img.src = withToken(projectPath(`/pool/${encodeURIComponent(row.item)}`));
+    img.alt = row.item;
+    card.append(img);
+  } else {
+    const text = document.createElement("p");
+    text.textContent = row.item;
+    card.append(text);
+  }
+  const guess = document.createElement("div");
+  guess.className = "hint";
+  guess.textContent = `the model's guess: ${row.predicted} (${(100 * row.score).toFixed(0)}%)`;
+  card.append(guess);
+  for (const cls of Object.keys(current.classes)) {
+    const b = button(cls, async () => {
+      try {
+        show(await api("POST", projectPath("/label"), { item: row.item, cls }));
+        card.remove();
+        say(`labelled ${cls}; train again to use it`);
+      } catch (err) { fail(err); }
+    });
+    b.className = "label-as";
+    b.dataset.class = cls;
+    card.append(b);
+  }
+  return card;
 }
 
 async function openCamera(target) {
@@ -338,6 +402,16 @@ $("try-file").onchange = () => {
   predict(file, "application/octet-stream", img);
 };
 $("try-camera").onclick = () => openCamera("try");
+$("pool-files").onchange = () => addUnlabelled([...$("pool-files").files]).finally(() => ($("pool-files").value = ""));
+$("pool-add-text").onclick = async () => {
+  try {
+    const r = await api("POST", projectPath("/pool/texts"), { text: $("pool-text").value });
+    say(`${r.added} example(s) without a class added`);
+    $("pool-text").value = "";
+    await refresh();
+  } catch (err) { fail(err); }
+};
+$("suggest").onclick = () => suggestNext();
 $("predict-text").onclick = () => predict({ text: $("try-text").value });
 $("snap").onclick = () => snap().catch(fail);
 $("camera-close").onclick = closeCamera;
