@@ -3,9 +3,9 @@
 A project ``WORKDIR/NAME/`` holds ``project.json`` (its modality), ``data/`` (images: one sub-folder
 per class; text: ``data/train.csv`` with ``text,label`` columns), the model folder ``model/`` once
 trained, ``job/`` (the training in progress), and the examples waiting for a class that the model
-picks from (``pool/`` images, ``pool.txt`` texts; ``wukong suggest``). Everything the page adds is checked here first: a
-file that is not a usable image, too large, or a zip entry that points outside its folder is refused
-with a one-line reason, and nothing is ever written outside the work dir.
+picks from (``pool/`` images, ``pool.txt`` texts; ``wukong suggest``). Everything the page adds is
+checked here first: a file that is not a usable image, too large, or a zip entry that points outside
+its folder is refused with a one-line reason, and nothing is ever written outside the work dir.
 """
 
 from __future__ import annotations
