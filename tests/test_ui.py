@@ -150,6 +150,22 @@ def test_image_project_from_the_cat_dog_photos(browser, shots: Path, tmp_path: P
         browser.save_screenshot(str(shots / "5b-camera-prediction.png"))
         find(browser, "#camera-close").click()
 
+        # photos without a class: the model picks what to label, shown as thumbnails; a click files one
+        pool = sorted((CAT_DOG / "test" / "cat").iterdir())[:2] + sorted((CAT_DOG / "test" / "dog").iterdir())[:2]
+        find(browser, "#pool-files").send_keys("\n".join(str(p) for p in pool))
+        wait_for(browser, lambda d: find(d, "#pool-count").text.startswith("4 example(s)"), 60)
+        find(browser, "#suggest").click()
+        cards = wait_for(browser, lambda d: d.find_elements("css selector", ".suggestion"), 60)
+        shown = "return [...document.querySelectorAll('.suggestion img')].every(i => i.complete && i.naturalWidth > 0)"
+        wait_for(browser, lambda d: d.execute_script(shown))
+        assert len(cards) == 4 and {c.get_attribute("data-item") for c in cards} == {p.name for p in pool}
+        browser.execute_script("document.getElementById('label-next').scrollIntoView()")
+        browser.save_screenshot(str(shots / "5c-label-next.png"))
+        item = cards[0].get_attribute("data-item")
+        cards[0].find_element("css selector", f'.label-as[data-class="{item[:3]}"]').click()
+        wait_for(browser, lambda d, c=item[:3]: count_of(d, c) == "22 examples")
+        assert (work / "pets" / "data" / item[:3] / item).is_file() and not (work / "pets" / "pool" / item).exists()
+
         # the report, the downloads and the command that serves it
         report = httpx.get(find(browser, "#report").get_attribute("src"), timeout=30)
         assert report.status_code == 200 and "confusion" in report.text.lower()
