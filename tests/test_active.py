@@ -117,13 +117,17 @@ def test_suggest_command_writes_a_csv_that_trains_once_labelled(cat_dog_model: P
     joined = tmp_path / "round2"
     train = [sys.executable, "-m", "wukong.cli", "train", str(CAT_DOG / "train"), str(out), "--like"]
     done = subprocess.run(
-        [*train, str(cat_dog_model), "--out", str(joined), "--json"], capture_output=True, text=True, timeout=300
+        [*train, str(cat_dog_model), "--out", str(joined), "--quiet"], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr
     metrics = json.loads((joined / "metrics.json").read_text())
+    assert (
+        f"examples: {len(list((CAT_DOG / 'train').glob('*/*.jpg'))) + 6} from {CAT_DOG / 'train'} + {out}"
+        in done.stdout
+    )
     photos = len(list((CAT_DOG / "train").glob("*/*.jpg")))
     assert sum(metrics["train_examples"].values()) + metrics["val_examples"] == photos + 6
-    assert json.loads(done.stdout)["strategy_reason"].startswith(f"the choices of {cat_dog_model} (--like)")
+    assert metrics["strategy_reason"].startswith(f"the choices of {cat_dog_model} (--like)")
 
 
 @pytest.mark.slow  # the default suite stays near 10 minutes; make test-all runs it

@@ -266,6 +266,9 @@ def train(
     remove_work_folder(work)
     m = clf.metrics_
     lines = [f"backbone: {m['backbone']}", f"strategy: {m['strategy']} ({m['strategy_reason']})"]
+    if not m.get("multi_label"):  # (multi-label counts are per label, not per example)
+        used = sum(m["train_examples"].values()) + (m["val_examples"] if val is None else 0)
+        lines.append(f"examples: {used} from {' + '.join(str(p) for p in data)}")
     for item in clf.skipped_:
         lines.append(f"{'note' if item.get('kept') else 'skipped'} {item['path']}: {item['reason']}")
     accuracy = "subset accuracy (the whole label set right)" if m.get("multi_label") else "accuracy"
