@@ -99,6 +99,13 @@ def test_evaluate_json(trained) -> None:
     assert metrics["accuracy"] == printed["test_accuracy"]
     assert set(metrics["per_class"]) == {"cat", "dog"}
     assert sum(map(sum, metrics["confusion_matrix"])) == 22
+    more = out.parent / "more.csv"  # two more photos, and one of the test folder's again (used once)
+    cats = sorted((CAT_DOG / "train" / "cat").glob("*.jpg"))[:2] + sorted((CAT_DOG / "test" / "cat").glob("*.jpg"))[:1]
+    more.write_text("path,label\n" + "".join(f"{p},cat\n" for p in cats))
+    joined = json.loads(wukong("evaluate", out, CAT_DOG / "test", more, "--json").stdout)
+    assert sum(map(sum, joined["confusion_matrix"])) == 24
+    assert sum(joined["confusion_matrix"][0]) == sum(metrics["confusion_matrix"][0]) + 2  # cats
+    assert any("listed again" in s["reason"] for s in joined["skipped"])
 
 
 def test_new_process_predictions_match(trained) -> None:

@@ -83,16 +83,19 @@ def predict(
 @app.command()
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Model folder written by 'wukong train'.")],
-    data: Annotated[Path, typer.Argument(help="Labelled data in the same form as for training.")],
+    data: Annotated[
+        list[Path], typer.Argument(help="Labelled data in the same form as for training (several: one set).")
+    ],
     engine: EngineOption = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Accuracy, balanced accuracy, per-class precision/recall/F1, the confusion matrix and calibration
     (expected calibration error, 15 bins; Brier score) on labelled data."""
+    from wukong.data.sources import Sources
     from wukong.metrics import format_metrics
 
     clf = _load(model, engine)
-    metrics = clf.evaluate(data)
+    metrics = clf.evaluate(data[0] if len(data) == 1 else Sources(*data))
     text = format_metrics(metrics, clf.classes_)
     for item in metrics["skipped"]:
         text += f"\n{'note' if item.get('kept') else 'skipped'} {item['path']}: {item['reason']}"
