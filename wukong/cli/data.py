@@ -38,7 +38,7 @@ def audit(
     validation or test items.
     """
     from wukong.data.inputs import modality_of
-    from wukong.data.sources import Sources
+    from wukong.data.sources import one_set
     from wukong.quality import audit as run_audit
     from wukong.quality.sets import estimator_for
 
@@ -49,7 +49,7 @@ def audit(
         raise WukongError(f"--out {out}: a file, not a folder")
     progress = progress_wanted(quiet, as_json)
     columns = {"text_col": text_col, "label_col": label_col}
-    source = data[0] if len(data) == 1 else Sources(*data)
+    source = one_set(data)
     estimator = estimator_for(modality_of(source), backbone, progress=progress, **columns)
     report = run_audit(source, val=val, test=test, estimator=estimator, seed=seed, progress=progress)
     page = report.save(out)

@@ -155,9 +155,10 @@ def train(
     """
     from wukong.artifact_io import MODEL_FORMAT, check_output_folder, remove_work_folder, work_folder
     from wukong.data.inputs import modality_of
-    from wukong.data.sources import Sources
+    from wukong.data.labelled import origin_of
+    from wukong.data.sources import one_set
 
-    source: Path | Sources = data[0] if len(data) == 1 else Sources(*data)
+    source = one_set(data)
     modality = modality_of(source)
     if preset is not None:
         from wukong.backbones.catalog import preset_backbone
@@ -268,7 +269,7 @@ def train(
     lines = [f"backbone: {m['backbone']}", f"strategy: {m['strategy']} ({m['strategy_reason']})"]
     if not m.get("multi_label"):  # (multi-label counts are per label, not per example)
         used = sum(m["train_examples"].values()) + (m["val_examples"] if val is None else 0)
-        lines.append(f"examples: {used} from {' + '.join(str(p) for p in data)}")
+        lines.append(f"examples: {used} from {origin_of(source)}")
     for item in clf.skipped_:
         lines.append(f"{'note' if item.get('kept') else 'skipped'} {item['path']}: {item['reason']}")
     accuracy = "subset accuracy (the whole label set right)" if m.get("multi_label") else "accuracy"

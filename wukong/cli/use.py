@@ -91,11 +91,11 @@ def evaluate(
 ) -> None:
     """Accuracy, balanced accuracy, per-class precision/recall/F1, the confusion matrix and calibration
     (expected calibration error, 15 bins; Brier score) on labelled data."""
-    from wukong.data.sources import Sources
+    from wukong.data.sources import one_set
     from wukong.metrics import format_metrics
 
     clf = _load(model, engine)
-    metrics = clf.evaluate(data[0] if len(data) == 1 else Sources(*data))
+    metrics = clf.evaluate(one_set(data))
     text = format_metrics(metrics, clf.classes_)
     for item in metrics["skipped"]:
         text += f"\n{'note' if item.get('kept') else 'skipped'} {item['path']}: {item['reason']}"

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -47,3 +48,9 @@ class Sources:
 
     def __repr__(self) -> str:
         return f"Sources({', '.join(repr(str(p)) for p in self.paths)})"
+
+
+def one_set(paths: Sequence[Path]) -> Path | Sources:
+    """What the commands' DATA arguments name: one path as it is (read, and named in messages, as
+    before several were possible), several as ``Sources``."""
+    return paths[0] if len(paths) == 1 else Sources(*paths)
