@@ -17,6 +17,7 @@ import re
 import shutil
 import uuid
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,15 +102,7 @@ class Project:
     def add_image(self, cls: str, filename: str, upload: Path) -> str:
         """Move the uploaded file into the class (checked: an image Pillow decodes); its stored name.
         A refused upload is removed."""
-        try:
-            folder = self._class_folder(cls)
-            _check_image(upload, filename)
-        except WukongError:
-            upload.unlink(missing_ok=True)
-            raise
-        target = _free_name(folder, _safe_file_name(filename))
-        shutil.move(upload, target)
-        return target.name
+        return self._store_image(lambda: self._class_folder(cls), filename, upload)
 
     def add_zip(self, cls: str | None, filename: str, upload: Path) -> dict[str, Any]:
         """The images of a zip: into ``cls``, or (``cls=None``) into the classes its folders name.
@@ -222,15 +215,12 @@ class Project:
 
     def add_unlabelled_image(self, filename: str, upload: Path) -> str:
         """Move an uploaded image into the pool (checked as ``add_image`` checks); its stored name."""
-        try:
-            _check_image(upload, filename)
-        except WukongError:
-            upload.unlink(missing_ok=True)
-            raise
-        self.pool.mkdir(exist_ok=True)
-        target = _free_name(self.pool, _safe_file_name(filename))
-        shutil.move(upload, target)
-        return target.name
+
+        def pool() -> Path:
+            self.pool.mkdir(exist_ok=True)
+            return self.pool
+
+        return self._store_image(pool, filename, upload)
 
     def add_unlabelled_texts(self, lines: list[str]) -> int:
         """One example per non-empty line not in the pool yet; how many were added."""
@@ -246,7 +236,8 @@ class Project:
     def label(self, item: str, cls: str) -> None:
         """Give a pool example its class: the image moves into the class folder, the text becomes a
         row of the table."""
-        if item not in self.pool_items():  # a name the pool holds, never a path
+        pool = self.pool_items()
+        if item not in pool:  # a name the pool holds, never a path
             raise WukongError(f"{item[:80]!r}: not among the examples waiting for a label")
         if self.modality == "image":
             folder = self._class_folder(cls)
@@ -256,7 +247,20 @@ class Project:
         if cls not in self.classes():
             raise WukongError(f"class {cls!r}: no such class in {self.name}; add it first")
         self._write_rows([*self._rows(), (item, cls)])
-        self._write_pool([t for t in self.pool_items() if t != item])
+        self._write_pool([t for t in pool if t != item])
+
+    def _store_image(self, folder: Callable[[], Path], filename: str, upload: Path) -> str:
+        """Move a checked upload into ``folder()`` under a free, safe name; its stored name. A refused
+        upload (no such folder, not an image) is removed."""
+        try:
+            target_folder = folder()
+            _check_image(upload, filename)
+        except WukongError:
+            upload.unlink(missing_ok=True)
+            raise
+        target = _free_name(target_folder, _safe_file_name(filename))
+        shutil.move(upload, target)
+        return target.name
 
     def _write_pool(self, texts: list[str]) -> None:
         tmp = self.pool.with_suffix(".tmp")
