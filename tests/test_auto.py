@@ -20,9 +20,11 @@ from wukong.strategies.features import C_GRID, cv_folds, standardise
 from wukong.strategies.softmax import (
     Packed,
     RowSpace,
+    Shared,
     cross_validated_softmax,
     fit_softmax,
     fit_softmax_blocks,
+    fit_softmax_subsets,
     gram_matrix,
     per_example_loss,
 )
@@ -155,6 +157,13 @@ def test_softmax_in_the_row_space_and_in_blocks_is_the_same_model() -> None:
         alone = fit_softmax(xs, ys, 10, 0.1)
         torch.testing.assert_close(weight, alone[0], atol=2e-3, rtol=0)
         torch.testing.assert_close(bias, alone[1], atol=2e-3, rtol=0)
+    # subsets of the rows of one x, each fitted in one run, one of them warm-started: each its own problem
+    subsets = [np.arange(0, 40), np.arange(15, 60), np.arange(60)]  # every class in each
+    shared = fit_softmax_subsets(x, y, subsets, 10, 0.1, [None, full, None])
+    for rows_of, (weight, bias) in zip(subsets, shared, strict=True):
+        alone = fit_softmax(x[rows_of], y[rows_of], 10, 0.1)  # both stopped by L-BFGS's tolerance
+        torch.testing.assert_close(weight, alone[0], atol=2e-3, rtol=0)
+        torch.testing.assert_close(bias, alone[1], atol=5e-3, rtol=0)
 
 
 @pytest.mark.parametrize("multi_label", [False, True])
@@ -189,6 +198,20 @@ def test_the_written_out_gradient_equals_autograds(multi_label: bool) -> None:
     torch.testing.assert_close(loss, total.detach(), atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(written, by_autograd.grad, atol=1e-5, rtol=1e-4)
     assert not written[1, :, 40:64].any()  # a block's padded features never move
+    # subsets of the rows of one x (the folds of a cross-validation): the same objective and gradient
+    subsets = [np.arange(50), np.arange(30, 90)]
+    shared = Shared.of(x, y, subsets, 10, 0.3, [None, None], weights)
+    shared.theta.data.normal_()
+    loss = shared.closure()
+    by_autograd = shared.theta.detach().clone().requires_grad_(True)
+    total = torch.zeros(())
+    for i, rows_of in enumerate(subsets):
+        losses = per_example_loss(x[rows_of] @ by_autograd[i, :, :64].T + by_autograd[i, :, 64], y[rows_of])
+        total = total + (losses * weights[rows_of]).sum() / weights[rows_of].sum()
+        total = total + by_autograd[i, :, :64].pow(2).sum() / (2 * 0.3 * len(rows_of))
+    total.backward()
+    torch.testing.assert_close(loss, total.detach(), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(shared.theta.grad, by_autograd.grad, atol=1e-5, rtol=1e-4)
 
 
 def test_the_c_path_stops_past_its_lowest_loss_with_the_same_choice() -> None:

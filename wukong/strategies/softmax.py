@@ -75,9 +75,30 @@ def fit_softmax_blocks(
     gradient is written out (``Packed.closure``): per step, two batched matrix products and one
     parameter for the optimiser, where autograd over a pair of tensors per block spent most of
     the time in per-operation overhead at these sizes."""
-    packed = Packed.of(blocks, num_classes, c, starts)
+    return _minimised(Packed.of(blocks, num_classes, c, starts), max_iter)
+
+
+def fit_softmax_subsets(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    subsets: Sequence[np.ndarray],
+    num_classes: int,
+    c: float,
+    starts: Sequence[Weights | None],
+    *,
+    sample_weight: torch.Tensor | None = None,
+    max_iter: int = 500,
+) -> list[Weights]:
+    """``fit_softmax`` on each of several subsets of the rows of one ``x`` (the folds of a
+    cross-validation, and all the rows), in one L-BFGS run as ``fit_softmax_blocks`` fits blocks,
+    but reading ``x`` once a step for all of them (``Shared``) instead of a copy of each subset's
+    rows: with 5 folds, 4 times the rows."""
+    return _minimised(Shared.of(x, y, subsets, num_classes, c, starts, sample_weight), max_iter)
+
+
+def _minimised(problem: Packed | Shared, max_iter: int) -> list[Weights]:
     optimizer = torch.optim.LBFGS(
-        [packed.theta],
+        [problem.theta],
         lr=1.0,
         max_iter=max_iter,
         tolerance_grad=1e-5,
@@ -85,8 +106,21 @@ def fit_softmax_blocks(
         history_size=20,
         line_search_fn="strong_wolfe",
     )
-    optimizer.step(packed.closure)
-    return packed.weights()
+    optimizer.step(problem.closure)
+    return problem.weights()
+
+
+def _loss_and_residual(
+    logits: torch.Tensor, targets: torch.Tensor, multi_label: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's loss (the last dimension kept, of size 1) and the gradient of that loss with
+    respect to the logits: cross-entropy, or binary cross-entropy summed over labels."""
+    if multi_label:
+        losses = (nn.functional.softplus(logits) - logits * targets).sum(-1, keepdim=True)
+        return losses, torch.sigmoid(logits) - targets
+    log_norm = torch.logsumexp(logits, dim=-1, keepdim=True)
+    losses = log_norm - (logits * targets).sum(-1, keepdim=True)
+    return losses, torch.exp(logits - log_norm) - targets
 
 
 @dataclass
@@ -128,13 +162,7 @@ class Packed:
         """The summed objective; its gradient written to ``theta.grad``."""
         theta = self.theta
         logits = torch.bmm(self.x, theta.transpose(1, 2))
-        if self.multi_label:  # binary cross-entropy summed over labels
-            losses = (nn.functional.softplus(logits) - logits * self.targets).sum(2, keepdim=True)
-            residual = torch.sigmoid(logits) - self.targets
-        else:
-            log_norm = torch.logsumexp(logits, dim=2, keepdim=True)
-            losses = log_norm - (logits * self.targets).sum(2, keepdim=True)
-            residual = torch.exp(logits - log_norm) - self.targets
+        losses, residual = _loss_and_residual(logits, self.targets, self.multi_label)
         loss = (losses * self.row_weight).sum() + (self.penalty * theta.pow(2)).sum()
         theta.grad = torch.bmm((residual * self.row_weight).transpose(1, 2), self.x) + 2 * self.penalty * theta
         return loss
@@ -143,6 +171,63 @@ class Packed:
         theta = self.theta.detach()
         bias = theta.shape[2] - 1
         return [(theta[i, :, :d].clone(), theta[i, :, bias].clone()) for i, d in enumerate(self.widths)]
+
+
+@dataclass
+class Shared:
+    """Problems on subsets of the rows of one ``x``, all its features: ``x`` (rows, features + 1), the
+    last column 1 (the bias); a row outside a subset weighs 0 in its problem. A step's logits of every
+    problem are one matrix product, ``x`` times all the weights side by side, and so is the gradient."""
+
+    x: torch.Tensor
+    targets: torch.Tensor  # (rows, 1, classes): one-hot rows, or indicator rows (multi-label)
+    row_weight: torch.Tensor  # (rows, subsets, 1): each row's weight over its subset's weight total
+    penalty: torch.Tensor  # (subsets, 1, features + 1): 1 / (2 c n), 0 on the bias column
+    theta: torch.Tensor  # (subsets, classes, features + 1): weights, then the bias
+    multi_label: bool
+
+    @classmethod
+    def of(
+        cls,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        subsets: Sequence[np.ndarray],
+        num_classes: int,
+        c: float,
+        starts: Sequence[Weights | None],
+        sample_weight: torch.Tensor | None = None,
+    ) -> Shared:
+        (rows, width), k = x.shape, len(subsets)
+        multi_label = y.dim() == 2
+        targets = y if multi_label else nn.functional.one_hot(y, num_classes).float()
+        row_weight = torch.zeros(rows, k, 1)
+        penalty = torch.zeros(k, 1, width + 1)
+        theta = torch.zeros(k, num_classes, width + 1)
+        for i, (subset, start) in enumerate(zip(subsets, starts, strict=True)):
+            index = torch.from_numpy(np.asarray(subset, dtype=np.int64))
+            weights = sample_weight[index] if sample_weight is not None else torch.ones(len(index))
+            row_weight[index, i, 0] = weights / weights.sum()
+            penalty[i, 0, :width] = 0.5 / (c * len(index))
+            if start is not None:
+                theta[i, :, :width], theta[i, :, width] = start
+        x_one = torch.cat([x, torch.ones(rows, 1)], dim=1)
+        return cls(x_one, targets.unsqueeze(1), row_weight, penalty, theta.requires_grad_(True), multi_label)
+
+    @torch.no_grad()
+    def closure(self) -> torch.Tensor:
+        """The summed objective; its gradient written to ``theta.grad``."""
+        theta = self.theta
+        k, classes, width = theta.shape
+        logits = (self.x @ theta.reshape(k * classes, width).T).view(-1, k, classes)
+        losses, residual = _loss_and_residual(logits, self.targets, self.multi_label)
+        loss = (losses * self.row_weight).sum() + (self.penalty * theta.pow(2)).sum()
+        gradient = (residual * self.row_weight).reshape(-1, k * classes).T @ self.x
+        theta.grad = gradient.view(k, classes, width) + 2 * self.penalty * theta
+        return loss
+
+    def weights(self) -> list[Weights]:
+        theta = self.theta.detach()
+        return [(theta[i, :, :-1].clone(), theta[i, :, -1].clone()) for i in range(len(theta))]
 
 
 def cross_validated_softmax(
@@ -168,24 +253,38 @@ def cross_validated_softmax(
     w = torch.from_numpy(np.asarray(sample_weight, dtype=np.float32)) if sample_weight is not None else None
     grid = sorted(c_grid)
     held_out = np.zeros((len(grid), len(y), num_classes), dtype=np.float32)
-    # every fold's problem in the coordinates of its training rows (``RowSpace``), fitted together
+    # With fewer rows than features, every fold's problem in the coordinates of its training rows
+    # (``RowSpace``), the blocks fitted together; otherwise the folds are subsets of the rows of x
+    # (``fit_softmax_subsets``).
     gram = gram_matrix(x)
+    everything = np.arange(len(x))
     blocks, tests = [], []
     for train, test in folds:
         space = RowSpace.of(gram, train)
-        blocks.append((_coordinates(x, space, train), y[train], _take(w, train)))
+        if space is not None:
+            blocks.append((space.coordinates(train), y[train], _take(w, train)))
         tests.append((_coordinates(x, space, test), test))
+    final: Weights | None = None
     starts: list[Weights | None] = [None] * len(folds)
+    if gram is None and len(grid) == 1 and folds:  # one C: the fit on every row first, and it starts each fold's
+        final = fit_softmax(x, y, num_classes, grid[0], sample_weight=w)
+        starts = [final] * len(folds)
+    lowest: list[Weights | None] = starts  # the folds' solutions at the lowest mean held-out loss so far
     table = np.zeros((len(folds), len(grid)))  # held-out loss per fold and C
     fitted = 0
     for i, c in enumerate(grid if folds else []):  # strongest regularisation first: each solution starts the next
-        starts = fit_softmax_blocks(blocks, num_classes, c, starts)
+        if gram is None:
+            starts = fit_softmax_subsets(x, y, [train for train, _ in folds], num_classes, c, starts, sample_weight=w)
+        else:
+            starts = fit_softmax_blocks(blocks, num_classes, c, starts)
         with torch.no_grad():
             for f, ((x_test, test), (weight, bias)) in enumerate(zip(tests, starts, strict=True)):
                 logits = x_test @ weight.T + bias
                 held_out[i, test] = logits.numpy()
                 table[f, i] = _mean_loss(logits, y[test], _take(w, test))
         fitted = i + 1
+        if table[:, i].mean() <= table[:, :fitted].mean(axis=0).min():
+            lowest = starts
         if past_the_lowest(table[:, :fitted].mean(axis=0), patience):
             break
     grid, table = grid[:fitted], table[:, :fitted]
@@ -204,10 +303,15 @@ def cross_validated_softmax(
         logits_at_best = held_out[best]
     else:
         best_c, cv_loss, cv_loss_se, losses, logits_at_best = default_c, None, None, {}, None
-    everything = np.arange(len(x))
-    space = RowSpace.of(gram, everything)
-    weight, bias = fit_softmax(_coordinates(x, space, everything), y, num_classes, best_c, sample_weight=w)
-    weight = space.to_features(weight, x) if space is not None else weight
+    if final is not None:
+        weight, bias = final
+    elif gram is None:  # in the features' coordinates: the mean of the folds' solutions at that C starts it
+        start = None if not folds else tuple(torch.stack(part).mean(0) for part in zip(*lowest, strict=True))
+        weight, bias = fit_softmax(x, y, num_classes, best_c, sample_weight=w, start=start)
+    else:
+        space = RowSpace.of(gram, everything)
+        weight, bias = fit_softmax(space.coordinates(everything), y, num_classes, best_c, sample_weight=w)
+        weight = space.to_features(weight, x)
     return SoftmaxSearch(weight.numpy(), bias.numpy(), best_c, cv_loss, cv_loss_se, losses, logits_at_best)
 
 
