@@ -255,6 +255,16 @@ def test_a_tap_that_cannot_be_read_is_refused_before_any_image_is(tap: object, d
         ImageClassifier(FAST_BACKBONE, tap=tap, **QUIET).fit(digit_scans / "pool")
 
 
+def test_mirror_images_are_compared_used_or_not_as_augment_says(digit_scans: Path) -> None:
+    from wukong.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="augment='yes': give 'auto', True or False"):
+        ImageClassifier(FAST_BACKBONE, augment="yes", **QUIET).fit(digit_scans / "pool")
+    clf = ImageClassifier(FAST_BACKBONE, tap=None, augment=True, **QUIET).fit(digit_scans / "pool")
+    assert clf.metrics_["mirror_images"] is None and "mirror images" not in clf.strategy_reason_
+    assert clf.chosen_params()["augment"] is True
+
+
 def test_a_concatenation_asked_for_is_read_saved_and_loaded(digit_scans: Path, tmp_path: Path) -> None:
     stages = len(load_image_backbone(FAST_BACKBONE).stage_names())
     clf = ImageClassifier(FAST_BACKBONE, tap=[stages - 2, None], **QUIET).fit(digit_scans / "pool")

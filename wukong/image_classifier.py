@@ -16,7 +16,7 @@ from wukong.backbones.vision import load_image_backbone, rebuild_backbone
 from wukong.data.decode import ImageStore
 from wukong.data.images import ImageSource, labelled_images
 from wukong.engine import check_engine
-from wukong.errors import DataError
+from wukong.errors import DataError, ParameterError
 from wukong.estimator import Labelled, TransferClassifier
 from wukong.heads import head_from_spec, is_linear
 from wukong.modalities import image
@@ -58,9 +58,11 @@ class ImageClassifier(TransferClassifier):
         input_size: ``"auto"`` (``features`` on a small-input backbone cross-validates its native
             size against 1.25x that), ``"native"``, or a side in pixels.
         unfreeze: blocks to fine-tune: a count of later stages, or ``"all"`` (default: chosen).
-        augment: ``features``: each image's mirror image joins the training data where
-            cross-validation finds it helps (never for raw pixels); ``head`` / ``finetune``: random
-            crops and flips while training. ``False``: the images as given.
+        augment: ``features``: with ``"auto"``, each image's mirror image joins the training data
+            where cross-validation finds it helps (never for raw pixels); ``True``: it always joins,
+            nothing compared (what ``chosen_params`` writes once that was measured); ``head`` /
+            ``finetune``: random crops and flips while training (``"auto"`` or ``True``). ``False``:
+            the images as given.
         epochs: total epochs for ``head`` (default 15) / ``finetune`` (default 8); of these,
             ``head_epochs`` (default 1, or a third of a given ``epochs``) train the new head alone
             before blocks are unfrozen. With the default, an epoch on small data passes over the
@@ -97,7 +99,7 @@ class ImageClassifier(TransferClassifier):
     arch: str | None = None
     tap: str | int | list[int | None] = "auto"
     input_size: str | int = "auto"
-    augment: bool = True
+    augment: bool | str = "auto"
     engine: str = "auto"
     warm_start: bool = False
 
@@ -105,6 +107,8 @@ class ImageClassifier(TransferClassifier):
 
     def _start_fit(self) -> None:
         check_engine(self.engine)
+        if not (isinstance(self.augment, bool) or self.augment == "auto"):
+            raise ParameterError(f"augment={self.augment!r}: give 'auto', True or False")
         self._warm = self.warm_start and getattr(self, "net_", None) is not None
         with status("Loading the backbone (and measuring whether bf16 is faster here)", enabled=self.progress):
             if not self._warm:
@@ -304,7 +308,7 @@ class ImageClassifier(TransferClassifier):
         """Whether ``features`` reads ``tap`` with mirror images too (``augment``): not raw pixels, the
         no-transfer baseline, which is modelled on the images as given, as a user's own model would
         be (``benchmarks/auto.py``: on scans of digits, mirror images cost it 2 to 3 points)."""
-        return self.augment and pixel_side(tap) is None
+        return self.augment is not False and pixel_side(tap) is None
 
     def _mirrors_or_not(
         self, fit: LinearFit, reader: image.TapReader, examples: ImageStore
@@ -313,8 +317,8 @@ class ImageClassifier(TransferClassifier):
         (``fit``, on ``examples`` and their mirror images) fitted again without them, on the same
         folds of the same original images, each scored on originals only; the lower loss is kept.
         Mirrors help photos and harm scans of writing. ``None`` for the second part where there was
-        nothing to compare."""
-        if not self._mirrored(self.tap_) or fit.info["cv_loss"] is None:
+        nothing to compare, or where mirror images were asked for (``augment=True``)."""
+        if self.augment is True or not self._mirrored(self.tap_) or fit.info["cv_loss"] is None:
             return fit, None
         plain = self._linear(*reader(self.tap_, examples, flip=False))
         used = fit.info["cv_loss"] <= plain.info["cv_loss"]
@@ -332,7 +336,12 @@ class ImageClassifier(TransferClassifier):
         accumulate = micro_batches(self.batch_size, self.backbone_.input_size)  # bounded memory at large sizes
         plan = self._train_plan(blocks, epochs, head_epochs, batch_size=self.batch_size, accumulate=accumulate)
         sets = image.training_sets(
-            train, val, self.backbone_, augment=self.augment, batch_size=self.batch_size, min_steps=min_steps
+            train,
+            val,
+            self.backbone_,
+            augment=self.augment is not False,
+            batch_size=self.batch_size,
+            min_steps=min_steps,
         )
         history = head_then_unfreeze(self.net_, plan, *sets, work_dir=work, resume=resume, progress=self.progress)
         unusable = image.unreadable_in_training(history, (train, val))
@@ -446,14 +455,13 @@ class ImageClassifier(TransferClassifier):
 
     def _chosen(self) -> dict[str, Any]:
         """``features``: the features read (``tap``), the input size, and whether mirror images
-        were used, where they were measured."""
+        were used (``augment`` True or False: not compared again)."""
         if self.strategy_ != "features":
             return {}
         tap = "final" if self.tap_ is None else copy.copy(self.tap_)
         chosen: dict[str, Any] = {"tap": tap, "input_size": self.backbone_.input_size}
         mirrors = self.metrics_.get("mirror_images")
-        if mirrors:
-            chosen["augment"] = bool(mirrors["used"])
+        chosen["augment"] = bool(mirrors["used"]) if mirrors else self.augment is not False
         return chosen
 
     def _source(self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None = None) -> ImageSource:
