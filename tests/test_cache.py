@@ -208,9 +208,46 @@ def test_one_pass_over_every_stage_serves_the_search_the_kept_tap_a_refit_and_th
     taps = {json.dumps(n["tap"]) for n in namespaces()}
     assert taps == {"[null, 4, 3, 2, 1, 0]", '"pixels16"', '"pixels32"'}, taps  # the kept tap has none of its own
     stored = rows()
-    again = ImageClassifier(**first.chosen_params()).fit(CAT_DOG / "train")
+
+    def no_decoding(*args: object) -> None:
+        raise AssertionError("an image was decoded")
+
+    with monkeypatch.context() as patch:  # every image known to decode, every feature cached: none is decoded
+        patch.setattr("wukong.data.decode.decode_square", no_decoding)
+        again = ImageClassifier(**first.chosen_params()).fit(CAT_DOG / "train")
+    assert again.metrics_["mirror_images"] is None  # chosen already: not compared again
     first._embedded(CAT_DOG / "train", None, None, "training")
     assert rows() == stored and again.tap_ == first.tap_
     np.testing.assert_allclose(again.predict_proba(CAT_DOG / "test"), first.predict_proba(CAT_DOG / "test"), atol=2e-3)
     first.metrics_["classifier"]["C"] = [0.1, 1.0]  # as a blend records its members' values: each tried again
     assert first.chosen_params()["tuning"] == {"c_grid": [0.1, 1.0]}
+
+
+def test_only_images_known_to_decode_are_left_undecoded(
+    cat_dog_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A labelled read that may leave images undecoded (``lazy``, where a fit reads cached
+    features) does so only where every file's content is recorded as decoding without a problem:
+    the first read decodes and records them; a changed file is decoded and checked again."""
+    from wukong.backbones.vision import load_image_backbone
+    from wukong.data.streamed import StreamedPixels
+    from wukong.modalities.image import read_labelled
+
+    monkeypatch.setenv("WUKONG_CACHE", str(tmp_path / "cache"))
+    backbone = load_image_backbone(FAST_BACKBONE)
+
+    def read(lazy: bool = True) -> tuple:
+        return read_labelled(cat_dog_copy, None, None, backbone, progress=False, role="training", lazy=lazy)
+
+    first, _ = read()
+    assert isinstance(first.examples.pixels, np.ndarray)  # nothing recorded yet: decoded and checked
+    again, skipped = read()
+    assert isinstance(again.examples.pixels, StreamedPixels) and not skipped
+    assert again.examples.hashes == first.examples.hashes and again.examples.paths == first.examples.paths
+    np.testing.assert_array_equal(again.examples.pixels[[0, 5]], first.examples.pixels[[0, 5]])  # when asked for
+    assert isinstance(read(lazy=False)[0].examples.pixels, np.ndarray)  # not asked to: decoded as before
+    broken = sorted((cat_dog_copy / "cat").glob("*.jpg"))[0]
+    broken.write_bytes(broken.read_bytes()[:300])  # truncated: its content is new
+    third, skipped = read()
+    assert isinstance(third.examples.pixels, np.ndarray) and len(third.examples) == len(first.examples) - 1
+    assert [s["path"] for s in skipped] == [str(broken)]

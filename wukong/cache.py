@@ -8,7 +8,8 @@ The root is ``$WUKONG_CACHE`` when set, else the platform's user cache folder (`
   new shard takes it over, the least recently used shards go (a shard's modification time is its
   last use: reading one touches it) until it is at most ``KEEP_AFTER_EVICTION`` of the limit.
 - ``engines`` (exported ONNX graphs; the text encoder's in ``engines/text``), ``archives`` (extracted
-  data archives), ``timings`` (measured speeds: bf16 or fp32, onnxruntime, OpenVINO or PyTorch):
+  data archives), ``timings`` (measured speeds: bf16 or fp32, onnxruntime, OpenVINO or PyTorch),
+  ``known`` (content hashes of images that decoded without a problem, ``wukong.data.known``):
   recomputed when missing.
 - ``models``: installed and converted pretrained weights; ``wukong cache clear`` keeps them unless
   asked (bringing one back may need its package reinstalled).
@@ -31,8 +32,8 @@ from typing import Any
 
 from wukong.errors import ParameterError
 
-KINDS = ("features", "engines", "archives", "timings", "models")
-RECOMPUTED = ("features", "engines", "archives", "timings")  # what ``clear`` removes by default
+KINDS = ("features", "engines", "archives", "timings", "known", "models")
+RECOMPUTED = ("features", "engines", "archives", "timings", "known")  # what ``clear`` removes by default
 DEFAULT_LIMIT = 20 * 10**9  # bytes of features
 KEEP_AFTER_EVICTION = 0.8
 _UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9, "T": 10**12}

@@ -123,7 +123,9 @@ class ImageClassifier(TransferClassifier):
     ) -> tuple[Labelled, list[dict[str, Any]]]:
         if classes is None and self._warm:  # warm start: the classes stay those of the fitted model
             classes = self.classes_
-        return image.read_labelled(data, labels, classes, self.backbone_, progress=self.progress, role=role)
+        # features read where nothing is searched (``chosen_params``): most likely all in the cache
+        lazy = self.strategy == "features" and self.tap != "auto" and self.input_size != "auto"
+        return image.read_labelled(data, labels, classes, self.backbone_, progress=self.progress, role=role, lazy=lazy)
 
     def _stages(self) -> int:
         return len(self.backbone_.stage_names())

@@ -46,6 +46,11 @@ class FeatureExtractor(nn.Module):
         self.tap = tap
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = self.parts(x)
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+    def parts(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The pooled features of each part of the tap (``tap_parts``), (batch, width) each."""
         taps = tap_parts(self.tap)
         # raw pixels pooled to a side: no transfer (alone, the network is not used), or beside the
         # network's features in a blend (``strategies.features.blend_members``)
@@ -65,7 +70,7 @@ class FeatureExtractor(nn.Module):
         pooled.update(zip(stages, maps, strict=True))
         parts = [pooled[t] for t in taps]
         parts = [p.mean(dim=(2, 3)) if p.ndim == 4 else p for p in parts]  # stage maps (or a user module's)
-        return torch.cat([p.flatten(1) for p in parts], dim=1) if len(parts) > 1 else parts[0].flatten(1)
+        return [p.flatten(1) for p in parts]
 
 
 class TransferNet(nn.Module):
@@ -160,18 +165,26 @@ def _contains(parent: nn.Module, child: nn.Module) -> bool:
 
 
 def probe_features(extractor: FeatureExtractor, size: int) -> int:
-    """The width of ``extractor``'s features, from one forward pass of a blank image; remembered for
-    its network (while the network lives) by tap and size, since its weights do not change it."""
-    widths = _WIDTHS.setdefault(extractor.network, {})
-    key = (repr(extractor.tap), size)
-    if key not in widths:
+    """The width of ``extractor``'s features (``probe_widths`` of its tap's parts)."""
+    return sum(probe_widths(extractor.network, tap_parts(extractor.tap), size))
+
+
+def probe_widths(network: nn.Module, taps: Sequence[Tap], size: int) -> list[int]:
+    """The width of each tap's features, from one forward pass of a blank image for all those not
+    known yet; remembered for ``network`` (while it lives) by tap and size, since its weights do not
+    change them."""
+    widths = _WIDTHS.setdefault(network, {})
+    missing = list({repr(t): t for t in taps if (repr(t), size) not in widths}.values())
+    if missing:
+        extractor = FeatureExtractor(network, missing)
         with torch.no_grad():
-            was_training = extractor.training
-            extractor.eval()
-            out = extractor(torch.zeros(1, 3, size, size))
-            extractor.train(was_training)
-        widths[key] = int(out.shape[1])
-    return widths[key]
+            was_training = network.training
+            network.eval()
+            parts = extractor.parts(torch.zeros(1, 3, size, size))
+            network.train(was_training)
+        for tap, part in zip(missing, parts, strict=True):
+            widths[(repr(tap), size)] = int(part.shape[1])
+    return [widths[(repr(t), size)] for t in taps]
 
 
 _WIDTHS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, int], int]] = weakref.WeakKeyDictionary()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ try:  # deprecated in torchvision 0.29 for TorchCodec's; where it is gone, Pillo
 except ImportError:  # pragma: no cover - a torchvision without it
     decode_jpeg = None
 
+READ_CHUNK = 16  # inputs per task of the reading threads (a task each cost more than a small file's decoding)
 # PIL's own default (about 89 megapixels); larger images are refused, not decoded.
 MAX_PIXELS = 89_478_485
 # Bytes read from one image file at most: far above any photo (a 100-megapixel TIFF is ~300 MB);
@@ -292,10 +294,15 @@ def read_each(
         except BadImage as exc:
             return Skipped(item_name(item, index), str(exc))
 
+    def attempt_each(chunk: list[tuple[int, Any]]) -> list[Any]:
+        return [attempt(numbered) for numbered in chunk]
+
+    numbered = list(enumerate(paths))
+    chunks = [numbered[i : i + READ_CHUNK] for i in range(0, len(numbered), READ_CHUNK)]
     kept: list[int] = []
     skipped: list[Skipped] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(attempt, enumerate(paths), chunksize=64)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # a task per chunk: a thread pool ignores chunksize
+        results = itertools.chain.from_iterable(pool.map(attempt_each, chunks))
         for i, result in enumerate(track(results, total=len(paths), desc=desc, enabled=progress, unit="images")):
             if isinstance(result, Skipped):
                 skipped.append(result)

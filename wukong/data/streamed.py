@@ -40,6 +40,7 @@ from wukong.data.decode import (
     store_of,
 )
 from wukong.data.images import is_in_memory
+from wukong.data.known import all_decodable
 from wukong.errors import DataError
 
 DEFAULT_DECODED_LIMIT = 2 * 10**9  # bytes of decoded pixels held in memory at most
@@ -129,3 +130,22 @@ def scan_images(
     )
     pixels = StreamedPixels([paths[i] for i in kept], size, interpolation)
     return store_of(pixels, paths, kept, hashes, labels, skipped)
+
+
+def read_if_known(
+    paths: Sequence[Any], size: int, *, labels: Sequence[Any] | None = None, interpolation: str = "bicubic"
+) -> ImageStore | None:
+    """Every file's bytes hashed, none decoded, the images kept streamed: where each content hash is
+    recorded as decoding without a problem (``wukong.data.known``). ``None`` where one is not, or
+    cannot be read, or an input is held in memory: those are decoded and checked as usual. In one
+    thread: hashing small files in several took three times as long (they wait on each other)."""
+    if not paths or any(is_in_memory(p) for p in paths):
+        return None
+    try:
+        hashes = [content_hash(read_image_bytes(p)) for p in paths]
+    except BadImage:
+        return None
+    if not all_decodable(hashes, size, interpolation):
+        return None
+    kept = list(range(len(paths)))
+    return store_of(StreamedPixels(list(paths), size, interpolation), paths, kept, hashes, labels, [])

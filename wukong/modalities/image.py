@@ -20,8 +20,9 @@ from wukong.backbones.vision import ImageBackbone, with_input_size
 from wukong.data.augment import ArrayImageDataset
 from wukong.data.decode import BadImage, ImageStore, conflicting_labels, decode_images
 from wukong.data.images import image_items, item_name, labelled_images, list_images
+from wukong.data.known import remember_decodable
 from wukong.data.labelled import Labelled
-from wukong.data.streamed import StreamedPixels, scan_images, should_stream
+from wukong.data.streamed import StreamedPixels, read_if_known, scan_images, should_stream
 from wukong.engine import FrozenPass, frozen_pass
 from wukong.errors import DataError, ParameterError
 from wukong.features_cache import FeatureCache, namespace_key
@@ -34,6 +35,7 @@ from wukong.network import (
     TransferNet,
     pixel_side,
     probe_features,
+    probe_widths,
     tap_parts,
     weights_fingerprint,
 )
@@ -57,9 +59,31 @@ def decode(
 ) -> ImageStore:
     """Images decoded at the backbone's resize side, with its interpolation; streamed
     (``wukong.data.streamed``) where too many to hold decoded."""
-    interpolation = str(backbone.data_config.get("interpolation", "bicubic"))
-    read = scan_images if should_stream(paths, backbone.resize_size) else decode_images
-    return read(paths, backbone.resize_size, labels=labels, interpolation=interpolation, progress=progress, desc=desc)
+    size, interpolation = decoding(backbone)
+    read = scan_images if should_stream(paths, size) else decode_images
+    return read(paths, size, labels=labels, interpolation=interpolation, progress=progress, desc=desc)
+
+
+def decoding(backbone: ImageBackbone) -> tuple[int, str]:
+    """The side images are decoded at for this backbone, and the interpolation of their resize."""
+    return backbone.resize_size, str(backbone.data_config.get("interpolation", "bicubic"))
+
+
+def decode_labelled(
+    paths: Sequence[Any], labels: Sequence[Any], backbone: ImageBackbone, *, progress: bool, role: str, lazy: bool
+) -> ImageStore:
+    """``decode`` for labelled images, whose content hashes are recorded as decoding without a
+    problem (``wukong.data.known``). ``lazy``: where every one is recorded already, nothing is
+    decoded now (``read_if_known``): a fit whose features are all in the cache decodes none."""
+    desc = f"Reading {role} images"
+    size, interpolation = decoding(backbone)
+    if lazy and not should_stream(paths, size):
+        known = read_if_known(paths, size, labels=labels, interpolation=interpolation)
+        if known is not None:
+            return known
+    store = decode(paths, labels, backbone, progress=progress, desc=desc)
+    remember_decodable(store.hashes, size, interpolation)
+    return store
 
 
 def read_labelled(
@@ -70,12 +94,13 @@ def read_labelled(
     *,
     progress: bool,
     role: str,
+    lazy: bool = False,
 ) -> tuple[Labelled, list[dict[str, Any]]]:
     """A class-per-folder tree, an archive of one, a CSV of ``path,label``, or images (paths, PIL
-    images, arrays) + labels, decoded once. Identical images under two classes are left out and
-    reported with the unreadable ones."""
+    images, arrays) + labels, decoded once (``lazy``: see ``decode_labelled``). Identical images
+    under two classes are left out and reported with the unreadable ones."""
     source = labelled_images(data, labels, classes=classes)
-    store = decode(source.paths, source.labels, backbone, progress=progress, desc=f"Reading {role} images")
+    store = decode_labelled(source.paths, source.labels, backbone, progress=progress, role=role, lazy=lazy)
     skipped = [s.to_dict() for s in source.skipped + store.skipped]
     # (the same image under two label sets: both are kept, as a multi-label set may hold such pairs)
     keep, clashes = conflicting_labels(store, source.classes) if store.labels.ndim == 1 else ([], [])
@@ -366,7 +391,7 @@ class TapReader:
                 deep.append(part)
         deep = every_stage(backbone, deep) or deep  # the pass whose features are cached, where it reads them
         self.together = network(backbone, deep if len(deep) > 1 else (deep or [None])[0], nn.Identity())
-        widths = [probe_features(FeatureExtractor(backbone.network, t), backbone.input_size) for t in deep]
+        widths = probe_widths(backbone.network, deep, backbone.input_size)
         ends = np.cumsum([0, *widths])
         self.columns = {tap_name(t): np.arange(ends[i], ends[i + 1]) for i, t in enumerate(deep)}
 
