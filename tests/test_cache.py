@@ -251,3 +251,25 @@ def test_only_images_known_to_decode_are_left_undecoded(
     third, skipped = read()
     assert isinstance(third.examples.pixels, np.ndarray) and len(third.examples) == len(first.examples) - 1
     assert [s["path"] for s in skipped] == [str(broken)]
+
+
+def test_the_record_of_images_known_to_decode_is_merged_bounded_and_never_trusted_broken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wukong.data import known
+
+    monkeypatch.setattr(known, "MERGE_AT", 3)
+    monkeypatch.setattr(known, "MAX_KNOWN", 10)
+    shards = lambda: list((tmp_path / "256-bicubic").glob("shard-*.npy"))  # noqa: E731
+    hashes = lambda *ids: [f"{i:032d}" for i in ids]  # noqa: E731
+    for i in range(4):
+        known.remember_decodable(hashes(i, i + 100), 256, "bicubic", root=tmp_path)
+    assert len(shards()) == 1  # the fourth write merged the three before it
+    assert known.all_decodable(hashes(0, 1, 2, 3, 103), 256, "bicubic", root=tmp_path)
+    assert not known.all_decodable(hashes(0, 4), 256, "bicubic", root=tmp_path)
+    assert not known.all_decodable(hashes(0), 224, "bicubic", root=tmp_path)  # another decoding: its own record
+    known.remember_decodable(hashes(*range(200, 205)), 256, "bicubic", root=tmp_path)  # 8 + 5 > 10: started again
+    assert not known.all_decodable(hashes(0), 256, "bicubic", root=tmp_path)
+    assert known.all_decodable(hashes(200, 204), 256, "bicubic", root=tmp_path) and len(shards()) == 1
+    shards()[0].write_bytes(b"not an array")  # unreadable: nothing is taken as known
+    assert not known.all_decodable(hashes(200), 256, "bicubic", root=tmp_path)

@@ -10,7 +10,8 @@ lacks (a new cache, a cleared one) is decoded and checked as usual.
 
 Storage: ``known/<side>-<interpolation>/`` under the cache root, shards of 16-byte hashes written
 to a temporary name and renamed (``.npy``, read with ``allow_pickle=False``), merged into one when
-they pass ``MERGE_AT``.
+they pass ``MERGE_AT``, started again past ``MAX_KNOWN`` hashes. Images too many to hold decoded
+(streamed, ``wukong.data.streamed``) are not recorded.
 
 Example:
     >>> remember_decodable(["a" * 32], 256, "bicubic", root=Path("/tmp/wk-known-doc"))
@@ -30,6 +31,7 @@ import numpy as np
 from wukong.cache import cache_dir
 
 MERGE_AT = 32  # shards in one folder past which they are merged into one
+MAX_KNOWN = 1_000_000  # hashes kept at most (32 MB); past it the record starts again
 
 
 def _folder(size: int, interpolation: str, root: Path | None) -> Path:
@@ -67,13 +69,14 @@ def remember_decodable(hashes: Sequence[str], size: int, interpolation: str, *, 
     if not new:
         return
     shards = list(folder.glob("shard-*.npy"))
-    merged = len(shards) >= MERGE_AT
-    rows = sorted(known | set(new)) if merged else new
+    restart = len(known) + len(new) > MAX_KNOWN  # a record, not a store: what it forgets is decoded again
+    merged = restart or len(shards) >= MERGE_AT
+    rows = new[-MAX_KNOWN:] if restart else sorted(known | set(new)) if merged else new
     name = folder / f"shard-{uuid.uuid4().hex}.npy"
     tmp = folder / f".{name.name}.tmp"
     with open(tmp, "wb") as fh:
         np.save(fh, np.asarray(rows, dtype="S32"), allow_pickle=False)
     os.replace(tmp, name)
-    if merged:  # the new shard holds every hash: the others go
+    if merged:  # the new shard holds every hash kept: the others go
         for shard in shards:
             shard.unlink(missing_ok=True)

@@ -74,13 +74,15 @@ def decode_labelled(
 ) -> ImageStore:
     """``decode`` for labelled images, whose content hashes are recorded as decoding without a
     problem (``wukong.data.known``). ``lazy``: where every one is recorded already, nothing is
-    decoded now (``read_if_known``): a fit whose features are all in the cache decodes none."""
+    decoded now (``read_if_known``): a fit whose features are all in the cache decodes none.
+    Images too many to hold decoded are streamed anyway, and not recorded."""
     desc = f"Reading {role} images"
     size, interpolation = decoding(backbone)
-    if lazy and not should_stream(paths, size):
-        known = read_if_known(paths, size, labels=labels, interpolation=interpolation)
-        if known is not None:
-            return known
+    if should_stream(paths, size):
+        return decode(paths, labels, backbone, progress=progress, desc=desc)
+    known = read_if_known(paths, size, labels=labels, interpolation=interpolation) if lazy else None
+    if known is not None:
+        return known
     store = decode(paths, labels, backbone, progress=progress, desc=desc)
     remember_decodable(store.hashes, size, interpolation)
     return store
