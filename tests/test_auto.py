@@ -131,14 +131,14 @@ def test_softmax_in_the_row_space_and_in_blocks_is_the_same_model() -> None:
 
     digits = load_digits()
     x = torch.from_numpy(((digits.data - digits.data.mean(0)) / (digits.data.std(0) + 1e-6))[:60].astype(np.float32))
-    x = torch.cat([x, x.roll(1, dims=1)], dim=1)  # 128 features, 60 rows: fewer rows than features
+    x = torch.cat([x, x.roll(1, dims=1), x.roll(2, dims=1)], dim=1)  # 192 features, 60 rows: the row space pays
     y = torch.from_numpy(digits.target[:60])
     full = fit_softmax(x, y, 10, 0.1)
     gram, rows = gram_matrix(x), np.arange(60)
     space = RowSpace.of(gram, rows)
-    assert space is not None and RowSpace.of(gram_matrix(x[:, :50]), rows[:50]) is None  # as many rows as features
+    assert space is not None and RowSpace.of(gram_matrix(x[:, :100]), rows) is None  # not enough features a row
     inside = space.coordinates(rows)
-    rank = int(torch.linalg.matrix_rank(x.double()))  # 52: these rows are not independent
+    rank = int(torch.linalg.matrix_rank(x.double()))  # at most 60 (the rows)
     assert inside.shape == (60, rank)
     torch.testing.assert_close(inside @ inside.T, x @ x.T, atol=1e-3, rtol=1e-5)  # orthonormal: inner products kept
     reduced = fit_softmax(inside, y, 10, 0.1)
@@ -163,7 +163,8 @@ def test_softmax_in_the_row_space_and_in_blocks_is_the_same_model() -> None:
     for rows_of, (weight, bias) in zip(subsets, shared, strict=True):
         alone = fit_softmax(x[rows_of], y[rows_of], 10, 0.1)  # both stopped by L-BFGS's tolerance
         torch.testing.assert_close(weight, alone[0], atol=2e-3, rtol=0)
-        torch.testing.assert_close(bias, alone[1], atol=5e-3, rtol=0)
+        probabilities = [torch.softmax(x @ w.T + b, dim=1) for w, b in ((weight, bias), alone)]
+        torch.testing.assert_close(*probabilities, atol=1e-3, rtol=0)  # (the bias, unpenalised, is the loosest)
 
 
 @pytest.mark.parametrize("multi_label", [False, True])
