@@ -1,11 +1,12 @@
 """Which image contents are known to decode: the record that lets a later read skip decoding.
 
-Every file ``decode_images`` or ``scan_images`` decodes without a problem has its content hash
-recorded here, per decoding (side and interpolation). A later read whose files all have recorded
-hashes needs no check and no pixels up front: it hashes the bytes and keeps the images streamed
-(``wukong.data.streamed``), decoded only if a pass asks for them. A fit that keeps an earlier fit's
-choices (``chosen_params``, ``wukong train --like``) finds every feature in the cache, so it decodes
-nothing at all. The same bytes decode the same way, so a recorded hash stays true; what the record
+Every labelled image file that decodes without a problem (``modalities.image.decode_labelled``,
+when a fit, an evaluation or an audit reads its data) has its content hash recorded here, per
+decoding (side and interpolation). A later read that may leave them undecoded (a ``features``
+fit with its tap and input size given, as ``chosen_params`` and ``wukong train --like`` give them),
+whose files all have recorded hashes, needs no check and no pixels up front: it hashes the bytes
+and keeps the images streamed (``wukong.data.streamed``), decoded only if a pass asks for them.
+Such a fit finds every feature in the cache, so it decodes nothing at all. The same bytes decode the same way, so a recorded hash stays true; what the record
 lacks (a new cache, a cleared one) is decoded and checked as usual.
 
 Storage: ``known/<side>-<interpolation>/`` under the cache root, shards of 16-byte hashes written
