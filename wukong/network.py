@@ -191,7 +191,8 @@ _WIDTHS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, int], int]] = weak
 
 
 def weights_fingerprint(network: nn.Module) -> str:
-    """A short key that changes when the weights do (names, a sample of each tensor, its sum).
+    """A short key that changes when the weights do (names, a sample of each tensor, its sum), and
+    only then: the same weights give the same key in any memory layout.
 
     Remembered for each module until one of its tensors is replaced or changed in place, which
     PyTorch's version counters tell for much less than hashing: a server asks for it on every
@@ -204,9 +205,12 @@ def weights_fingerprint(network: nn.Module) -> str:
         return known[1]
     digest = hashlib.blake2b(digest_size=12)
     for name, tensor in network.state_dict().items():
+        # in one memory order whatever the tensor's layout: a channels_last copy of the same weights
+        # summed in its own order gave another key (and the engines, timings and features a second time)
+        values = tensor.detach().cpu().contiguous().view(-1).to(torch.float32)
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).to(torch.float32).numpy().tobytes()[:4096])
-        digest.update(str(float(tensor.float().sum())).encode())
+        digest.update(values.numpy().tobytes()[:4096])
+        digest.update(str(float(values.sum())).encode())
     fingerprint = digest.hexdigest()
     _FINGERPRINTS[network] = (stamp, fingerprint)
     return fingerprint
