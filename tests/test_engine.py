@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -140,13 +142,20 @@ def test_a_network_that_does_not_export_runs_in_pytorch_and_says_why(private_cac
         frozen_pass(NotExportable(), 8, {}, engine="jax")
 
 
-def test_both_engines_give_the_same_model() -> None:
+def test_both_engines_give_the_same_model(private_cache: Path, tmp_path: Path) -> None:
     fast = ImageClassifier(FAST_BACKBONE, strategy="features", engine="onnxruntime", progress=False)
     fast.fit(CAT_DOG / "train")
     plain = ImageClassifier(FAST_BACKBONE, strategy="features", engine="torch", bf16=False, progress=False)
     plain.fit(CAT_DOG / "train")
     assert fast.metrics_["engine"].startswith("onnxruntime") and plain.metrics_["engine"].startswith("torch")
     np.testing.assert_allclose(fast.predict_proba(CAT_DOG / "test"), plain.predict_proba(CAT_DOG / "test"), atol=2e-3)
+    # loaded, the same weights are the same network: nothing timed again (the rebuilt network's
+    # weights are measured once loaded, not while they are still its random start)
+    timings = lambda: sorted(p.name for p in (private_cache / "timings").glob("*.json"))  # noqa: E731
+    fast.save(tmp_path / "fast")
+    before = timings()
+    loaded = [ImageClassifier.load(tmp_path / "fast") for _ in range(2)]
+    assert timings() == before and [m.bf16_ for m in loaded] == [fast.bf16_] * 2
 
 
 def test_the_weights_fingerprint_is_remembered_until_a_weight_changes(monkeypatch) -> None:
@@ -170,6 +179,8 @@ def test_the_weights_fingerprint_is_remembered_until_a_weight_changes(monkeypatc
         weight.div_(1.5)
     network.load_state_dict(load_image_backbone(FAST_BACKBONE).network.state_dict())
     assert weights_fingerprint(network) == first  # the same values again: the same key
+    network.to(memory_format=torch.channels_last)  # the same values in another layout: the same key
+    assert weights_fingerprint(network) == first
     weight.data = weight.data * 2  # a tensor replaced
     assert weights_fingerprint(network) not in (first, stepped)
     with torch.inference_mode():  # tensors made here keep no version counter: hashed each time, no error

@@ -381,6 +381,9 @@ class ImageClassifier(TransferClassifier):
         if pixel_side(self.tap_) is not None:
             state = {**{k: v for k, v in self.net_.state_dict().items() if k.startswith(self._UNUSED)}, **state}
         super()._load_saved_state(state)
+        # measured (or found measured) for these weights: before they were loaded, the rebuilt
+        # network's random ones had a new fingerprint at every load, and were timed again each time
+        self.bf16_ = image.bf16_for(self.backbone_, self.bf16)
 
     @classmethod
     def _from_config(
@@ -398,7 +401,6 @@ class ImageClassifier(TransferClassifier):
             model.backbone_given_ = config["params"]["backbone"]
         model.tap_ = config["tap"]
         image.check_tap(model.tap_, len(model.backbone_.stage_names()))
-        model.bf16_ = image.bf16_for(model.backbone_, model.bf16)
         model.net_ = image.network(
             model.backbone_, model.tap_, head if head is not None else head_from_spec(config["head"])
         )
