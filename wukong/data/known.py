@@ -6,8 +6,9 @@ decoding (side and interpolation). A later read that may leave them undecoded (a
 fit with its tap and input size given, as ``chosen_params`` and ``wukong train --like`` give them),
 whose files all have recorded hashes, needs no check and no pixels up front: it hashes the bytes
 and keeps the images streamed (``wukong.data.streamed``), decoded only if a pass asks for them.
-Such a fit finds every feature in the cache, so it decodes nothing at all. The same bytes decode the same way, so a recorded hash stays true; what the record
-lacks (a new cache, a cleared one) is decoded and checked as usual.
+Such a fit finds every feature in the cache, so it decodes nothing at all. The same bytes decode
+the same way, so a recorded hash stays true; what the record lacks (a new cache, a cleared one) is
+decoded and checked as usual.
 
 Storage: ``known/<side>-<interpolation>/`` under the cache root, shards of 16-byte hashes written
 to a temporary name and renamed (``.npy``, read with ``allow_pickle=False``), merged into one when
