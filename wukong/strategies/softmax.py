@@ -329,8 +329,7 @@ def past_the_lowest(losses: np.ndarray, patience: int) -> bool:
 
 # Features per row from which the folds are solved in their rows' span (``RowSpace``): below it,
 # the eigendecomposition of each fold's Gram block (rows cubed) costs more than the fewer unknowns
-# save (CIFAR-10 features with mirror images, 1,600 x 1,792: 5.0 s in the row space, 1.8 s without;
-# 800 raw-pixel rows x 1,600 / 2,000 / 2,400: 1.04 / 1.09 / 1.24 s against 0.94 / 1.27 / 2.06 s).
+# save (measured on the search's own inputs: README, Speed).
 ROW_SPACE_FROM = 2.25
 
 
