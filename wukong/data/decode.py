@@ -15,7 +15,7 @@ import io
 import itertools
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,7 @@ try:  # deprecated in torchvision 0.29 for TorchCodec's; where it is gone, Pillo
 except ImportError:  # pragma: no cover - a torchvision without it
     decode_jpeg = None
 
-READ_CHUNK = 16  # inputs per task of the reading threads (a task each cost more than a small file's decoding)
+READ_CHUNK = 16  # inputs per task of the reading threads (``mapped_in_threads``)
 # PIL's own default (about 89 megapixels); larger images are refused, not decoded.
 MAX_PIXELS = 89_478_485
 # Bytes read from one image file at most: far above any photo (a 100-megapixel TIFF is ~300 MB);
@@ -294,22 +294,24 @@ def read_each(
         except BadImage as exc:
             return Skipped(item_name(item, index), str(exc))
 
-    def attempt_each(chunk: list[tuple[int, Any]]) -> list[Any]:
-        return [attempt(numbered) for numbered in chunk]
-
-    numbered = list(enumerate(paths))
-    chunks = [numbered[i : i + READ_CHUNK] for i in range(0, len(numbered), READ_CHUNK)]
     kept: list[int] = []
     skipped: list[Skipped] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # a task per chunk: a thread pool ignores chunksize
-        results = itertools.chain.from_iterable(pool.map(attempt_each, chunks))
-        for i, result in enumerate(track(results, total=len(paths), desc=desc, enabled=progress, unit="images")):
-            if isinstance(result, Skipped):
-                skipped.append(result)
-            else:
-                keep(len(kept), result)
-                kept.append(i)
+    results = mapped_in_threads(attempt, list(enumerate(paths)), workers)
+    for i, result in enumerate(track(results, total=len(paths), desc=desc, enabled=progress, unit="images")):
+        if isinstance(result, Skipped):
+            skipped.append(result)
+        else:
+            keep(len(kept), result)
+            kept.append(i)
     return kept, skipped
+
+
+def mapped_in_threads(work: Callable[[Any], Any], items: Sequence[Any], workers: int) -> Iterator[Any]:
+    """``work`` of each item, in order, from ``workers`` threads taking ``READ_CHUNK`` items a task
+    (a thread pool ignores ``chunksize``: a task per image cost more than decoding a small one)."""
+    chunks = [items[i : i + READ_CHUNK] for i in range(0, len(items), READ_CHUNK)]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        yield from itertools.chain.from_iterable(pool.map(lambda chunk: [work(item) for item in chunk], chunks))
 
 
 def store_of(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,7 @@ from wukong.data.decode import (
     content_hash,
     decode_one,
     load_image,
+    mapped_in_threads,
     read_each,
     read_image_bytes,
     store_of,
@@ -85,9 +85,8 @@ class StreamedPixels:
             return self.decode(int(index))
         chosen = range(len(self))[index] if isinstance(index, slice) else [int(i) for i in np.asarray(index)]
         out = np.empty((len(chosen), self.size, self.size, 3), np.uint8)
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for row, pixels in enumerate(pool.map(self.checked, chosen)):
-                out[row] = pixels
+        for row, pixels in enumerate(mapped_in_threads(self.checked, list(chosen), workers=2)):
+            out[row] = pixels
         return out
 
     def checked(self, index: int) -> np.ndarray:
