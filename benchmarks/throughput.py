@@ -15,9 +15,11 @@
    share it reaches of the machine's matrix rate in its precision (model FLOPs x img/s over the
    TFLOP/s of a 2048-square matrix product, measured first: ``matrix_peak``).
 3. Re-training on cached features: ``ImageClassifier(strategy="features").fit`` twice on CIFAR-10
-   with 100 labels per class, the second time with the features in the cache; then once more with
-   the first fit's choices kept (``chosen_params``, what ``wukong train --like`` runs: no search),
-   the median of ``LIKE_RUNS`` such fits. Each fit starts from a collected heap (``gc.collect()``).
+   with 100 labels per class, the second time with the features in the cache; then again with the
+   first fit's choices kept, nothing searched: as ``wukong train --like`` runs it (``retraining``:
+   a copy of the first model whose classifier starts from its weights) and as a new estimator of
+   those choices (``ImageClassifier(**chosen_params())``) would, taking turns, the median of
+   ``LIKE_RUNS`` fits of each. Each fit starts from a collected heap (``gc.collect()``).
 4. Serving: p50/p90 milliseconds of one cat/dog photo POSTed to a real ``wukong serve`` on
    127.0.0.1 (the default backbone), with the engine and with ``--engine torch``.
 5. Text: sentences/s of Wukong's encoder against ``SentenceTransformer.encode`` (fp32), BANKING77
@@ -366,15 +368,21 @@ def retrain_on_cached_features(train: Path) -> dict:
         started = time.perf_counter()
         models.append(ImageClassifier(strategy="features", progress=False).fit(train))
         times.append(time.perf_counter() - started)
-    # what ``wukong train --like FIRST`` runs: the first fit's choices kept, nothing searched
+    # what ``wukong train --like FIRST`` runs, nothing searched: the first model's copy, its classifier
+    # started from the first one's (``retraining``); beside it, a new estimator of the same choices
     chosen = models[0].chosen_params()
-    like_runs = []
-    for _ in range(LIKE_RUNS):  # under a second each, where this machine's speed moves by 10-20%: the median
+    like_runs, fresh_runs = [], []
+    for _ in range(LIKE_RUNS):  # under a second each, where this machine's speed moves by 10-20%: medians
         gc.collect()
         started = time.perf_counter()
-        like = ImageClassifier(**chosen).fit(train)
+        like = models[0].retraining(progress=False).fit(train)
         like_runs.append(time.perf_counter() - started)
-    like_seconds = statistics.median(like_runs)
+        gc.collect()
+        started = time.perf_counter()
+        fresh = ImageClassifier(**chosen).fit(train)
+        fresh_runs.append(time.perf_counter() - started)
+    like_seconds, fresh_seconds = statistics.median(like_runs), statistics.median(fresh_runs)
+    test = train.parent / "test"
     return {
         "first_fit_seconds": round(times[0], 1),
         "second_fit_seconds": round(times[1], 1),
@@ -382,9 +390,13 @@ def retrain_on_cached_features(train: Path) -> dict:
         "like_fit_seconds": round(like_seconds, 2),  # the median of like_runs_seconds
         "like_runs_seconds": [round(t, 2) for t in like_runs],
         "like_speedup": round(times[0] / like_seconds, 1),
+        "like_new_estimator_fit_seconds": round(fresh_seconds, 2),
+        "like_new_estimator_runs_seconds": [round(t, 2) for t in fresh_runs],
+        "like_new_estimator_speedup": round(times[0] / fresh_seconds, 1),
         "like_choices": {k: chosen[k] for k in ("tap", "input_size", "augment", "tuning") if k in chosen},
-        "like_same_predictions_on_train": float(
-            np.mean(np.asarray(like.predict(train)) == np.asarray(models[0].predict(train)))
+        "like_same_predictions_on_test": float(np.mean(np.asarray(like.predict(test)) == models[0].predict(test))),
+        "like_max_probability_difference_on_test": float(
+            np.abs(like.predict_proba(test) - fresh.predict_proba(test)).max()
         ),
     }
 

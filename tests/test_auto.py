@@ -16,7 +16,14 @@ from safetensors import safe_open
 from wukong import ImageClassifier
 from wukong.backbones.vision import load_image_backbone
 from wukong.network import FeatureExtractor
-from wukong.strategies.features import C_GRID, cv_folds, standardise
+from wukong.strategies.features import (
+    C_GRID,
+    cv_folds,
+    fit_linear_classifier,
+    raw_linear,
+    standardise,
+    standardised_linear,
+)
 from wukong.strategies.softmax import (
     Packed,
     RowSpace,
@@ -165,6 +172,44 @@ def test_softmax_in_the_row_space_and_in_blocks_is_the_same_model() -> None:
         torch.testing.assert_close(weight, alone[0], atol=2e-3, rtol=0)
         probabilities = [torch.softmax(x @ w.T + b, dim=1) for w, b in ((weight, bias), alone)]
         torch.testing.assert_close(*probabilities, atol=1e-3, rtol=0)  # (the bias, unpenalised, is the loosest)
+
+
+def test_a_classifier_fitted_before_starts_the_fit_on_every_row_and_it_reaches_the_same_minimum(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``fit_linear_classifier(start=...)`` (a warm start, ``wukong train --like``): started from the
+    classifier fitted before on the same raw features, the fit on every row takes a few L-BFGS
+    steps instead of dozens and gives the same model; started far from it, the same model too."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = digits.data[:400].astype(np.float32), digits.target[:400]
+    steps = []
+    closure = Packed.closure  # the fit on every row: fit_softmax's (the folds' is Shared's)
+    monkeypatch.setattr(Packed, "closure", lambda self: (steps.append(1), closure(self))[1])
+
+    def fitted(start: tuple | None) -> tuple:
+        steps.clear()
+        fit = fit_linear_classifier(x, y, 10, c_grid=[0.1], start=start)
+        return fit, len(steps)
+
+    cold, cold_steps = fitted(None)
+    warm, warm_steps = fitted((cold.weight, cold.bias))
+    far, _ = fitted((np.random.default_rng(0).normal(size=cold.weight.shape), np.ones(10)))
+    assert warm_steps * 5 < cold_steps, (warm_steps, cold_steps)
+    probabilities = lambda fit: torch.softmax(torch.from_numpy(x @ fit.weight.T + fit.bias), dim=1)  # noqa: E731
+    for other in (warm, far):
+        torch.testing.assert_close(probabilities(other), probabilities(cold), atol=1e-3, rtol=0)
+        assert other.info["C"] == cold.info["C"] and abs(other.temperature - cold.temperature) < 1e-3
+    # the raw classifier back in standardised coordinates: the same logits; a class absent from the
+    # data (never predicted) starts at 0
+    z, mean, std = standardise(x)
+    weight, bias = np.random.default_rng(1).normal(size=(2, 10, 64))
+    raw = raw_linear(weight, bias[:, 0], mean, std, present=np.arange(9))
+    back = standardised_linear(*raw, mean, std)
+    np.testing.assert_allclose(back[0].numpy()[:9], weight[:9], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(back[1].numpy()[:9], bias[:9, 0], rtol=1e-4, atol=1e-3)
+    assert not back[0][9].any() and back[1][9] == 0
 
 
 @pytest.mark.parametrize("multi_label", [False, True])

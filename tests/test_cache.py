@@ -197,8 +197,9 @@ def test_one_pass_over_every_stage_serves_the_search_the_kept_tap_a_refit_and_th
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``features`` searches on one pass over every stage of the network; the kept tap's scores of
-    known inputs, a fit that keeps the search's choices (``chosen_params``) and the audit's top
-    features are read from that pass's cache instead of being computed again."""
+    known inputs, a fit that keeps the search's choices (``chosen_params``; ``retraining``, started
+    from the fitted classifier) and the audit's top features are read from that pass's cache instead
+    of being computed again."""
     from wukong import ImageClassifier
 
     monkeypatch.setenv("WUKONG_CACHE", str(tmp_path / "cache"))
@@ -219,6 +220,19 @@ def test_one_pass_over_every_stage_serves_the_search_the_kept_tap_a_refit_and_th
     first._embedded(CAT_DOG / "train", None, None, "training")
     assert rows() == stored and again.tap_ == first.tap_
     np.testing.assert_allclose(again.predict_proba(CAT_DOG / "test"), first.predict_proba(CAT_DOG / "test"), atol=2e-3)
+    # what ``wukong train --like`` fits: a copy of the model whose classifier starts from the fitted one
+    before = first.predict_proba(CAT_DOG / "test")
+    warm = first.retraining(progress=False).fit(CAT_DOG / "train")
+    assert warm is not first and warm.warm_start and warm.tap_ == first.tap_ and rows() == stored
+    np.testing.assert_allclose(warm.predict_proba(CAT_DOG / "test"), again.predict_proba(CAT_DOG / "test"), atol=2e-3)
+    np.testing.assert_array_equal(first.predict_proba(CAT_DOG / "test"), before)  # left as it was
+    renamed = tmp_path / "renamed"  # other classes: they are the data's, not the model's
+    renamed.mkdir()
+    (renamed / "kitty").symlink_to(CAT_DOG / "train" / "cat")
+    (renamed / "dog").symlink_to(CAT_DOG / "train" / "dog")
+    kitty = first.retraining(progress=False).fit(renamed)
+    assert kitty.classes_ == ["dog", "kitty"]
+    assert kitty.predict(sorted((CAT_DOG / "test" / "cat").glob("*.jpg"))).count("kitty") >= 8
     first.metrics_["classifier"]["C"] = [0.1, 1.0]  # as a blend records its members' values: each tried again
     assert first.chosen_params()["tuning"] == {"c_grid": [0.1, 1.0]}
 

@@ -10,6 +10,7 @@ the small subclasses ``ImageClassifier`` and ``TextClassifier``; how to transfer
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
 import time
@@ -311,6 +312,9 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         the features need instead, e.g. TF-IDF's, ``backbones.ngrams.FIT_OPTIONS``)."""
         how = {"model": self.linear_model, "seed": self.seed, "c_grid": self.tuning_["c_grid"]}
         how["class_weight"] = self.class_weights_
+        start = getattr(self, "_linear_start", None)  # a warm start's: the fitted classifier, where it reads these
+        if start is not None and start[0].shape[1] == feats.shape[1]:
+            how["start"] = start
         how.update(options)
         desc = f"Cross-validating the linear classifier on {len(feats)} x {feats.shape[1]} features"
         with status(desc, enabled=self.progress):
@@ -490,6 +494,33 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
 
     def _chosen(self) -> dict[str, Any]:
         """The modality's part of ``chosen_params``: parameters that fix what its fit searched."""
+        return {}
+
+    def retraining(self, **params: Any) -> TransferClassifier:
+        """An estimator to train again with this model's choices (``chosen_params``), ``params`` on top
+        (how to run it: progress, hardware, engine): what ``wukong train --like`` fits. Where this
+        model's solution can start the new fit (``_starts_retraining``: an image model's linear
+        classifier on frozen features), a copy of this model with ``warm_start``: its classifier
+        starts from this one's weights, where the features and classes have their shapes, and
+        reaches the same minimum in fewer steps. This model is left as it is.
+
+        Example:
+            >>> model = wukong.load("runs/cat_dog")                                   # doctest: +SKIP
+            >>> again = model.retraining(progress=False).fit("cat_dog_more/train")    # doctest: +SKIP
+        """
+        params = {**self.chosen_params(), **params}
+        if not self._starts_retraining(params):
+            return type(self)(**params)
+        return copy.deepcopy(self, self._shared_when_retrained()).set_params(**{**params, "warm_start": True})
+
+    def _starts_retraining(self, params: dict[str, Any]) -> bool:
+        """Whether ``retraining`` with ``params`` starts from this model (``warm_start``) rather than
+        from nothing."""
+        return False
+
+    def _shared_when_retrained(self) -> dict[int, Any]:
+        """What ``retraining``'s copy shares with this model (``copy.deepcopy``'s memo): parts its fit
+        leaves as they are."""
         return {}
 
     def check_data(self, data: Any, *others: Any) -> list[str]:

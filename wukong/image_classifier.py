@@ -18,7 +18,7 @@ from wukong.data.images import ImageSource, labelled_images
 from wukong.engine import check_engine
 from wukong.errors import DataError, ParameterError
 from wukong.estimator import Labelled, TransferClassifier
-from wukong.heads import head_from_spec, is_linear
+from wukong.heads import final_linear, head_from_spec, is_linear
 from wukong.modalities import image
 from wukong.network import Tap, TransferNet, later_blocks, pixel_side, tap_parts
 from wukong.progress import status
@@ -74,7 +74,8 @@ class ImageClassifier(TransferClassifier):
         engine: what runs frozen passes (features, prediction): ``"auto"`` (onnxruntime where it is
             installed and agrees with PyTorch, see ``wukong.engine``), ``"onnxruntime"`` or ``"torch"``.
         warm_start: a second ``fit`` continues from the fitted network (same classes) instead of
-            starting again from the pretrained backbone.
+            starting again from the pretrained backbone; under ``features``, its linear classifier
+            starts from the fitted one (the same minimum, in fewer steps; the classes may change).
         tuning: thresholds and grid the strategies decide with, e.g. ``{"small": 30}`` (see
             ``wukong.tuning.DEFAULTS``); ``None``: the measured defaults.
         class_weight, reject_unknown, unknown_label, unknown_keep: imbalanced classes and "none of
@@ -110,18 +111,23 @@ class ImageClassifier(TransferClassifier):
         if not (isinstance(self.augment, bool) or self.augment == "auto"):
             raise ParameterError(f"augment={self.augment!r}: give 'auto', True or False")
         self._warm = self.warm_start and getattr(self, "net_", None) is not None
+        self._linear_start = None
+        if self._warm and self.strategy_ == "features":  # the fitted classifier starts the new one
+            layer = final_linear(self.net_.head)
+            self._linear_start = (layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy())
         with status("Loading the backbone (and measuring whether bf16 is faster here)", enabled=self.progress):
             if not self._warm:
                 self.backbone_ = load_image_backbone(self.backbone, arch=self.arch)
             self.backbone_name_ = self.backbone_.name
             if self.tap not in ("auto", "final"):  # a tap asked for: checked before any image is read
                 image.check_tap(self.tap, self._stages())
-            self.bf16_ = image.bf16_for(self.backbone_, self.bf16)
+            if not (self._warm and self.bf16 is None):  # warm: measured for this network already
+                self.bf16_ = image.bf16_for(self.backbone_, self.bf16)
 
     def _read_labelled(
         self, data: Any, labels: Sequence[Any] | None, classes: Sequence[str] | None, role: str
     ) -> tuple[Labelled, list[dict[str, Any]]]:
-        if classes is None and self._warm:  # warm start: the classes stay those of the fitted model
+        if classes is None and self._warm and self._linear_start is None:  # a network trained on: its classes stay
             classes = self.classes_
         # features read where nothing is searched (``chosen_params``): most likely all in the cache
         lazy = self.strategy == "features" and self.tap != "auto" and self.input_size != "auto"
@@ -129,6 +135,14 @@ class ImageClassifier(TransferClassifier):
 
     def _stages(self) -> int:
         return len(self.backbone_.stage_names())
+
+    def _starts_retraining(self, params: dict[str, Any]) -> bool:
+        """``features`` again: the linear classifier fitted again starts from this one (``warm_start``)."""
+        return self.strategy_ == params["strategy"] == "features"
+
+    def _shared_when_retrained(self) -> dict[int, Any]:
+        """The frozen backbone (a ``features`` fit reads it, and does not change it)."""
+        return {id(self.backbone_.network): self.backbone_.network}
 
     def _read_pool(self, inputs: Any) -> tuple[ImageStore, list[dict[str, Any]]]:
         store, _ = image.read_unlabelled(inputs, self.backbone_, progress=self.progress)
@@ -333,6 +347,8 @@ class ImageClassifier(TransferClassifier):
         if not self._warm:
             self.net_, self.head_spec_ = image.assemble(self.backbone_, None, self.head, len(self.classes_))
             self.tap_ = None
+        else:  # trained on in a copy: another model may share this one's frozen backbone (``retraining``)
+            self.backbone_, self.net_ = copy.deepcopy((self.backbone_, self.net_))
         blocks = later_blocks(self.backbone_.network, choice.unfreeze) if choice.strategy == "finetune" else []
         epochs, head_epochs, min_steps = augmented_schedule(bool(blocks), self.epochs, self.head_epochs)
         accumulate = micro_batches(self.batch_size, self.backbone_.input_size)  # bounded memory at large sizes

@@ -285,9 +285,9 @@ def train(
 
 
 def _like(folder: Path, modality: str, given: list[str], runtime: dict[str, object]) -> TransferClassifier:
-    """``--like FOLDER``: a new estimator with the choices of the model in FOLDER
-    (``TransferClassifier.chosen_params``) and this run's own settings (``runtime``: progress,
-    hardware, precision, and how the data is read)."""
+    """``--like FOLDER``: an estimator with the choices of the model in FOLDER and this run's own
+    settings (``runtime``: progress, hardware, precision, and how the data is read), starting from
+    that model's solution where it can (``TransferClassifier.retraining``)."""
     from wukong import load
 
     if given:
@@ -298,7 +298,7 @@ def _like(folder: Path, modality: str, given: list[str], runtime: dict[str, obje
         raise WukongError(f"--like {exc}") from None
     if model.modality != modality:
         raise WukongError(f"--like {folder}: a model of {model.modality}s, and the data to train on is {modality}")
-    return type(model)(**{**model.chosen_params(), **runtime})
+    return model.retraining(**runtime)
 
 
 def _record_clean(clf: TransferClassifier, report: AuditReport) -> None:

@@ -65,6 +65,7 @@ def fit_linear_classifier(
     class_weight: np.ndarray | None = None,
     every_example_scored: bool = False,
     standardised: bool = True,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> LinearFit:
     """Standardise (unless not ``standardised``: features whose scale already means something, such as
     TF-IDF), then a linear classifier with its C chosen by stratified k-fold CV (from
@@ -79,6 +80,9 @@ def fit_linear_classifier(
     as indicator rows (multi-label): one-vs-rest logistic regressions, and per-label thresholds
     tuned on their out-of-fold probabilities.
     ``class_weight`` (one weight per class) weighs the loss (``wukong.calibration.resolve_class_weight``).
+    ``start``: a classifier of these raw features fitted before (weights, bias, as returned here),
+    where logistic regression's fit with one C starts (``cross_validated_softmax``): the same
+    minimum, in a few steps where it is near.
     Returns weights mapping *raw* features to logits, and the temperature that calibrates them,
     fitted on the out-of-fold logits at the chosen C.
     """
@@ -94,7 +98,8 @@ def fit_linear_classifier(
     scored = np.sort(np.concatenate([test for _, test in split])) if split else None
     if model == "logistic":  # softmax regression in torch: the same model as sklearn's, many times faster
         rows = class_weight[labels] if class_weight is not None else None
-        search = cross_validated_softmax(x, labels, num_classes, c_grid, folds=split, sample_weight=rows)
+        begin = standardised_linear(*start, mean, std) if start is not None else None
+        search = cross_validated_softmax(x, labels, num_classes, c_grid, folds=split, sample_weight=rows, start=begin)
         weight, bias = search.weight.astype(np.float64), search.bias.astype(np.float64)
         present = np.flatnonzero(counts)
         best_c, cv_loss, cv_loss_se, metric = search.best_c, search.cv_loss, search.cv_loss_se, "log_loss"
@@ -136,15 +141,31 @@ def standardise(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return (features - mean) / std, mean, std
 
 
+# The bias of a class absent from the training data: never predicted.
+NEVER_PREDICTED = -1e4
+
+
 def raw_linear(
     weight: np.ndarray, bias: np.ndarray, mean: np.ndarray, std: np.ndarray, present: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """A linear classifier fitted on ``standardise``d features as one on the raw features (float32),
     classes absent from training (not in ``present``) never predicted."""
     weight, bias = np.asarray(weight, np.float64), np.array(bias, np.float64)
-    bias[np.setdiff1d(np.arange(len(bias)), present)] = -1e4
+    bias[np.setdiff1d(np.arange(len(bias)), present)] = NEVER_PREDICTED
     # logits = W ((f - mean) / std) + b = (W / std) f + (b - W @ (mean / std))
     return (weight / std).astype(np.float32), (bias - weight @ (mean / std)).astype(np.float32)
+
+
+def standardised_linear(
+    weight: np.ndarray, bias: np.ndarray, mean: np.ndarray, std: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``raw_linear`` undone: a classifier of raw features as one of features standardised with
+    ``mean`` and ``std`` (the same logits), classes ``raw_linear`` made never predicted at 0."""
+    weight, bias = np.asarray(weight, np.float64), np.asarray(bias, np.float64)
+    absent = bias <= NEVER_PREDICTED / 10
+    scaled, shifted = weight * std, bias + weight @ mean
+    scaled[absent], shifted[absent] = 0.0, 0.0
+    return torch.from_numpy(scaled.astype(np.float32)), torch.from_numpy(shifted.astype(np.float32))
 
 
 # From this many examples, one held-out fifth (4,000 examples or more) scores each C instead of

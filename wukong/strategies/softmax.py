@@ -240,13 +240,16 @@ def cross_validated_softmax(
     sample_weight: np.ndarray | None = None,
     default_c: float = 0.1,
     patience: int = PATIENCE,
+    start: Weights | None = None,
 ) -> SoftmaxSearch:
     """Pick C by mean held-out log loss over ``folds`` (train, test index pairs), then fit on everything.
 
     ``features`` should be standardised. ``sample_weight`` weighs the training loss and the held-out
     one alike. Without folds, ``default_c`` is used and no loss is reported. The path over ``c_grid``
     (strongest regularisation first) stops after ``patience`` values in a row whose held-out loss is
-    above the lowest so far; ``losses`` holds the values fitted.
+    above the lowest so far; ``losses`` holds the values fitted. ``start``: weights to start the fit on
+    every row from, with one C or none (a model fitted before on these features: the same minimum,
+    reached in a few steps; not in the row space); with several, the folds' mean at the chosen C starts it.
     """
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     y = torch.from_numpy(np.asarray(labels, dtype=np.float32 if np.ndim(labels) == 2 else np.int64))
@@ -267,7 +270,7 @@ def cross_validated_softmax(
     final: Weights | None = None
     starts: list[Weights | None] = [None] * len(folds)
     if gram is None and len(grid) == 1 and folds:  # one C: the fit on every row first, and it starts each fold's
-        final = fit_softmax(x, y, num_classes, grid[0], sample_weight=w)
+        final = fit_softmax(x, y, num_classes, grid[0], sample_weight=w, start=start)
         starts = [final] * len(folds)
     lowest: list[Weights | None] = starts  # the folds' solutions at the lowest mean held-out loss so far
     table = np.zeros((len(folds), len(grid)))  # held-out loss per fold and C
@@ -306,7 +309,8 @@ def cross_validated_softmax(
     if final is not None:
         weight, bias = final
     elif gram is None:  # in the features' coordinates: the mean of the folds' solutions at that C starts it
-        start = None if not folds else tuple(torch.stack(part).mean(0) for part in zip(*lowest, strict=True))
+        if folds:
+            start = tuple(torch.stack(part).mean(0) for part in zip(*lowest, strict=True))
         weight, bias = fit_softmax(x, y, num_classes, best_c, sample_weight=w, start=start)
     else:
         space = RowSpace.of(gram, everything)
