@@ -235,3 +235,13 @@ def test_length_batches_respect_both_limits(seed: int) -> None:
     for start, stop in batches:
         assert stop - start <= 64
         assert stop - start == 1 or (stop - start) * lengths[stop - 1] <= 1024
+    # padding bounded too: smaller batches where lengths spread, and no more of them than that needs
+    bounded = length_batches(lengths, max_count=64, max_tokens=1024, max_padding=0.05)
+    padded = lambda cuts: sum((b - a) * lengths[b - 1] for a, b in cuts)  # noqa: E731
+    for start, stop in bounded:
+        waste = (stop - start) * lengths[stop - 1] - lengths[start:stop].sum()
+        assert waste <= 0.05 * (stop - start) * lengths[stop - 1]
+        if stop < len(lengths) and stop - start < 64:  # cut where the next text would pad past a limit
+            more = (stop - start + 1) * lengths[stop]
+            assert more > 1024 or more - lengths[start : stop + 1].sum() > 0.05 * more
+    assert padded(bounded) < padded(batches) and len(bounded) > len(batches)

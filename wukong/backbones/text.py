@@ -51,6 +51,10 @@ TEXT_ENGINES = ("auto", "torch", "openvino")
 # keep both streams busy; PyTorch, one batch at a time, keeps ``batch_size`` (README, Speed).
 STREAM_BATCH = 64
 
+# The share of a batch's tokens that may be padding when texts are encoded: where lengths spread (the
+# longest texts), batches are cut smaller rather than padded (README, Speed).
+MAX_PADDING = 0.04
+
 
 class TextEncoder:
     """Embeds texts with a sentence-transformers model: float32 arrays of shape ``(n, dim)``.
@@ -233,7 +237,8 @@ class TextEncoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         frozen = self._frozen_pass()
         count = self.batch_size if frozen is None else min(self.batch_size, STREAM_BATCH)
-        batches = [order[a:b] for a, b in length_batches(lengths[order], count, self.max_batch_tokens)]
+        cuts = length_batches(lengths[order], count, self.max_batch_tokens, max_padding=MAX_PADDING)
+        batches = [order[a:b] for a, b in cuts]
         with torch.inference_mode(), autocast(self.device, self.bf16 and frozen is None):
             padded = (self._pad(encoded, batch) for batch in batches)
             if frozen is not None:  # several batches in flight at once
@@ -260,21 +265,29 @@ def pad_tokens(tokenizer: Any, rows: dict[str, list[list[int]]], device: torch.d
     return features
 
 
-def length_batches(sorted_lengths: np.ndarray, max_count: int, max_tokens: int) -> list[tuple[int, int]]:
+def length_batches(
+    sorted_lengths: np.ndarray, max_count: int, max_tokens: int, *, max_padding: float = 1.0
+) -> list[tuple[int, int]]:
     """Cut texts sorted by length into ``(start, stop)`` batches of at most ``max_count`` texts and
-    ``max_tokens`` padded tokens (a single text longer than that still gets its own batch).
+    ``max_tokens`` padded tokens (a single text longer than that still gets its own batch), padding
+    at most ``max_padding`` of a batch's tokens (where lengths spread, smaller batches).
 
     Example:
         >>> length_batches(np.array([2, 2, 3, 8, 9]), max_count=3, max_tokens=16)
         [(0, 3), (3, 4), (4, 5)]
+        >>> length_batches(np.array([2, 2, 3, 3, 3]), max_count=8, max_tokens=64, max_padding=0.1)
+        [(0, 2), (2, 5)]
     """
     batches: list[tuple[int, int]] = []
-    start = 0
+    start = real = 0
     for i, length in enumerate(sorted_lengths.tolist()):
         # Ascending lengths: adding text i pads the whole batch to its length.
-        if i > start and (i - start >= max_count or (i - start + 1) * length > max_tokens):
+        padded = (i - start + 1) * length
+        too_many = i - start >= max_count or padded > max_tokens or padded - real - length > max_padding * padded
+        if i > start and too_many:
             batches.append((start, i))
-            start = i
+            start, real = i, 0
+        real += length
     if start < len(sorted_lengths):
         batches.append((start, len(sorted_lengths)))
     return batches
