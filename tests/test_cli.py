@@ -36,7 +36,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, Path]
     (train / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (train / "dog" / "readme.txt").write_text("hello")
     out = root / "model"
-    result = wukong("train", train, "--test", CAT_DOG / "test", "--out", out, "--json", "--backbone", FAST_BACKBONE)
+    tests = []  # the test photos as two sources, one set (as 'wukong evaluate MODEL test' reads them whole)
+    for name in ("cat", "dog"):
+        listed = root / f"test_{name}.csv"
+        photos = sorted((CAT_DOG / "test" / name).glob("*.jpg"))
+        listed.write_text("path,label\n" + "".join(f"{p},{name}\n" for p in photos))
+        tests += ["--test", listed]
+    result = wukong("train", train, *tests, "--out", out, "--json", "--backbone", FAST_BACKBONE)
     return out, json.loads(result.stdout), train
 
 
@@ -49,6 +55,7 @@ def test_train_writes_the_model_folder_contract(trained) -> None:
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     assert size < 2 * (out / "model.safetensors").stat().st_size + 1_000_000  # nothing copied in by mistake
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_data"] == [str((out.parent / f"test_{name}.csv").resolve()) for name in ("cat", "dog")]
     for key, kind in [
         ("val_accuracy", float),
         ("test_accuracy", float),

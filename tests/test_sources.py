@@ -109,3 +109,19 @@ def test_sources_that_cannot_join_name_the_file_and_the_problem(tmp_path: Path, 
     with pytest.raises(DataError) as caught:
         ImageClassifier(FAST_BACKBONE, progress=False).check_data(Sources(train, path))
     assert message.format(train=train, extra=path) in str(caught.value)
+
+
+def test_a_recorded_set_is_read_back_only_while_every_source_is_there(tmp_path: Path) -> None:
+    """``metrics.json``'s ``test_data`` (what ``wukong export`` checks an export against): one path,
+    or the list of several sources; read back as the set it names, or nothing once one is gone."""
+    from wukong.data.sources import record_of, set_of_record
+
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text("path,label\n")
+    second.write_text("path,label\n")
+    assert record_of(first) == str(first.resolve())
+    assert set_of_record(record_of(first)) == first.resolve()
+    both = set_of_record(record_of(Sources(first, second)))
+    assert isinstance(both, Sources) and both.paths == (first.resolve(), second.resolve())
+    second.unlink()
+    assert set_of_record(record_of(Sources(first, second))) is None and set_of_record(None) is None

@@ -18,9 +18,12 @@ def audit(
         typer.Argument(help="Labelled data, as for 'wukong train' (image folder, CSV, text table; several: one set)."),
     ],
     val: Annotated[
-        Path | None, typer.Option(help="Validation data (checked for leakage and label errors too).")
+        list[Path] | None,
+        typer.Option(help="Validation data (checked for leakage and label errors too); repeated: one set."),
     ] = None,
-    test: Annotated[Path | None, typer.Option(help="Test data (checked for leakage and label errors too).")] = None,
+    test: Annotated[
+        list[Path] | None, typer.Option(help="Test data (checked for leakage and label errors too); repeated: one set.")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Folder to write audit.json and audit.html into.")] = Path("audit"),
     backbone: Annotated[
         str | None, typer.Option(help="Pretrained network whose features are compared (default: as 'wukong train').")
@@ -42,8 +45,9 @@ def audit(
     from wukong.quality import audit as run_audit
     from wukong.quality.sets import estimator_for
 
-    for option, path in (*(("DATA", p) for p in data), ("--val", val), ("--test", test)):
-        if path is not None and not path.exists():
+    named = [*(("DATA", p) for p in data), *(("--val", p) for p in val or []), *(("--test", p) for p in test or [])]
+    for option, path in named:
+        if not path.exists():
             raise WukongError(f"{option} {path}: no such file or folder")
     if out.exists() and not out.is_dir():
         raise WukongError(f"--out {out}: a file, not a folder")
@@ -51,7 +55,8 @@ def audit(
     columns = {"text_col": text_col, "label_col": label_col}
     source = one_set(data)
     estimator = estimator_for(modality_of(source), backbone, progress=progress, **columns)
-    report = run_audit(source, val=val, test=test, estimator=estimator, seed=seed, progress=progress)
+    val_set, test_set = (one_set(paths) if paths else None for paths in (val, test))
+    report = run_audit(source, val=val_set, test=test_set, estimator=estimator, seed=seed, progress=progress)
     page = report.save(out)
     summary = report.summary()
     lines = [f"{name.replace('_', ' ')}: {count}" for name, count in summary.items()]

@@ -41,8 +41,14 @@ def train(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
-    val: Annotated[Path | None, typer.Option(help="Validation data (default: a seeded stratified split).")] = None,
-    test: Annotated[Path | None, typer.Option(help="Test data, evaluated once after training.")] = None,
+    val: Annotated[
+        list[Path] | None,
+        typer.Option(help="Validation data (default: a seeded stratified split); repeated: several sources, one set."),
+    ] = None,
+    test: Annotated[
+        list[Path] | None,
+        typer.Option(help="Test data, evaluated once after training; repeated: several sources, one set."),
+    ] = None,
     backbone: Annotated[
         str | None,
         typer.Option(
@@ -156,9 +162,10 @@ def train(
     from wukong.artifact_io import MODEL_FORMAT, check_output_folder, remove_work_folder, work_folder
     from wukong.data.inputs import modality_of
     from wukong.data.labelled import origin_of
-    from wukong.data.sources import one_set
+    from wukong.data.sources import one_set, record_of
 
     source = one_set(data)
+    val_set, test_set = (one_set(paths) if paths else None for paths in (val, test))
     modality = modality_of(source)
     if preset is not None:
         from wukong.backbones.catalog import preset_backbone
@@ -173,10 +180,11 @@ def train(
     hardware_options = hardware(accelerator, devices, num_nodes, num_workers)  # checked before any import of torch
     if modality == "image" and label_names is not None:
         raise WukongError("--label-names describes text labels; it does not apply to image data")
-    for option, path in (("--val", val), ("--test", test), *(("--unlabeled", p) for p in unlabeled or [])):
-        if path is not None and not path.exists():  # found now, not after training
+    named = [*(("--val", p) for p in val or []), *(("--test", p) for p in test or [])]
+    for option, path in (*named, *(("--unlabeled", p) for p in unlabeled or [])):
+        if not path.exists():  # found now, not after training
             raise WukongError(f"{option} {path}: no such file or folder")
-    inputs = [p for p in (*data, val, test) if p is not None]
+    inputs = [*data, *(path for _, path in named)]
     check_output_folder(out, fmt=MODEL_FORMAT, inputs=inputs, overwrite=may_replace(out, MODEL_FORMAT, overwrite))
     progress = progress_wanted(quiet, as_json)
     unfreeze_value: int | str | None = None
@@ -228,18 +236,18 @@ def train(
                 raise WukongError("--engine onnxruntime applies to image data; text models run in PyTorch")
             descriptions = _label_descriptions(label_names) if label_names is not None else None
             clf = TextClassifier(backbone, text_col=text_col, label_col=label_col, label_names=descriptions, **common)
-        clf.check_data(source, val, test)  # every input's classes, before any training
+        clf.check_data(source, val_set, test_set)  # every input's classes, before any training
     pool = _unlabelled(unlabeled, modality, text_col) if unlabeled else None
     work = work_folder(out, create=True)
     report = None
     if clean:
         from wukong import audit
 
-        report = audit(source, val=val, test=test, estimator=clf, seed=seed, progress=progress)
-        clf.fit(*report.cleaned(), val=val, unlabeled=pool, work_dir=work, resume=resume)
+        report = audit(source, val=val_set, test=test_set, estimator=clf, seed=seed, progress=progress)
+        clf.fit(*report.cleaned(), val=val_set, unlabeled=pool, work_dir=work, resume=resume)
         _record_clean(clf, report)
     else:
-        clf.fit(source, val=val, unlabeled=pool, work_dir=work, resume=resume)
+        clf.fit(source, val=val_set, unlabeled=pool, work_dir=work, resume=resume)
     if like is not None:  # said where the reason is read: the summary, metrics.json, the report
         clf.strategy_reason_ = clf.metrics_["strategy_reason"] = (
             f"the choices of {like} (--like); {clf.strategy_reason_}"
@@ -249,12 +257,12 @@ def train(
     if not is_main_process():  # another process of a multi-device run: it trained; the first one writes
         return
     test_problem = None
-    if test is not None:
+    if test_set is not None:
         try:
-            metrics = clf.evaluate(test)
+            metrics = clf.evaluate(test_set)
             clf.metrics_["test_accuracy"] = metrics["accuracy"]
             clf.metrics_["test"] = metrics
-            clf.metrics_["test_data"] = str(test.resolve())  # what 'wukong export' checks exports against
+            clf.metrics_["test_data"] = record_of(test_set)  # what 'wukong export' checks exports against
         except WukongError as exc:  # found only now: the trained model is kept all the same
             test_problem = str(exc)
             clf.metrics_["test_error"] = test_problem
@@ -268,7 +276,7 @@ def train(
     m = clf.metrics_
     lines = [f"backbone: {m['backbone']}", f"strategy: {m['strategy']} ({m['strategy_reason']})"]
     if not m.get("multi_label"):  # (multi-label counts are per label, not per example)
-        used = sum(m["train_examples"].values()) + (m["val_examples"] if val is None else 0)
+        used = sum(m["train_examples"].values()) + (m["val_examples"] if val_set is None else 0)
         lines.append(f"examples: {used} from {origin_of(source)}")
     for item in clf.skipped_:
         lines.append(f"{'note' if item.get('kept') else 'skipped'} {item['path']}: {item['reason']}")

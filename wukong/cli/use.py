@@ -106,7 +106,8 @@ def evaluate(
 def report(
     model: Annotated[Path, typer.Argument(help="Model folder written by 'wukong train'.")],
     data: Annotated[
-        Path | None, typer.Option(help="Labelled data to evaluate: the report shows its scores and mistakes.")
+        list[Path] | None,
+        typer.Option(help="Labelled data to evaluate: the report shows its scores and mistakes; repeated: one set."),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Where to write the page (default: MODEL/report.html).")] = None,
     engine: EngineOption = "auto",
@@ -116,17 +117,19 @@ def report(
     scores, the most confident mistakes; with --data, on that data."""
     from wukong.artifact import read_model_folder
     from wukong.artifact_io import write_text_atomically
+    from wukong.data.sources import one_set, record_of
     from wukong.report import html_report
 
     saved = read_model_folder(model)
     metrics = dict(saved.metrics)
-    if data is not None:
-        evaluation = _load(model, engine).evaluate(data)
-        metrics.update(test=evaluation, test_accuracy=evaluation["accuracy"], test_data=str(data))
+    if data:
+        evaluated = one_set(data)
+        evaluation = _load(model, engine).evaluate(evaluated)
+        metrics.update(test=evaluation, test_accuracy=evaluation["accuracy"], test_data=record_of(evaluated))
     target = out if out is not None else model / "report.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(target, html_report(saved.config, metrics, saved.skipped))
-    result = {"report": str(target), **({"test_accuracy": metrics["test_accuracy"]} if data is not None else {})}
+    result = {"report": str(target), **({"test_accuracy": metrics["test_accuracy"]} if data else {})}
     emit(result, as_json, f"report written to {target}")
 
 

@@ -54,3 +54,21 @@ def one_set(paths: Sequence[Path]) -> Path | Sources:
     """What the commands' DATA arguments name: one path as it is (read, and named in messages, as
     before several were possible), several as ``Sources``."""
     return paths[0] if len(paths) == 1 else Sources(*paths)
+
+
+def record_of(data: Path | Sources) -> str | list[str]:
+    """How ``metrics.json`` names a labelled set (``test_data``): its absolute path, or the list of
+    them for several sources.
+
+    Example:
+        >>> record_of(Sources("/data/test", "/data/more.csv"))
+        ['/data/test', '/data/more.csv']
+    """
+    paths = [str(Path(p).resolve()) for p in (data.paths if isinstance(data, Sources) else [data])]
+    return paths[0] if len(paths) == 1 else paths
+
+
+def set_of_record(record: str | list[str] | None) -> Path | Sources | None:
+    """The set a record (``record_of``) names, where every path of it is still there; else ``None``."""
+    paths = [Path(p) for p in ([record] if isinstance(record, str) else record or [])]
+    return one_set(paths) if paths and all(p.exists() for p in paths) else None

@@ -34,6 +34,7 @@ from typing import Any
 
 from wukong.artifact_io import apply_umask
 from wukong.backbones.ngrams import NGRAM_BACKBONE
+from wukong.data.sources import set_of_record
 from wukong.errors import DataError, ParameterError
 
 FORMATS = ("onnx", "onnx-int8", "torchscript", "torch-export")
@@ -76,8 +77,7 @@ def export(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if data is None:  # the test set recorded at training, where it still is
-        recorded = (getattr(model, "metrics_", None) or {}).get("test_data")
-        data = recorded if recorded and Path(recorded).exists() else None
+        data = set_of_record((getattr(model, "metrics_", None) or {}).get("test_data"))
     if format == "onnx-int8" and data is None:
         raise DataError(
             f"{out}: an int8 export needs labelled data to measure its accuracy change: pass --data "
