@@ -226,13 +226,13 @@ def test_one_pass_over_every_stage_serves_the_search_the_kept_tap_a_refit_and_th
     assert warm is not first and warm.warm_start and warm.tap_ == first.tap_ and rows() == stored
     np.testing.assert_allclose(warm.predict_proba(CAT_DOG / "test"), again.predict_proba(CAT_DOG / "test"), atol=2e-3)
     np.testing.assert_array_equal(first.predict_proba(CAT_DOG / "test"), before)  # left as it was
-    renamed = tmp_path / "renamed"  # other classes: they are the data's, not the model's
+    renamed = tmp_path / "renamed"  # other classes, one more: the data's, not the model's (nothing to start from)
     renamed.mkdir()
-    (renamed / "kitty").symlink_to(CAT_DOG / "train" / "cat")
-    (renamed / "dog").symlink_to(CAT_DOG / "train" / "dog")
+    for name, folder in (("kitty", "train/cat"), ("dog", "train/dog"), ("kitten", "test/cat")):
+        (renamed / name).symlink_to(CAT_DOG / folder)
     kitty = first.retraining(progress=False).fit(renamed)
-    assert kitty.classes_ == ["dog", "kitty"]
-    assert kitty.predict(sorted((CAT_DOG / "test" / "cat").glob("*.jpg"))).count("kitty") >= 8
+    assert kitty.classes_ == ["dog", "kitten", "kitty"]
+    assert kitty.predict(sorted((CAT_DOG / "train" / "dog").glob("*.jpg"))[:10]).count("dog") >= 8
     first.metrics_["classifier"]["C"] = [0.1, 1.0]  # as a blend records its members' values: each tried again
     assert first.chosen_params()["tuning"] == {"c_grid": [0.1, 1.0]}
 

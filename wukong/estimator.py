@@ -312,8 +312,8 @@ class TransferClassifier(Prediction, Persistence, ClassifierMixin, BaseEstimator
         the features need instead, e.g. TF-IDF's, ``backbones.ngrams.FIT_OPTIONS``)."""
         how = {"model": self.linear_model, "seed": self.seed, "c_grid": self.tuning_["c_grid"]}
         how["class_weight"] = self.class_weights_
-        start = getattr(self, "_linear_start", None)  # a warm start's: the fitted classifier, where it reads these
-        if start is not None and start[0].shape[1] == feats.shape[1]:
+        start = getattr(self, "_linear_start", None)  # a warm start's: the fitted classifier, of the same shape
+        if start is not None and start[0].shape == (len(self.classes_), feats.shape[1]):
             how["start"] = start
         how.update(options)
         desc = f"Cross-validating the linear classifier on {len(feats)} x {feats.shape[1]} features"

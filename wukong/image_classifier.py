@@ -112,9 +112,9 @@ class ImageClassifier(TransferClassifier):
             raise ParameterError(f"augment={self.augment!r}: give 'auto', True or False")
         self._warm = self.warm_start and getattr(self, "net_", None) is not None
         self._linear_start = None
-        if self._warm and self.strategy_ == "features":  # the fitted classifier starts the new one
+        if self._warm and self.strategy_ == self.strategy == "features":  # the fitted classifier starts the new one
             layer = final_linear(self.net_.head)
-            self._linear_start = (layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy())
+            self._linear_start = (layer.weight.detach().cpu().numpy().copy(), layer.bias.detach().cpu().numpy().copy())
         with status("Loading the backbone (and measuring whether bf16 is faster here)", enabled=self.progress):
             if not self._warm:
                 self.backbone_ = load_image_backbone(self.backbone, arch=self.arch)
