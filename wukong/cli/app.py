@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -63,6 +64,18 @@ def hardware(accelerator: str, devices: str, num_nodes: int, num_workers: int | 
     count: int | str = devices if devices == "auto" else int(devices)
     check_hardware(accelerator, count, num_nodes, num_workers)
     return {"accelerator": accelerator, "devices": count, "num_nodes": num_nodes, "num_workers": num_workers}
+
+
+def check_paths(options: dict[str, Sequence[Path] | None]) -> list[Path]:
+    """Every path these command-line options name, found now, before any work (else a one-line error
+    naming the option and the path); returned in order."""
+    found = []
+    for option, paths in options.items():
+        for path in paths or []:
+            if not path.exists():
+                raise WukongError(f"{option} {path}: no such file or folder")
+            found.append(path)
+    return found
 
 
 def precision_bf16(precision: str, bf16: bool | None) -> bool | None:

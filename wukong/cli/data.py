@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from wukong.cli.app import app, emit, progress_wanted
+from wukong.cli.app import app, check_paths, emit, progress_wanted
 from wukong.errors import WukongError
 
 
@@ -41,21 +41,18 @@ def audit(
     validation or test items.
     """
     from wukong.data.inputs import modality_of
-    from wukong.data.sources import one_set
+    from wukong.data.sources import one_set, optional_set
     from wukong.quality import audit as run_audit
     from wukong.quality.sets import estimator_for
 
-    named = [*(("DATA", p) for p in data), *(("--val", p) for p in val or []), *(("--test", p) for p in test or [])]
-    for option, path in named:
-        if not path.exists():
-            raise WukongError(f"{option} {path}: no such file or folder")
+    check_paths({"DATA": data, "--val": val, "--test": test})
     if out.exists() and not out.is_dir():
         raise WukongError(f"--out {out}: a file, not a folder")
     progress = progress_wanted(quiet, as_json)
     columns = {"text_col": text_col, "label_col": label_col}
     source = one_set(data)
     estimator = estimator_for(modality_of(source), backbone, progress=progress, **columns)
-    val_set, test_set = (one_set(paths) if paths else None for paths in (val, test))
+    val_set, test_set = optional_set(val), optional_set(test)
     report = run_audit(source, val=val_set, test=test_set, estimator=estimator, seed=seed, progress=progress)
     page = report.save(out)
     summary = report.summary()

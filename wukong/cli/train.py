@@ -16,6 +16,7 @@ from wukong.cli.app import (
     NumWorkersOption,
     PrecisionOption,
     app,
+    check_paths,
     emit,
     hardware,
     may_replace,
@@ -162,10 +163,10 @@ def train(
     from wukong.artifact_io import MODEL_FORMAT, check_output_folder, remove_work_folder, work_folder
     from wukong.data.inputs import modality_of
     from wukong.data.labelled import origin_of
-    from wukong.data.sources import one_set, record_of
+    from wukong.data.sources import one_set, optional_set, record_of
 
     source = one_set(data)
-    val_set, test_set = (one_set(paths) if paths else None for paths in (val, test))
+    val_set, test_set = optional_set(val), optional_set(test)
     modality = modality_of(source)
     if preset is not None:
         from wukong.backbones.catalog import preset_backbone
@@ -180,11 +181,8 @@ def train(
     hardware_options = hardware(accelerator, devices, num_nodes, num_workers)  # checked before any import of torch
     if modality == "image" and label_names is not None:
         raise WukongError("--label-names describes text labels; it does not apply to image data")
-    named = [*(("--val", p) for p in val or []), *(("--test", p) for p in test or [])]
-    for option, path in (*named, *(("--unlabeled", p) for p in unlabeled or [])):
-        if not path.exists():  # found now, not after training
-            raise WukongError(f"{option} {path}: no such file or folder")
-    inputs = [*data, *(path for _, path in named)]
+    inputs = [*data, *check_paths({"--val": val, "--test": test})]  # found now, not after training
+    check_paths({"--unlabeled": unlabeled})
     check_output_folder(out, fmt=MODEL_FORMAT, inputs=inputs, overwrite=may_replace(out, MODEL_FORMAT, overwrite))
     progress = progress_wanted(quiet, as_json)
     unfreeze_value: int | str | None = None

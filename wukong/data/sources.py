@@ -56,6 +56,11 @@ def one_set(paths: Sequence[Path]) -> Path | Sources:
     return paths[0] if len(paths) == 1 else Sources(*paths)
 
 
+def optional_set(paths: Sequence[Path] | None) -> Path | Sources | None:
+    """``one_set`` of an option's paths (``--val``, ``--test``), or ``None`` where none was given."""
+    return one_set(paths) if paths else None
+
+
 def record_of(data: Path | Sources) -> str | list[str]:
     """How ``metrics.json`` names a labelled set (``test_data``): its absolute path, or the list of
     them for several sources.
@@ -71,4 +76,4 @@ def record_of(data: Path | Sources) -> str | list[str]:
 def set_of_record(record: str | list[str] | None) -> Path | Sources | None:
     """The set a record (``record_of``) names, where every path of it is still there; else ``None``."""
     paths = [Path(p) for p in ([record] if isinstance(record, str) else record or [])]
-    return one_set(paths) if paths and all(p.exists() for p in paths) else None
+    return optional_set(paths) if all(p.exists() for p in paths) else None
